@@ -1,0 +1,322 @@
+"""What does the OpenAI server cost next to calling the engine directly?
+
+    python benchmarks/serve.py                     # transformers engine, tiny model, 1 / 8 / 32 clients
+    python benchmarks/serve.py --vllm              # also vLLM: its OpenAI server (ours to start) vs AsyncLLM
+    python benchmarks/serve.py --model PATH --device cuda --max-tokens 128
+
+The same prompts (user turns of the packaged SFT data, greedy, a fixed number of new tokens) go to
+the engine in-process and through HTTP streaming (server-sent events) with 1, 8 and 32 concurrent
+clients. Rounds alternate between the two sides so both see the same machine load; the table shows
+medians of the rounds: aggregate tokens/s, their ratio (target >= 0.95) and the median time to first
+token and its overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def prompts(n: int) -> list[list[dict[str, str]]]:
+    from kernel_magics.testing import tiny_dataset
+
+    rows = [json.loads(line) for line in tiny_dataset("sft").read_text(encoding="utf-8").splitlines()]
+    users = [next(m for m in row["messages"] if m["role"] == "user") for row in rows]
+    return [[{"role": "user", "content": u["content"]}] for u in users[:n]]
+
+
+# -- the transformers engine, called directly -------------------------------------------------------
+async def direct_hf(engine: Any, batch: list[list[dict[str, str]]], max_tokens: int) -> tuple[int, list[float], float]:
+    from kernel_magics.serve.engines.base import RequestHandle, SamplingParams
+
+    loop = asyncio.get_running_loop()
+
+    async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, float]:
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        handle = RequestHandle(f"direct-{i}", engine.models[0], engine.chat_prompt(messages), params, loop, stream=True)
+        started = time.perf_counter()
+        engine.submit(handle)
+        ttft = None
+        tokens = 0
+        async for delta in handle.deltas():
+            if ttft is None:
+                ttft = time.perf_counter() - started
+            if delta.finish_reason is not None:
+                tokens = delta.completion_tokens
+        return tokens, ttft or 0.0
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i, m) for i, m in enumerate(batch)))
+    wall = time.perf_counter() - started
+    return sum(t for t, _ in results), [ttft for _, ttft in results], wall
+
+
+# -- any OpenAI server, streamed over HTTP -----------------------------------------------------------
+async def through_server(
+    url: str, model: str, batch: list[list[dict[str, str]]], max_tokens: int, api_key: str | None = None
+) -> tuple[int, list[float], float]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as client:
+
+        async def one(messages: list[dict[str, str]]) -> tuple[int, float]:
+            body = {
+                "model": model,
+                "messages": messages,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            started = time.perf_counter()
+            ttft = None
+            tokens = 0
+            async with client.stream("POST", "/chat/completions", json=body) as response:
+                response.raise_for_status()
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"]["completion_tokens"]
+                    if ttft is None and any(c["delta"].get("content") for c in chunk.get("choices", [])):
+                        ttft = time.perf_counter() - started
+            return tokens, ttft or 0.0
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(m) for m in batch))
+        wall = time.perf_counter() - started
+    return sum(t for t, _ in results), [ttft for _, ttft in results], wall
+
+
+class ClientProcess:
+    """The HTTP clients run in their own process, as real clients would: they do not share our GIL."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_client_worker, args=(child,), daemon=True)
+        self.process.start()
+
+    def run(self, url: str, model: str, batch: list, max_tokens: int) -> tuple[int, list[float], float]:
+        self.conn.send((url, model, batch, max_tokens))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(10)
+
+
+def _client_worker(conn: Any) -> None:
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        conn.send(asyncio.run(through_server(*job)))
+
+
+# -- vLLM called directly (AsyncLLM, no HTTP) --------------------------------------------------------
+class DirectVLLM:
+    def __init__(self, model_dir: Path, on_cpu: bool) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        kwargs: dict[str, Any] = {"model": str(model_dir), "disable_log_stats": True}
+        if on_cpu:
+            kwargs.update(enforce_eager=True, kv_cache_memory_bytes=256 << 20)
+        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.counter = 0
+
+    async def run(self, batch: list[list[dict[str, str]]], max_tokens: int) -> tuple[int, list[float], float]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=False)
+
+        async def one(messages: list[dict[str, str]]) -> tuple[int, float]:
+            self.counter += 1
+            prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            started = time.perf_counter()
+            ttft = None
+            tokens = 0
+            async for out in self.engine.generate(prompt, params, request_id=f"bench-{self.counter}"):
+                if ttft is None and out.outputs and out.outputs[0].token_ids:
+                    ttft = time.perf_counter() - started
+                tokens = len(out.outputs[0].token_ids)
+            return tokens, ttft or 0.0
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(m) for m in batch))
+        wall = time.perf_counter() - started
+        return sum(t for t, _ in results), [ttft for _, ttft in results], wall
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+
+def measure(run: Any, batch: list, rounds: int) -> tuple[float, float]:
+    """Median aggregate tokens/s and median TTFT (s) over ``rounds`` (after one warm-up)."""
+    samples = []
+    for r in range(rounds + 1):
+        tokens, ttfts, wall = run(batch)
+        if r:
+            samples.append((tokens / wall, statistics.median(ttfts)))
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def row(name: str, clients: int, direct: tuple[float, float], server: tuple[float, float]) -> dict:
+    return {
+        "engine": name,
+        "clients": clients,
+        "direct tok/s": direct[0],
+        "server tok/s": server[0],
+        "ratio": server[0] / direct[0],
+        "direct TTFT ms": direct[1] * 1000,
+        "server TTFT ms": server[1] * 1000,
+        "TTFT overhead ms": (server[1] - direct[1]) * 1000,
+    }
+
+
+def compare(name: str, direct: Any, server: Any, all_prompts: list, clients: list[int], rounds: int) -> list[dict]:
+    """Alternate rounds between the two sides (same machine load for both)."""
+    rows = []
+    for n in clients:
+        batch = all_prompts[:n]
+        samples: dict[str, list[tuple[float, float]]] = {"direct": [], "server": []}
+        for r in range(rounds + 1):  # round 0 warms both sides up
+            order = (("direct", direct), ("server", server)) if r % 2 else (("server", server), ("direct", direct))
+            for side, run in order:
+                tokens, ttfts, wall = run(batch)
+                if r:
+                    samples[side].append((tokens / wall, statistics.median(ttfts)))
+        medians = {
+            side: (statistics.median(s[0] for s in values), statistics.median(s[1] for s in values))
+            for side, values in samples.items()
+        }
+        rows.append(row(name, n, medians["direct"], medians["server"]))
+        print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _line(row: dict) -> str:
+    return (
+        f"{row['engine']:<12} {row['clients']:>3} clients: direct {row['direct tok/s']:8.0f} tok/s, "
+        f"server {row['server tok/s']:8.0f} tok/s, ratio {row['ratio']:.3f}; TTFT direct "
+        f"{row['direct TTFT ms']:.1f} ms, server {row['server TTFT ms']:.1f} ms "
+        f"(overhead {row['TTFT overhead ms']:+.1f} ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--vllm", action="store_true", help="also compare vLLM's server with AsyncLLM")
+    parser.add_argument("--no-hf", action="store_true", help="skip the transformers engine")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (busy shared machines: 1)")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import kernel_magics as km
+    from kernel_magics.device import select_device
+    from kernel_magics.serve.api import serve
+
+    clients = [int(c) for c in args.clients.split(",")]
+    all_prompts = prompts(max(clients))
+    model_dir = km.resolve_model(args.model)
+    info = select_device(args.device)
+    print(
+        f"model {args.model} on {info.type} ({info.name}, torch threads {torch.get_num_threads()}); "
+        f"{args.max_tokens} new tokens per request, greedy; load average {os.getloadavg()[0]:.1f}"
+    )
+    rows: list[dict] = []
+    client = ClientProcess()
+
+    if not args.no_hf:
+        from kernel_magics.serve.engines.hf import HFEngine
+
+        engine = HFEngine(model_dir, args.model, device=info)
+        engine.start()
+        srv = serve(args.model, backend="transformers", device=args.device, name="bench-hf")
+        try:
+            rows += compare(
+                "transformers",
+                lambda b: asyncio.run(direct_hf(engine, b, args.max_tokens)),
+                lambda b: client.run(srv.url, srv.model, b, args.max_tokens),
+                all_prompts,
+                clients,
+                args.rounds,
+            )
+        finally:
+            srv.stop()
+            engine.shutdown()
+
+    if args.vllm:
+        from kernel_magics.serve.engines.vllm import vllm_available
+
+        if not vllm_available():
+            print("vllm is not installed: skipping the vLLM comparison")
+        else:
+            # one vLLM engine at a time: two of them on the same cores slow each other down
+            srv = serve(args.model, backend="vllm", device=args.device, name="bench-vllm")
+            try:
+                served = {
+                    n: measure(
+                        lambda b: client.run(srv.url, srv.model, b, args.max_tokens), all_prompts[:n], args.rounds
+                    )
+                    for n in clients
+                }
+            finally:
+                srv.stop()
+            loop = asyncio.new_event_loop()
+            direct = DirectVLLM(model_dir, on_cpu=info.type == "cpu")
+            try:
+                alone = {
+                    n: measure(
+                        lambda b: loop.run_until_complete(direct.run(b, args.max_tokens)), all_prompts[:n], args.rounds
+                    )
+                    for n in clients
+                }
+            finally:
+                direct.shutdown()
+            for n in clients:
+                rows.append(row("vllm", n, alone[n], served[n]))
+                print(_line(rows[-1]), flush=True)
+
+    client.close()
+    print()
+    print("| engine | clients | direct tok/s | server tok/s | ratio | direct TTFT ms | server TTFT ms | overhead ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['engine']} | {r['clients']} | {r['direct tok/s']:.0f} | {r['server tok/s']:.0f} | "
+            f"{r['ratio']:.3f} | {r['direct TTFT ms']:.1f} | {r['server TTFT ms']:.1f} | "
+            f"{r['TTFT overhead ms']:+.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

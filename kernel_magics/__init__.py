@@ -1,0 +1,74 @@
+"""kernel_magics: fine-tune, serve and chat with LLMs from inside the Jupyter kernel.
+
+In a notebook::
+
+    %load_ext kernel_magics
+    %swift env
+    %swift --help
+
+From Python::
+
+    import kernel_magics as km
+    km.env()
+
+This module stays light: ``%load_ext kernel_magics`` imports no torch, transformers or vllm. The
+public functions below are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import settings
+from .errors import SwiftError
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute", imported on first access
+_LAZY = {
+    "env": "kernel_magics.envinfo:env",
+    "resolve_model": "kernel_magics.hub:resolve_model",
+    "download": "kernel_magics.hub:download",
+    "search": "kernel_magics.search.api:search",
+    "catalog": "kernel_magics.search.api:catalog",
+    "sft": "kernel_magics.train.api:sft",
+    "dpo": "kernel_magics.train.api:dpo",
+    "rlhf": "kernel_magics.train.api:rlhf",
+    "estimate": "kernel_magics.train.estimate:estimate",
+    "runs": "kernel_magics.train.api:runs",
+    "serve": "kernel_magics.serve.api:serve",
+    "merge": "kernel_magics.export.api:merge",
+    "export": "kernel_magics.export.api:export",
+    "evaluate": "kernel_magics.export.api:evaluate",
+    "compare": "kernel_magics.export.api:compare",
+}
+
+__all__ = ["SwiftError", "__version__", "settings", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'kernel_magics' has no attribute '{name}'")
+    from .argspec import load
+
+    try:
+        value = load(target)
+    except (ImportError, AttributeError) as exc:
+        raise AttributeError(f"kernel_magics.{name} is not available: {exc}") from exc
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext kernel_magics``: register ``%swift`` / ``%%swift`` and the ``SwiftMagics`` config."""
+    from .magics import SwiftMagics
+
+    ipython.register_magics(SwiftMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext kernel_magics``: stop servers started from this kernel and remove the magics."""
+    from .magics import unregister
+
+    unregister(ipython)

@@ -1,0 +1,114 @@
+"""The notebook front door: ``%swift`` / ``%%swift`` and the ``SwiftMagics`` configuration.
+
+This module only parses (with the same parser as the CLI), calls the Python API and shows the result;
+the work lives in the capability packages. A :class:`~kernel_magics.errors.SwiftError` becomes IPython's
+``UsageError``, which the notebook shows as one red line without a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Bool, Int, Unicode, observe, validate
+
+from . import cli
+from .argspec import load
+from .config import settings
+from .errors import SwiftError
+
+_H = settings.HELP
+
+
+@magics_class
+class SwiftMagics(Magics):
+    """``%swift SUBCOMMAND [flags]`` runs one subcommand; ``%%swift`` adds a YAML body of the same keys."""
+
+    cache_dir = Unicode(settings.cache_dir, help=_H["cache_dir"]).tag(config=True)
+    workspace = Unicode(settings.workspace, help=_H["workspace"]).tag(config=True)
+    default_model = Unicode(settings.default_model, help=_H["default_model"]).tag(config=True)
+    device = Unicode(settings.device, help=_H["device"]).tag(config=True)
+    host = Unicode(settings.host, help=_H["host"]).tag(config=True)
+    port = Int(settings.port, help=_H["port"]).tag(config=True)
+    api_key = Unicode(settings.api_key, help=_H["api_key"]).tag(config=True)
+    verbose_errors = Bool(settings.verbose_errors, help=_H["verbose_errors"]).tag(config=True)
+    trust_remote_code = Bool(settings.trust_remote_code, help=_H["trust_remote_code"]).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        # values set in ipython_config.py or on the command line reach the core too
+        for name in settings.HELP:
+            setattr(settings, name, getattr(self, name))
+
+    @validate("port")
+    def _check_port(self, proposal: Any) -> int:
+        return _checked_port(proposal["value"])
+
+    @validate("device")
+    def _check_device(self, proposal: Any) -> str:
+        return _checked_device(proposal["value"])
+
+    @observe(
+        "cache_dir",
+        "workspace",
+        "default_model",
+        "device",
+        "host",
+        "port",
+        "api_key",
+        "verbose_errors",
+        "trust_remote_code",
+    )
+    def _write_through(self, change: Any) -> None:
+        name, value = change["name"], change["new"]
+        try:  # traitlets may notify before it rolls back a value that failed validation
+            value = _CHECKS.get(name, lambda v: v)(value)
+        except ValueError:
+            return
+        setattr(settings, name, value)
+
+    @line_cell_magic
+    def swift(self, line: str, cell: str | None = None) -> Any:
+        """Run a kernel_magics subcommand: ``%swift --help`` lists them."""
+        try:
+            call = cli.parse(line, cell, prog="%%swift" if cell is not None else "%swift")
+            if call.help is not None:
+                print(call.help)
+                return None
+            result = call.run()
+            if call.command.notebook and result is not None:
+                return load(call.command.notebook)(result)
+            return result
+        except SwiftError as exc:
+            if settings.verbose_errors:
+                raise
+            raise UsageError(str(exc)) from None
+
+
+def _checked_port(port: int) -> int:
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be between 1 and 65535, got {port}")
+    return port
+
+
+def _checked_device(device: str) -> str:
+    value = device.strip().lower()
+    if value not in ("auto", "cpu", "mps", "cuda") and not value.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return value
+
+
+_CHECKS = {"port": _checked_port, "device": _checked_device}
+
+
+def unregister(ipython: Any) -> None:
+    """Stop this kernel's jobs and remove the magics (``%unload_ext kernel_magics``)."""
+    from .jobs import stop_all
+
+    stop_all()
+    manager = ipython.magics_manager
+    for kind in ("line", "cell"):
+        manager.magics[kind].pop("swift", None)
+    manager.registry.pop("SwiftMagics", None)
+    ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, SwiftMagics)]

@@ -1,0 +1,218 @@
+"""Filters on cards: the explicit ones (``max_params_b=3``, ``license="apache-2.0"``) and the ones query
+understanding read from the words. Each filter knows how to say why a card passed it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SwiftUsageError, did_you_mean
+from .catalog import FORMATS, MODALITIES, TASKS
+from .lexicon import LANGUAGE_NAMES
+from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED, Understanding
+
+LICENSE_GROUPS = {"commercial": COMMERCIAL, "permissive": PERMISSIVE}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A test on a card, its one-line description for ``why`` and whether it may be relaxed."""
+
+    label: str
+    test: Callable[[dict[str, Any]], bool]
+    relaxable: bool = False
+    relax_order: int = 0  # relaxable filters are dropped in this order when nothing passes
+    detail: Callable[[dict[str, Any]], str] | None = None
+
+    def why(self, card: dict[str, Any]) -> str:
+        return self.detail(card) if self.detail else self.label
+
+
+def listify(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def _check(values: list[str], allowed: Iterable[str], flag: str) -> list[str]:
+    allowed = list(allowed)
+    for value in values:
+        if value not in allowed:
+            raise SwiftUsageError(
+                f"--{flag}: unknown value '{value}'{did_you_mean(value, allowed)}; choose from {', '.join(allowed)}"
+            )
+    return values
+
+
+def language_code(value: str, known: set[str]) -> str:
+    """``"zh"`` / ``"Chinese"`` / ``"中文"`` -> ``"zh"``; unknown names raise one line."""
+    text = value.strip().lower()
+    if text in known:
+        return text
+    for code, (english, chinese) in LANGUAGE_NAMES.items():
+        if text in english.split() or value.strip() in chinese.split():
+            return code
+    names = sorted(known | {n for en, _ in LANGUAGE_NAMES.values() for n in en.split()})
+    raise SwiftUsageError(
+        f"--languages: unknown language '{value}'{did_you_mean(text, names)}; use ISO codes like zh, en"
+    )
+
+
+def _size(card: dict[str, Any]) -> str:
+    return f"{card['params_b']:g}B"
+
+
+def explicit_filters(
+    cards: list[dict[str, Any]],
+    *,
+    modalities: Any = None,
+    tasks: Any = None,
+    languages: Any = None,
+    license: Any = None,  # noqa: A002 - the column's name
+    formats: Any = None,
+    min_context: int | None = None,
+    family: Any = None,
+) -> list[Filter]:
+    """Validated filters from keyword arguments (sizes are handled with the understood ones)."""
+    out: list[Filter] = []
+    for modality in _check([m.lower() for m in listify(modalities)], MODALITIES, "modalities"):
+        out.append(Filter(f"{modality} input", lambda c, m=modality: m in c["modalities"]))
+    for task in _check([t.lower() for t in listify(tasks)], TASKS, "tasks"):
+        out.append(Filter(task, lambda c, t=task: t in c["tasks"]))
+    known_langs = {lang for c in cards for lang in c["languages"]}
+    for lang in [language_code(v, known_langs) for v in listify(languages)]:
+        out.append(Filter(lang, lambda c, x=lang: x in c["languages"]))
+    licenses = [v.lower() for v in listify(license)]
+    if licenses:
+        known = sorted({c["license"] for c in cards if c["license"]} | set(LICENSE_GROUPS))
+        allowed: set[str] = set()
+        for value in _check(licenses, known, "license"):
+            allowed |= LICENSE_GROUPS.get(value, {value})
+        out.append(
+            Filter(
+                "license " + " or ".join(licenses),
+                lambda c, a=frozenset(allowed): c["license"] in a,
+                detail=lambda c: f"license {c['license']}",
+            )
+        )
+    wanted_formats = [f.lower() for f in listify(formats)]
+    if wanted_formats:
+        fset = frozenset(_check(wanted_formats, [*FORMATS, "quantized"], "formats"))
+        if "quantized" in fset:
+            fset = (fset - {"quantized"}) | QUANTIZED
+        out.append(
+            Filter(
+                " or ".join(wanted_formats) + " build",
+                lambda c, f=fset: bool(f & set(c["formats"])),
+                detail=lambda c, f=fset: "builds: " + ", ".join(x for x in c["formats"] if x in f),
+            )
+        )
+    if min_context is not None:
+        if min_context < 0:
+            raise SwiftUsageError(f"--min-context must be a positive number of tokens, got {min_context}")
+        out.append(
+            Filter(
+                f"context ≥ {min_context:,}",
+                lambda c, n=min_context: c["context_length"] >= n,
+                detail=lambda c: f"context {c['context_length']:,}",
+            )
+        )
+    fams = [f.lower() for f in listify(family)]
+    if fams:
+        known_fams = sorted({c["family"].lower() for c in cards if c["family"]})
+        for fam in fams:
+            if not any(k.startswith(fam) for k in known_fams):
+                raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{did_you_mean(fam, known_fams)}")
+        out.append(
+            Filter(
+                "family " + " or ".join(fams),
+                lambda c, f=tuple(fams): c["family"].lower().startswith(f),
+                detail=lambda c: f"family {c['family']}",
+            )
+        )
+    return out
+
+
+def size_filter(u: Understanding) -> Filter | None:
+    """The parameter range (explicit and understood bounds merged in ``u``)."""
+    low, high = u.min_params_b, u.max_params_b
+    if low is None and high is None:
+        return None
+    if low is not None and high is not None:
+        label = f"{low:g}B-{high:g}B"
+    elif high is not None:
+        label = f"≤ {high:g}B"
+    else:
+        label = f"≥ {low:g}B"
+
+    def test(card: dict[str, Any]) -> bool:
+        size = card["params_b"] or 0.0
+        if size <= 0:
+            return False
+        return (low is None or size >= low) and (high is None or size <= high)
+
+    return Filter(label, test, detail=lambda c: f"{label} ({_size(c)})")
+
+
+def understood_filters(u: Understanding) -> list[Filter]:
+    """Hard filters read from the query words (a format wish may be relaxed when nothing passes)."""
+    out: list[Filter] = []
+    for modality in sorted(u.modalities):
+        out.append(Filter(f"{modality} input", lambda c, m=modality: m in c["modalities"]))
+    for lang in sorted(u.languages):
+        out.append(Filter(lang, lambda c, x=lang: x in c["languages"]))
+    if u.multilingual:
+        out.append(
+            Filter(
+                "multilingual",
+                lambda c: len(c["languages"]) >= 5,
+                detail=lambda c: f"{len(c['languages'])} languages",
+            )
+        )
+    if u.moe:
+        out.append(
+            Filter(
+                "mixture of experts",
+                lambda c: bool(c["active_params_b"]) and c["active_params_b"] < (c["params_b"] or 0),
+                detail=lambda c: f"MoE, {c['active_params_b']:g}B active of {c['params_b']:g}B",
+            )
+        )
+    if u.speech:
+        out.append(
+            Filter(
+                "speech/audio",
+                lambda c: "audio" in c["modalities"] or bool({"asr", "tts"} & set(c["tasks"])),
+                detail=lambda c: "audio input" if "audio" in c["modalities"] else "speech output",
+            )
+        )
+    for group in u.task_groups:
+        out.append(Filter(" or ".join(sorted(group)), lambda c, g=group: bool(g & set(c["tasks"]))))
+    if u.licenses is not None:
+        out.append(
+            Filter(
+                u.license_label or "license",
+                lambda c, a=u.licenses: c["license"] in a,
+                detail=lambda c: f"license {c['license']}",
+            )
+        )
+    if u.formats is not None:
+        out.append(
+            Filter(
+                "quantized build" if u.formats == QUANTIZED else " or ".join(sorted(u.formats)) + " build",
+                lambda c, f=u.formats: bool(f & set(c["formats"])),
+                relaxable=True,
+                detail=lambda c, f=u.formats: "builds: " + ", ".join(x for x in c["formats"] if x in f),
+            )
+        )
+    if u.min_context is not None:
+        out.append(
+            Filter(
+                f"context ≥ {u.min_context:,}",
+                lambda c, n=u.min_context: c["context_length"] >= n,
+                detail=lambda c: f"context {c['context_length']:,}",
+            )
+        )
+    return out

@@ -1,0 +1,281 @@
+"""Python API of serving: ``serve()``, ``chat()``, ``stop()``.
+
+::
+
+    srv = km.serve("tiny", adapters={"tuned": run.adapter_dir}, backend="auto")
+    srv.url        # http://127.0.0.1:8000/v1 — any OpenAI client works against it
+    srv.models     # ["tiny", "tuned"]
+    srv.stop()
+
+The keyword names equal the ``%swift serve`` / ``chat`` / ``stop`` argument names.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import settings
+from ..device import DeviceInfo, select_device
+from ..errors import SwiftConfigError, SwiftServeError, did_you_mean
+from .chat import ChatTarget, resolve_target
+from .server import LOOPBACK, Server, latest_server, pick_port, running_servers
+
+BACKENDS = ("auto", "transformers", "vllm")
+_NAME = re.compile(r"^[\w.\-/:@]+$")
+
+
+def serve(
+    model: str | None = None,
+    adapters: Mapping[str, str | Path] | Iterable[Any] | str | Path | None = None,
+    backend: str = "auto",
+    host: str | None = None,
+    port: int | None = None,
+    api_key: str | None = None,
+    name: str | None = None,
+    device: str | None = None,
+    max_batch_size: int = 32,
+    max_model_len: int | None = None,
+    trust_remote_code: bool | None = None,
+    engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+    allowed_local_media_path: str | Path | None = None,
+    wait: bool = True,
+) -> Server:
+    """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
+
+    ``backend``: "vllm", "transformers" or "auto" (vLLM when it is installed and supports the device
+    and model, else transformers; it says which and why). Binds ``127.0.0.1`` unless ``host`` says
+    otherwise (then ``api_key`` is required). Without ``port`` it takes the first free port from
+    ``settings.port``. Returns the running :class:`Server` (``url``, ``models``, ``stats()``, ``stop()``).
+    Vision-language models take OpenAI ``image_url`` parts (data: URLs; local files only inside
+    ``allowed_local_media_path``).
+    """
+    from ..hub import resolve_model
+
+    backend = (backend or "auto").strip().lower()
+    if backend in ("hf", "torch"):
+        backend = "transformers"
+    if backend not in BACKENDS:
+        raise SwiftConfigError(
+            f"backend '{backend}' is not one of {', '.join(BACKENDS)}{did_you_mean(backend, BACKENDS)}"
+        )
+    host = (host or settings.host or "127.0.0.1").strip()
+    api_key = api_key if api_key is not None else (settings.api_key or None)
+    if host not in LOOPBACK and not api_key:
+        raise SwiftConfigError(
+            f"host {host} exposes the server beyond this machine; pass --api-key KEY as well (or keep 127.0.0.1)"
+        )
+    if max_batch_size < 1:
+        raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    if max_model_len is not None and max_model_len < 16:
+        raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
+    served = str(model if model is not None else settings.default_model).strip()
+    named_adapters = _adapter_map(adapters)
+    if served in named_adapters:
+        raise SwiftConfigError(f"adapter name '{served}' is the base model's name; pick another adapter name")
+    name = name or served
+    for other in running_servers():
+        if other.name == name:
+            raise SwiftServeError(
+                f"a server named '{name}' is already running at {other.url}; stop it (%swift stop {name}) "
+                "or pass --name for a second one"
+            )
+    model_dir = resolve_model(served)
+    info = select_device(device)
+    chosen, reason = choose_backend(backend, info, model_dir)
+    trust = settings.trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
+    port, note = pick_port(host, port, settings.port)
+    if allowed_local_media_path is not None and not Path(allowed_local_media_path).expanduser().is_dir():
+        raise SwiftConfigError(f"allowed_local_media_path {allowed_local_media_path} is not a folder")
+    engine = _make_engine(
+        chosen, model_dir, served, named_adapters, info, max_batch_size, max_model_len, api_key, trust, engine_args
+    )
+    if allowed_local_media_path is not None:
+        engine = _allow_local_media(engine, Path(allowed_local_media_path).expanduser())
+    server = Server(name, engine, chosen, reason, host, port, api_key, model_dir)
+    if note:
+        print(note)
+    started = time.perf_counter()
+    server.start(wait=wait)
+    took = f" in {time.perf_counter() - started:.1f} s" if wait else " (starting)"
+    print(f"serving {', '.join(server.models)} with {chosen} ({reason}) at {server.url}{took}")
+    return server
+
+
+def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[str, str]:
+    """The engine for ``backend`` on ``device`` and a short reason."""
+    from .engines.vllm import INSTALL_HINT, unsupported_reason, vllm_available
+
+    if backend == "transformers":
+        return "transformers", "asked for"
+    if backend == "vllm":
+        if not vllm_available():
+            raise SwiftServeError(
+                f"backend 'vllm' needs vLLM, which is not installed: {INSTALL_HINT}; "
+                "backend='auto' would use transformers"
+            )
+        why_not = unsupported_reason(device, model_dir)
+        if why_not:
+            raise SwiftServeError(f"backend 'vllm' cannot serve here: {why_not}; backend='auto' would use transformers")
+        return "vllm", f"asked for, on {device.type}"
+    why_not = unsupported_reason(device, model_dir)
+    if why_not is None and device.type == "cpu" and _is_vision_model(model_dir):
+        why_not = "vision-language models are served by the transformers engine on the CPU"
+    if why_not is None:
+        return "vllm", f"auto: vLLM is installed and supports {device.type}"
+    return "transformers", f"auto: {why_not}"
+
+
+def _make_engine(
+    backend: str,
+    model_dir: Path,
+    served: str,
+    adapters: dict[str, str],
+    device: DeviceInfo,
+    max_batch_size: int,
+    max_model_len: int | None,
+    api_key: str | None,
+    trust_remote_code: bool,
+    engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None,
+) -> Any:
+    extra = dict(engine_args.items() if isinstance(engine_args, Mapping) else engine_args or [])
+    if backend == "vllm":
+        from .engines.vllm import VLLMProcess
+
+        return VLLMProcess(
+            model_dir,
+            served,
+            adapters,
+            device=device,
+            max_model_len=max_model_len,
+            api_key=api_key,
+            trust_remote_code=trust_remote_code,
+            max_batch_size=max_batch_size,
+            engine_args=extra,
+        )
+    from .engines.hf import HFEngine
+
+    if _is_vision_model(model_dir):
+        from .engines.hf_vlm import HFVisionEngine
+
+        HFEngine = HFVisionEngine  # noqa: N806 - same constructor, image-aware prompts
+    if extra:
+        raise SwiftConfigError(f"engine_args are passed to vLLM only; the transformers engine got {sorted(extra)}")
+    return HFEngine(
+        model_dir,
+        served,
+        adapters,
+        device=device,
+        max_batch_size=max_batch_size,
+        max_model_len=max_model_len,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def _is_vision_model(model_dir: Path) -> bool:
+    from ..train.vlm import is_vision_model
+
+    return is_vision_model(model_dir)
+
+
+def _allow_local_media(engine: Any, folder: Path) -> Any:
+    """Let image parts name local files under ``folder`` (vLLM: its ``--allowed-local-media-path``)."""
+    if hasattr(engine, "allowed_local_media_path"):
+        engine.allowed_local_media_path = folder
+    elif hasattr(engine, "engine_args"):
+        engine.engine_args["allowed_local_media_path"] = str(folder)
+    return engine
+
+
+def _adapter_map(adapters: Any) -> dict[str, str]:
+    """``{"name": path}``, ``[("name", path)]``, ``["name=path"]`` or one path -> ``{"name": "path"}``."""
+    if adapters is None:
+        return {}
+    if isinstance(adapters, (str, Path)):
+        adapters = [adapters]
+    items = list(adapters.items()) if isinstance(adapters, Mapping) else list(adapters)
+    result: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            name, path = str(item[0]).strip(), str(item[1]).strip()
+        elif isinstance(item, (str, Path)) and "=" in str(item) and not Path(str(item)).exists():
+            name, _, path = str(item).partition("=")
+            name, path = name.strip(), path.strip()
+        else:
+            path = str(item)
+            name = Path(path).name if Path(path).name != "adapter" else Path(path).parent.name
+        if not name or not _NAME.match(name):
+            raise SwiftConfigError(f"adapter name {name!r} is not valid; use letters, digits, '-', '_' or '.'")
+        if name in result:
+            raise SwiftConfigError(f"two adapters are named '{name}'; give each its own name (NAME=PATH)")
+        result[name] = path
+    return result
+
+
+def chat(
+    url: str | None = None,
+    model: str | None = None,
+    compare: list[str] | str | None = None,
+    api_key: str | None = None,
+    system: str | None = None,
+    temperature: float = 0.7,
+    max_tokens: int = 256,
+) -> ChatTarget:
+    """Where ``%swift chat`` talks to: the latest server of this kernel, or any OpenAI-compatible ``url``.
+
+    ``compare`` lists two or more models that answer the same prompt side by side ("base" means the
+    server's base model). In a notebook the result shows as the chat panel.
+    """
+    return resolve_target(
+        url=url,
+        model=model,
+        compare=compare,
+        api_key=api_key,
+        system=system,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        server=latest_server(),
+    )
+
+
+def stop(name: str | None = None, all: bool = False) -> list[str]:  # noqa: A002 - the flag is --all
+    """Stop this kernel's servers (``name``: only that one; ``all``: training runs too). Returns the names."""
+    from ..jobs import live_jobs, stop_all
+
+    if all:
+        stopped = [job.name for job in stop_all()]
+    else:
+        servers = running_servers()
+        if name is not None:
+            matches = [s for s in servers if s.name == name]
+            if not matches:
+                names = [s.name for s in servers] + [j.name for j in live_jobs() if j.kind != "server"]
+                if name in names:
+                    matches = [j for j in live_jobs() if j.name == name]  # a training run by name
+                else:
+                    running = ", ".join(names) or "none"
+                    raise SwiftServeError(
+                        f"no running server named '{name}' (running: {running}){did_you_mean(name, names)}"
+                    )
+            servers = matches
+        for server in servers:
+            server.stop()
+        stopped = [s.name for s in servers]
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop: no server is running in this kernel")
+    return stopped
+
+
+def serve_forever(server: Server) -> None:
+    """Terminal: show where the server listens and keep it up until Ctrl-C."""
+    print(server.to_text())
+    print("press Ctrl-C to stop")
+    try:
+        while not server.done:
+            server.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,224 @@
+"""The thin FastAPI app that puts the OpenAI protocol in front of an in-process :class:`Engine`.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
+(both streaming as server-sent events the way the official ``openai`` client reads them) and
+``GET /metrics`` (Prometheus text). Bad input always gets a 4xx with an OpenAI error object; the
+optional API key is checked on every request with a constant-time comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .engines.base import Engine, RequestHandle, SamplingParams
+from .metrics import prometheus_text
+from .protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingRequest,
+    chat_chunk,
+    chat_response,
+    completion_response,
+    model_list,
+    new_id,
+    now,
+    usage,
+)
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
+    """Build the app serving ``engine`` (``api_key``: required as ``Authorization: Bearer KEY``)."""
+    app = FastAPI(title="kernel_magics OpenAI-compatible server", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_validation_body(exc), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        error = APIError(str(exc.detail), status=exc.status_code, type=kind)
+        return JSONResponse(error.body(), status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _check_key(request: Request, call_next: Any) -> Any:
+        if api_key and request.url.path not in OPEN_PATHS:
+            header = request.headers.get("authorization", "")
+            given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+            if not secrets.compare_digest(given.encode(), api_key.encode()):
+                error = APIError(
+                    "invalid or missing API key; send it as 'Authorization: Bearer KEY'",
+                    status=401,
+                    type="authentication_error",
+                    code="invalid_api_key",
+                )
+                return JSONResponse(error.body(), status_code=401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        base = engine.models[0]
+        return model_list(engine.models, parents={m: base for m in engine.models[1:]})
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(prometheus_text(engine), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        _check_model(engine, body.model)
+        vision = getattr(engine, "accepts_images", False)  # image_url parts go to engines that take images
+        messages = [
+            {"role": m.role if m.role != "developer" else "system", "content": m.parts() if vision else m.text()}
+            for m in body.messages
+        ]
+        try:
+            prompt_ids = engine.chat_prompt(messages)
+        except ValueError as exc:
+            raise APIError(str(exc), param="messages") from None
+        handle = _submit(engine, request, body, prompt_ids, body.limit(), "chatcmpl")
+        if body.stream:
+            return _sse(_chat_events(handle, body))
+        text, finish, prompt_tokens, completion_tokens = await _collect(handle)
+        return chat_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        _check_model(engine, body.model)
+        if body.echo:
+            raise APIError("echo is not supported", param="echo")
+        prompt_ids = engine.encode(body.text())
+        if not prompt_ids:
+            raise APIError("the prompt is empty", param="prompt")
+        handle = _submit(engine, request, body, prompt_ids, body.limit(), "cmpl")
+        if body.stream:
+            return _sse(_completion_events(handle, body))
+        text, finish, prompt_tokens, completion_tokens = await _collect(handle)
+        return completion_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
+
+    return app
+
+
+def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return APIError("the request body is not valid JSON", code="invalid_json").body()
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    return APIError(f"{param}: {message}" if param else message, param=param).body()
+
+
+def _check_model(engine: Engine, model: str) -> None:
+    if model not in engine.models:
+        raise APIError(
+            f"the model '{model}' does not exist; this server has: {', '.join(engine.models)}",
+            status=404,
+            param="model",
+            code="model_not_found",
+        )
+
+
+def _submit(
+    engine: Engine, request: Request, body: SamplingRequest, prompt_ids: list[int], limit: int | None, prefix: str
+) -> RequestHandle:
+    import asyncio
+
+    room = engine.max_model_len - len(prompt_ids)
+    if room <= 0 or (limit is not None and limit > room):
+        asked = f" + max_tokens {limit}" if limit is not None else ""
+        raise APIError(
+            f"this model's maximum context length is {engine.max_model_len} tokens, but the request has "
+            f"{len(prompt_ids)} prompt tokens{asked}; shorten the messages or lower max_tokens",
+            param="messages" if prefix == "chatcmpl" else "prompt",
+            code="context_length_exceeded",
+        )
+    params = SamplingParams(
+        max_tokens=limit if limit is not None else room,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=tuple(body.stop or ()),
+        seed=body.seed,
+    )
+    handle = RequestHandle(
+        request_id=new_id(prefix),
+        model=body.model,
+        prompt_ids=prompt_ids,
+        params=params,
+        loop=asyncio.get_running_loop(),
+        stream=body.stream,
+    )
+    try:
+        engine.submit(handle)
+    except RuntimeError as exc:
+        raise APIError(str(exc), status=503, type="server_error") from None
+    return handle
+
+
+async def _collect(handle: RequestHandle) -> tuple[str, str, int, int]:
+    parts: list[str] = []
+    async for delta in handle.deltas():
+        parts.append(delta.text)
+        if delta.finish_reason is not None:
+            return "".join(parts), delta.finish_reason, delta.prompt_tokens, delta.completion_tokens
+    raise APIError("the request ended without a result", status=503, type="server_error")
+
+
+def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        try:
+            async for event in events:
+                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+        except RuntimeError as exc:  # the engine stopped mid-stream
+            yield f"data: {json.dumps(APIError(str(exc), status=503, type='server_error').body())}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _chat_events(handle: RequestHandle, body: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    rid, created = handle.request_id, now()
+    yield chat_chunk(rid, body.model, created, {"role": "assistant", "content": ""})
+    async for delta in handle.deltas():
+        if delta.text:
+            yield chat_chunk(rid, body.model, created, {"content": delta.text})
+        if delta.finish_reason is not None:
+            yield chat_chunk(rid, body.model, created, {}, delta.finish_reason)
+            if body.include_usage:
+                chunk = chat_chunk(rid, body.model, created, None)
+                chunk["usage"] = usage(delta.prompt_tokens, delta.completion_tokens)
+                yield chunk
+
+
+async def _completion_events(handle: RequestHandle, body: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    rid, created = handle.request_id, now()
+    async for delta in handle.deltas():
+        if delta.text or delta.finish_reason is not None:
+            chunk = completion_response(rid, body.model, delta.text, delta.finish_reason, 0, 0, created)
+            del chunk["usage"]
+            yield chunk
+        if delta.finish_reason is not None and body.include_usage:
+            chunk = completion_response(rid, body.model, "", None, 0, 0, created)
+            chunk["choices"] = []
+            chunk["usage"] = usage(delta.prompt_tokens, delta.completion_tokens)
+            yield chunk

@@ -1,0 +1,241 @@
+"""The engine interfaces a :class:`~kernel_magics.serve.server.Server` drives.
+
+Two shapes of engine exist:
+
+* :class:`Engine` — generates tokens in this process; our FastAPI app (``serve/app.py``) puts the
+  OpenAI protocol in front of it. The transformers engine (``hf.py``) is one.
+* :class:`ServingProcess` — an engine that ships its own OpenAI-compatible server, run as a child
+  process we own (vLLM today; SGLang's ``sglang.launch_server`` and LMDeploy's ``api_server`` have the
+  same shape: a command line, an environment, a health URL).
+
+Both report the model names they serve (base first, then one name per adapter) and free everything
+they hold on ``shutdown()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ...errors import SwiftModelError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens for one request (OpenAI semantics: temperature 0 means greedy)."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 1e-5
+
+
+@dataclass
+class Delta:
+    """A piece of a reply: new text, and when the request ends, why and the token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class RequestRecord:
+    """Timing of one finished request (``Server.stats()`` rows, ``/metrics``)."""
+
+    request_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float | None
+    e2e_s: float
+    finish_reason: str
+    batch_size: int
+    stream: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.e2e_s if self.e2e_s > 0 else 0.0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "model": self.model,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_s": self.ttft_s,
+            "e2e_s": self.e2e_s,
+            "tokens_per_s": self.tokens_per_s,
+            "finish_reason": self.finish_reason,
+            "batch_size": self.batch_size,
+            "stream": self.stream,
+        }
+
+
+@dataclass
+class RequestHandle:
+    """A submitted request: the engine thread pushes :class:`Delta` s, the event loop reads them."""
+
+    request_id: str
+    model: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    stream: bool = False
+    queue: asyncio.Queue[Delta | BaseException] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    arrived: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+
+    def push(self, item: Delta | BaseException) -> None:
+        """Called from the engine thread."""
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the client is gone
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """Yield deltas until the one that carries a ``finish_reason``.
+
+        Deltas that are already waiting are merged into one, so a client that reads slower than the
+        engine writes gets fewer, larger chunks instead of falling behind.
+        """
+        try:
+            while True:
+                item = await self.queue.get()
+                while isinstance(item, Delta) and item.finish_reason is None and not self.queue.empty():
+                    following = self.queue.get_nowait()
+                    if isinstance(following, BaseException):
+                        item = following
+                        break
+                    following.text = item.text + following.text
+                    item = following
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            self.cancel()  # no-op when finished; frees the batch slot when the client went away
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An in-process engine served by our FastAPI app."""
+
+    name: str  # "transformers", ...
+    models: list[str]  # base model name first, then adapter names
+    max_model_len: int
+
+    def start(self) -> None:
+        """Load weights and start the scheduler (blocking until ready)."""
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of a chat conversation with the generation prompt appended."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a raw text prompt."""
+
+    def submit(self, handle: RequestHandle) -> None:
+        """Queue a request; deltas arrive on ``handle``."""
+
+    def records(self) -> list[RequestRecord]:
+        """Timing of the finished requests, oldest first."""
+
+    def shutdown(self) -> None:
+        """Stop the scheduler and free the weights (device memory included)."""
+
+
+class ServingProcess(Protocol):
+    """An engine that brings its own OpenAI server and runs as a child process (vLLM, SGLang, LMDeploy)."""
+
+    name: str
+    models: list[str]
+
+    def command(self, host: str, port: int) -> list[str]:
+        """The argv that starts the server."""
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The child's environment."""
+
+    health_path: str  # e.g. "/health"
+    startup_timeout_s: float
+
+
+# -- adapters ----------------------------------------------------------------------------------------
+ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def adapter_folder(path: str | Path) -> Path:
+    """The folder holding ``adapter_config.json`` (a run folder with an ``adapter/`` subfolder works too)."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise SwiftModelError(f"adapter folder {folder} does not exist; pass the adapter_dir of a finished run")
+    for candidate in (folder, folder / "adapter", folder / "final" / "adapter"):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise SwiftModelError(f"{folder} has no adapter_config.json; pass a peft adapter folder (e.g. run.adapter_dir)")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SwiftModelError(f"cannot read {path}: {exc}") from None
+
+
+def check_adapter(name: str, path: str | Path, base_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Check that the adapter at ``path`` is a LoRA adapter for the model in ``base_dir``.
+
+    Returns the adapter folder and its ``adapter_config.json``. The base it was trained on is read from
+    ``base_model_name_or_path``; when that folder (or hub cache entry) is at hand, its architecture must
+    match ours (type, sizes, vocabulary).
+    """
+    folder = adapter_folder(path)
+    config = _read_json(folder / "adapter_config.json")
+    peft_type = str(config.get("peft_type", "")).upper()
+    if peft_type not in ("LORA", ""):
+        raise SwiftModelError(
+            f"adapter '{name}' at {folder} is a {peft_type} adapter; only LoRA adapters can be served"
+        )
+    ours = _read_json(base_dir / "config.json")
+    trained_on = str(config.get("base_model_name_or_path") or "")
+    theirs = _base_config(trained_on)
+    if theirs is not None:
+        for key in ARCH_FIELDS:
+            if key in theirs and key in ours and theirs[key] != ours[key]:
+                raise SwiftModelError(
+                    f"adapter '{name}' was trained on {trained_on} ({key}={theirs[key]}) but the served model "
+                    f"has {key}={ours[key]}; serve it with --model {trained_on} or pick an adapter of this model"
+                )
+    return folder, config
+
+
+def _base_config(name_or_path: str) -> dict[str, Any] | None:
+    if not name_or_path:
+        return None
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        return _read_json(path / "config.json")
+    try:
+        from ...hub import resolve_model
+
+        folder = resolve_model(name_or_path, allow_download=False)
+    except Exception:  # noqa: BLE001 - not at hand: nothing to compare against
+        return None
+    return _read_json(folder / "config.json") if (folder / "config.json").is_file() else None

@@ -1,0 +1,451 @@
+"""The transformers engine: batched token-by-token generation with per-request peft adapters.
+
+A scheduler thread owns the model. Requests that arrive while it is busy wait in a queue; each round
+it takes the oldest waiting request and every other waiting request for the same model (base or one
+adapter, up to ``max_batch_size``), left-pads their prompts into one batch and decodes step by step
+with a KV cache. Each row has its own sampling settings (temperature, top-p, seed, stop strings,
+max_tokens) and leaves the batch as soon as it ends, so short requests do not wait for long ones.
+Adapters stay separate: peft's ``set_adapter`` selects one per batch and ``disable_adapter`` serves
+the base model, with no merge.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from ...device import DeviceInfo
+from ...errors import SwiftModelError
+from .base import Delta, RequestHandle, RequestRecord, check_adapter
+
+_REPLACEMENT = "\ufffd"  # what decode() shows for an incomplete UTF-8 sequence
+
+
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    def __init__(self, handle: RequestHandle, eos: set[int], tokenizer: Any, generator: Any) -> None:
+        self.handle = handle
+        self.params = handle.params
+        self.eos = eos
+        self.tokenizer = tokenizer
+        self.generator = generator
+        self.tokens: list[int] = []
+        self.sent = 0  # characters of text already pushed
+        self.text = ""
+        self.finish: str | None = None
+
+    def add(self, token: int) -> None:
+        """Append a token, decide whether the request ends, and push the text that is now certain."""
+        if self.handle.first_token_at is None:
+            self.handle.first_token_at = time.perf_counter()
+        if token in self.eos:
+            self.finish = "stop"
+        else:
+            self.tokens.append(token)
+            self.text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            if len(self.tokens) >= self.params.max_tokens:
+                self.finish = "length"
+        stop_at = self._stop_index()
+        if stop_at is not None:
+            self.text = self.text[:stop_at]
+            self.finish = "stop"
+        if self.finish is None:
+            safe = len(self.text) - self._held_back()
+            if safe > self.sent:
+                self.handle.push(Delta(self.text[self.sent : safe]))
+                self.sent = safe
+        else:
+            self.end(self.finish)
+
+    def end(self, reason: str) -> None:
+        """Push the rest of the text with the finish reason and the token counts."""
+        self.finish = reason
+        self.handle.push(
+            Delta(
+                self.text[self.sent :].replace(_REPLACEMENT, ""),
+                finish_reason=reason,
+                prompt_tokens=len(self.handle.prompt_ids),
+                completion_tokens=len(self.tokens),
+            )
+        )
+        self.sent = len(self.text)
+
+    def _stop_index(self) -> int | None:
+        hits = [i for s in self.params.stop if (i := self.text.find(s)) >= 0]
+        return min(hits) if hits else None
+
+    def _held_back(self) -> int:
+        """Characters at the end that may still change: a partial UTF-8 character or a stop-string prefix."""
+        if self.text.endswith(_REPLACEMENT):
+            return len(self.text) - len(self.text.rstrip(_REPLACEMENT))
+        held = 0
+        for stop in self.params.stop:
+            for k in range(min(len(stop) - 1, len(self.text)), 0, -1):
+                if self.text.endswith(stop[:k]):
+                    held = max(held, k)
+                    break
+        return held
+
+
+class HFEngine:
+    """Serve a causal LM and its LoRA adapters with transformers + peft in this process."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_dir: Path,
+        served_name: str,
+        adapters: dict[str, str | Path] | None = None,
+        device: DeviceInfo | None = None,
+        max_batch_size: int = 32,
+        max_model_len: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.served_name = served_name
+        self.adapter_dirs = {n: check_adapter(n, p, self.model_dir)[0] for n, p in (adapters or {}).items()}
+        self.models = [served_name, *self.adapter_dirs]
+        self.device = device
+        self.max_batch_size = max(1, int(max_batch_size))
+        self._max_model_len = max_model_len
+        self.max_model_len = max_model_len or 0
+        self.trust_remote_code = trust_remote_code
+        self._waiting: deque[RequestHandle] = deque()
+        self._wake = threading.Condition()
+        self._records: list[RequestRecord] = []
+        self._records_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.busy_s = 0.0  # time spent in forward passes (for utilisation figures)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch_device = self.device.torch_device if self.device else "cpu"
+        dtype = torch.float32
+        if self.device is not None and self.device.type == "cuda" and self.device.bf16:
+            dtype = torch.bfloat16
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bars in the notebook
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.model_dir, dtype=dtype, trust_remote_code=self.trust_remote_code
+            )
+            model.to(torch_device)
+            if self.adapter_dirs:
+                model = self._load_adapters(model)
+        except (OSError, ValueError) as exc:
+            raise SwiftModelError(f"cannot load the model from {self.model_dir}: {str(exc).splitlines()[0]}") from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        model.eval()
+        self.model = model
+        self.torch_device = torch_device
+        config = model.config
+        limit = getattr(config, "max_position_embeddings", None) or getattr(self.tokenizer, "model_max_length", 4096)
+        self.max_model_len = int(min(self._max_model_len or limit, limit))
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = eos_ids
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else next(iter(eos_ids), 0)
+        self._thread = threading.Thread(target=self._loop, name=f"km-hf-engine-{self.served_name}", daemon=True)
+        self._thread.start()
+
+    def _load_adapters(self, model: Any) -> Any:
+        from peft import PeftModel
+
+        peft_model = None
+        for name, folder in self.adapter_dirs.items():
+            try:
+                if peft_model is None:
+                    peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
+                else:
+                    peft_model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SwiftModelError(
+                    f"adapter '{name}' at {folder} does not fit the model {self.served_name}: {first[:200]}"
+                ) from None
+        return peft_model
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for handle in self._drain():
+            handle.push(RuntimeError("the server is shutting down"))
+        self.model = None
+        try:
+            import gc
+
+            import torch
+
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError("this model has no chat template; use /v1/completions with a plain prompt")
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.encode(text)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # -- requests --------------------------------------------------------------------------------
+    def submit(self, handle: RequestHandle) -> None:
+        if self._stop.is_set():
+            raise RuntimeError("the server is shutting down")
+        with self._wake:
+            self._waiting.append(handle)
+            self._wake.notify()
+
+    def records(self) -> list[RequestRecord]:
+        with self._records_lock:
+            return list(self._records)
+
+    def pending(self) -> int:
+        with self._wake:
+            return len(self._waiting)
+
+    def _drain(self) -> list[RequestHandle]:
+        with self._wake:
+            items = list(self._waiting)
+            self._waiting.clear()
+        return items
+
+    def _next_batch(self) -> list[RequestHandle]:
+        with self._wake:
+            while not self._waiting and not self._stop.is_set():
+                self._wake.wait(0.5)
+            if self._stop.is_set():
+                return []
+            first = self._waiting[0]
+            batch = [h for h in self._waiting if h.model == first.model and not h.cancelled.is_set()]
+            batch = batch[: self.max_batch_size] or [first]
+            chosen = {id(h) for h in batch}
+            self._waiting = deque(h for h in self._waiting if id(h) not in chosen and not h.cancelled.is_set())
+            return [h for h in batch if not h.cancelled.is_set()]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the server
+                for handle in batch:
+                    handle.push(RuntimeError(f"generation failed: {type(exc).__name__}: {exc}"))
+
+    def _adapter_context(self, model_name: str) -> Any:
+        if not self.adapter_dirs:
+            return nullcontext()
+        if model_name == self.served_name:
+            return self.model.disable_adapter()
+        self.model.set_adapter(model_name)
+        return nullcontext()
+
+    def _generator(self, seed: int | None) -> Any:
+        import torch
+
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+        return generator
+
+    def _take_joiners(self, model_name: str, room: int) -> list[RequestHandle]:
+        """Waiting requests for ``model_name`` that may join the running batch now.
+
+        Only those queued before the oldest request for another model join, so a busy adapter cannot
+        starve the others.
+        """
+        if room <= 0:
+            return []
+        with self._wake:
+            joiners: list[RequestHandle] = []
+            for handle in self._waiting:
+                if handle.model != model_name or len(joiners) >= room:
+                    break
+                if not handle.cancelled.is_set():
+                    joiners.append(handle)
+            taken = {id(h) for h in joiners}
+            if joiners:
+                self._waiting = deque(h for h in self._waiting if id(h) not in taken and not h.cancelled.is_set())
+            return joiners
+
+    def _prefill(self, batch: list[RequestHandle]) -> tuple[list[_Row], Any, Any, Any, Any]:
+        """Left-pad the prompts into one batch and run them: rows, cache, mask, positions, last logits."""
+        import torch
+        from transformers import DynamicCache
+
+        rows = [_Row(h, self.eos_ids, self.tokenizer, self._generator(h.params.seed)) for h in batch]
+        width = max(len(h.prompt_ids) for h in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, handle in enumerate(batch):
+            n = len(handle.prompt_ids)
+            ids[i, width - n :] = torch.tensor(handle.prompt_ids, dtype=torch.long)
+            mask[i, width - n :] = 1
+        ids, mask = ids.to(self.torch_device), mask.to(self.torch_device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        started = time.perf_counter()
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        )
+        self.busy_s += time.perf_counter() - started
+        return rows, cache, mask, positions[:, -1:], out.logits[:, -1, :].float()
+
+    def _run_batch(self, batch: list[RequestHandle]) -> None:
+        """Decode ``batch`` step by step; requests for the same model that arrive meanwhile join it."""
+        import torch
+
+        model_name = batch[0].model
+        with torch.inference_mode(), self._adapter_context(model_name):
+            rows, cache, mask, positions, logits = self._prefill(batch)
+            joinable = _joinable(cache)
+            peak = len(rows)
+            while rows and not self._stop.is_set():
+                next_tokens = self._sample(logits, rows)
+                keep: list[int] = []
+                for pos, row in enumerate(rows):
+                    if row.handle.cancelled.is_set():
+                        row.finish = "cancelled"
+                    else:
+                        row.add(int(next_tokens[pos]))
+                    if row.finish is None and len(row.handle.prompt_ids) + len(row.tokens) >= self.max_model_len:
+                        row.end("length")  # the context window is full
+                    if row.finish is None:
+                        keep.append(pos)
+                    else:
+                        self._record(row, peak)
+                if keep:
+                    if len(keep) < len(rows):
+                        index = torch.tensor(keep, device=mask.device)
+                        cache.batch_select_indices(index)
+                        mask, positions = mask[index], positions[index]
+                        next_tokens = next_tokens[torch.tensor(keep)]
+                        rows = [rows[p] for p in keep]
+                    mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+                    positions = positions + 1
+                    started = time.perf_counter()
+                    out = self.model(
+                        input_ids=next_tokens.to(mask.device).view(-1, 1),
+                        attention_mask=mask,
+                        position_ids=positions,
+                        past_key_values=cache,
+                        use_cache=True,
+                    )
+                    self.busy_s += time.perf_counter() - started
+                    logits = out.logits[:, -1, :].float()
+                else:
+                    rows = []
+                joiners = self._take_joiners(model_name, self.max_batch_size - len(rows)) if joinable else []
+                if joiners:
+                    new_rows, new_cache, new_mask, new_positions, new_logits = self._prefill(joiners)
+                    if rows:
+                        mask = _merge_caches(cache, mask, new_cache, new_mask)
+                        positions = torch.cat([positions, new_positions])
+                        logits = torch.cat([logits, new_logits])
+                        rows = rows + new_rows
+                    else:
+                        rows, cache, mask, positions, logits = new_rows, new_cache, new_mask, new_positions, new_logits
+                    peak = max(peak, len(rows))
+        for row in rows:  # only when stopping: tell the clients
+            if row.finish is None:
+                row.handle.push(RuntimeError("the server is shutting down"))
+
+    def _sample(self, logits: Any, rows: list[_Row]) -> Any:
+        import torch
+
+        chosen = logits.argmax(dim=-1).cpu()
+        for pos, row in enumerate(rows):
+            params = row.params
+            if params.greedy:
+                continue
+            scores = logits[pos] / params.temperature
+            probs = torch.softmax(scores, dim=-1)
+            if params.top_p < 1.0:
+                sorted_probs, order = probs.sort(descending=True)
+                cumulative = sorted_probs.cumsum(-1)
+                cut = cumulative - sorted_probs > params.top_p  # keep the smallest set reaching top_p
+                sorted_probs = sorted_probs.masked_fill(cut, 0.0)
+                probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+            token = torch.multinomial(probs.cpu(), 1, generator=row.generator)
+            chosen[pos] = token.item()
+        return chosen
+
+    def _record(self, row: _Row, batch_size: int) -> None:
+        handle = row.handle
+        if row.finish == "cancelled":
+            return
+        end = time.perf_counter()
+        ttft = handle.first_token_at - handle.arrived if handle.first_token_at else end - handle.arrived
+        record = RequestRecord(
+            request_id=handle.request_id,
+            model=handle.model,
+            prompt_tokens=len(handle.prompt_ids),
+            completion_tokens=len(row.tokens),
+            ttft_s=ttft,
+            e2e_s=end - handle.arrived,
+            finish_reason=row.finish or "stop",
+            batch_size=batch_size,
+            stream=handle.stream,
+        )
+        with self._records_lock:
+            self._records.append(record)
+            if len(self._records) > 10_000:
+                del self._records[:1000]
+
+
+def _joinable(cache: Any) -> bool:
+    """Can new rows be merged into this cache? (plain full-attention layers only)"""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _left_pad(tensor: Any, length: int, dim: int) -> Any:
+    import torch.nn.functional as F
+
+    missing = length - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    pad = [0, 0] * (tensor.dim() - 1 - dim % tensor.dim()) + [missing, 0]
+    return F.pad(tensor, pad)
+
+
+def _merge_caches(cache: Any, mask: Any, other: Any, other_mask: Any) -> Any:
+    """Append ``other``'s rows to ``cache`` (left-padding the shorter one); return the merged mask."""
+    import torch
+
+    length = max(mask.shape[1], other_mask.shape[1])
+    for layer, extra in zip(cache.layers, other.layers, strict=True):
+        layer.keys = torch.cat([_left_pad(layer.keys, length, 2), _left_pad(extra.keys, length, 2)])
+        layer.values = torch.cat([_left_pad(layer.values, length, 2), _left_pad(extra.values, length, 2)])
+    return torch.cat([_left_pad(mask, length, 1), _left_pad(other_mask, length, 1)])

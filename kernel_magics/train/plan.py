@@ -1,0 +1,144 @@
+"""``method="auto"``: choose LoRA, QLoRA or full fine-tuning, the dtype and the batch layout for this device.
+
+The plan is made from the device (:func:`kernel_magics.device.select_device`) and the memory estimate
+(:func:`kernel_magics.train.estimate.estimate`), and always says why, so the user sees it before
+training starts:
+
+* CUDA with >= 24 GiB free and the LoRA estimate fitting -> LoRA in bf16
+* CUDA otherwise -> QLoRA (4-bit NF4, double quantization, bf16 compute, paged 8-bit AdamW)
+* Apple MPS -> LoRA with batch 1 and gradient accumulation (same effective batch)
+* CPU -> LoRA in fp32 (slow for real models; fine for small ones)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..device import DeviceInfo
+from ..errors import SwiftDeviceError
+
+METHODS = ("auto", "lora", "qlora", "full")
+LORA_BF16_MIN_FREE_GB = 24.0
+
+
+@dataclass
+class Plan:
+    """What training will do on this device, and why."""
+
+    method: str  # lora | qlora | full
+    dtype: str  # bf16 | fp16 | fp32 (weights and compute)
+    device: str
+    batch_size: int
+    grad_accum: int
+    gradient_checkpointing: bool
+    optim: str
+    reasons: list[str] = field(default_factory=list)
+    estimate_gb: float | None = None
+
+    def describe(self) -> str:
+        """One paragraph: the plan and why."""
+        head = (
+            f"plan: {self.method} in {self.dtype} on {self.device}, batch {self.batch_size} x grad_accum "
+            f"{self.grad_accum}, gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}, "
+            f"optimizer {self.optim}"
+        )
+        if self.estimate_gb is not None:
+            head += f", estimated peak {self.estimate_gb:.2f} GiB"
+        return head + (" — " + "; ".join(self.reasons) if self.reasons else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bitsandbytes_available() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def four_bit_problem(device: DeviceInfo) -> str | None:
+    """Why 4-bit QLoRA cannot run here (None when it can)."""
+    if device.type == "mps":
+        return "bitsandbytes 4-bit does not run on Apple MPS"
+    if not bitsandbytes_available():
+        return "bitsandbytes is not installed (pip install bitsandbytes)"
+    return None
+
+
+def make_plan(
+    method: str,
+    device: DeviceInfo,
+    *,
+    batch_size: int,
+    grad_accum: int,
+    gradient_checkpointing: bool | None,
+    estimates: dict[str, float] | None = None,
+    optim: str | None = None,
+) -> Plan:
+    """Resolve ``method`` ("auto" included) into a :class:`Plan` for ``device``.
+
+    ``estimates`` maps method -> estimated GiB (from :func:`estimate`); used by ``auto`` on CUDA.
+    """
+    if method not in METHODS:
+        from ..errors import SwiftConfigError, did_you_mean
+
+        raise SwiftConfigError(
+            f"method must be one of {', '.join(METHODS)}, got '{method}'{did_you_mean(method, METHODS)}"
+        )
+    estimates = estimates or {}
+    reasons: list[str] = []
+    chosen = method
+    if method == "auto":
+        chosen, why = _auto(device, estimates)
+        reasons.append(why)
+    if chosen == "qlora":
+        problem = four_bit_problem(device)
+        if problem:
+            fallback, _ = _auto(device, estimates, allow_qlora=False)
+            raise SwiftDeviceError(
+                f"method 'qlora' cannot run here: {problem}; use method='{fallback}' (what auto picks)"
+            )
+    if device.type == "cuda":
+        dtype = "bf16" if device.bf16 else "fp16"
+    elif device.type == "mps":
+        dtype = "bf16" if device.bf16 else "fp32"
+    else:
+        dtype = "fp32"
+        if method == "auto":
+            reasons.append("the CPU trains in fp32 and is slow for real models (fine for small ones)")
+    if device.type == "mps" and method == "auto" and batch_size > 1:
+        grad_accum *= batch_size
+        reasons.append(f"MPS: batch 1 with grad_accum {grad_accum} keeps the effective batch size")
+        batch_size = 1
+    if gradient_checkpointing is None:
+        gradient_checkpointing = device.type == "cuda" or chosen == "qlora" and device.type != "cpu"
+    if optim is None:
+        optim = "paged_adamw_8bit" if chosen == "qlora" else "adamw_torch"
+    return Plan(
+        method=chosen,
+        dtype=dtype,
+        device=device.torch_device,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        gradient_checkpointing=bool(gradient_checkpointing),
+        optim=optim,
+        reasons=reasons,
+        estimate_gb=estimates.get(chosen),
+    )
+
+
+def _auto(device: DeviceInfo, estimates: dict[str, float], allow_qlora: bool = True) -> tuple[str, str]:
+    if device.type == "cpu":
+        return "lora", "auto on the CPU: LoRA in fp32"
+    if device.type == "mps":
+        return "lora", "auto on Apple MPS: LoRA (4-bit is not available on MPS)"
+    free = device.memory_free_gb
+    lora_gb = estimates.get("lora")
+    fits = lora_gb is None or lora_gb <= free * 0.9
+    if free >= LORA_BF16_MIN_FREE_GB and fits:
+        est = f", LoRA needs ~{lora_gb:.1f} GiB" if lora_gb is not None else ""
+        return "lora", f"auto: {free:.1f} GiB free on {device.name}{est} -> LoRA bf16"
+    if allow_qlora and four_bit_problem(device) is None:
+        est = f" (LoRA would need ~{lora_gb:.1f} GiB)" if lora_gb is not None else ""
+        return "qlora", f"auto: only {free:.1f} GiB free on {device.name}{est} -> QLoRA 4-bit"
+    return "lora", f"auto: {free:.1f} GiB free and 4-bit is not available -> LoRA"

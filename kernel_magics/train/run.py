@@ -1,0 +1,463 @@
+"""``Run``: one training run in a background thread, its folder on disk and its live metrics.
+
+A run folder (``settings.workspace_path / "runs" / <run-id>`` unless ``output_dir=`` is given) holds:
+
+* ``config.json``: everything needed to reproduce the run (written atomically)
+* ``logging.jsonl``: one metric row per logged step (and eval rows)
+* ``checkpoint-*/``: ``Trainer`` checkpoints (``resume()`` continues from the last complete one)
+* ``adapter/``: the peft adapter (``PeftModel.from_pretrained`` loads it); the whole model for ``full``
+* ``error.txt`` with the traceback when a run fails; ``.run.lock`` while a run is active
+
+The trainer is built by the ``module:function`` named in ``config["trainer"]`` (e.g.
+``kernel_magics.train.sft:build_trainer``), so preference-tuning methods reuse this class as it is.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import SwiftConfigError, SwiftError, SwiftUsageError
+from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
+
+LOCK_NAME = ".run.lock"
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_active_dirs: set[str] = set()
+_active_lock = threading.Lock()
+# One run trains at a time in a process: accelerate's state is process-wide, and two runs would only
+# share the same device anyway. A second run waits, "queued", until the first ends.
+_training_slot = threading.Lock()
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def new_run_id(kind: str, model: str, root: Path) -> str:
+    """A readable, unique id such as ``sft-20261123-101500-tiny``."""
+    short = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(model).rstrip("/")).name)[:40].strip("-.") or "model"
+    base = f"{kind}-{datetime.now():%Y%m%d-%H%M%S}-{short}"
+    run_id, n = base, 2
+    while (root / run_id).exists():
+        run_id, n = f"{base}-{n}", n + 1
+    return run_id
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and make sure files can be written there (one-line error if not)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SwiftConfigError(
+            f"output_dir {folder} is not writable ({exc.strerror or exc}); pick another --output-dir"
+        ) from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def active_lock(folder: Path) -> dict[str, Any] | None:
+    """The lock of a run active in ``folder`` (this process or another live one), else None."""
+    key = str(folder.resolve())
+    with _active_lock:
+        if key in _active_dirs:
+            return {"pid": os.getpid()}
+    lock = folder / LOCK_NAME
+    try:
+        info = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = int(info.get("pid", 0))
+    if pid and pid != os.getpid() and _pid_alive(pid):
+        return info
+    return None
+
+
+def checkpoints_in(folder: Path) -> list[Path]:
+    """Complete checkpoints (their ``trainer_state.json`` is written last), oldest first."""
+    found = []
+    for child in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        match = CHECKPOINT.match(child.name)
+        if match and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return [p for _, p in sorted(found)]
+
+
+class Run(Job):
+    """A training run: ``.status``, ``.wait()``, ``.stop()``, ``.metrics``, ``.resume()``, ``.config``."""
+
+    kind = "run"
+
+    def __init__(self, output_dir: Path, config: dict[str, Any]) -> None:
+        super().__init__(config.get("run_id") or output_dir.name)
+        self.output_dir = Path(output_dir)
+        self.config = config
+        self.rows: list[dict[str, Any]] = []
+        self.progress: dict[str, Any] = {"step": 0, "max_steps": config.get("max_steps") or 0}
+        self.summary: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log_lock = threading.Lock()
+
+    # -- paths -----------------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.name
+
+    @property
+    def adapter_dir(self) -> Path:
+        """``adapter/``: the peft adapter (or the full model for method ``full``)."""
+        return self.output_dir / "adapter"
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return checkpoints_in(self.output_dir)
+
+    @property
+    def logging_file(self) -> Path:
+        return self.output_dir / "logging.jsonl"
+
+    # -- metrics ---------------------------------------------------------------------------------
+    @property
+    def metrics(self):  # noqa: ANN201 - pandas.DataFrame
+        """One row per logged step (train and eval metrics of the same step merged)."""
+        import pandas as pd
+
+        with self._log_lock:
+            rows = list(self.rows)
+        if not rows:
+            return pd.DataFrame(columns=["step", "loss", "learning_rate", "grad_norm", "tokens_per_s", "memory_gb"])
+        frame = pd.DataFrame(rows)
+        return frame.groupby("step", as_index=False, sort=True).last()
+
+    def _add_row(self, row: dict[str, Any]) -> None:
+        with self._log_lock:
+            self.rows.append(row)
+            with open(self.logging_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+        self._emit("metrics", row)
+
+    def _on_event(self, event: str, payload: Any) -> None:
+        if event == "progress" or event == "begin":
+            self.progress.update(payload if event == "progress" else {"max_steps": payload["max_steps"]})
+        elif event == "summary":
+            self.summary = payload
+        self._emit(event, payload)
+
+    def log(self, line: str) -> None:
+        """A note for the user (plan, data report): kept, and shown by dashboards."""
+        self.notes.append(line)
+        self._emit("log", line)
+
+    # -- control ---------------------------------------------------------------------------------
+    def start(self, prepared: Any = None, resume_from: Path | None = None) -> Run:
+        """Start training in a background thread (``prepared``: inputs the builder already checked)."""
+        _claim(self.output_dir)
+        self._stop_event.clear()
+        self._thread = threading.Thread(
+            target=self._train, args=(prepared, resume_from), name=f"km-{self.name}", daemon=True
+        )
+        self._thread.start()
+        _chain_sigint()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop at the next step boundary, after writing a checkpoint (a queued run just ends)."""
+        if self.done:
+            return
+        self._stop_event.set()
+        if self._thread is None:  # never started: nothing will pick the request up
+            self._set_state(STOPPED)
+        elif self.status == RUNNING:
+            self._set_state(STOPPING)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run ends; an interrupt (Ctrl-C, kernel ■) stops it with a checkpoint."""
+        try:
+            return super().wait(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            print(f"stopping {self.name} at the next step (a checkpoint is written)...", flush=True)
+            return super().wait(timeout)
+
+    def resume(self) -> Run:
+        """Continue from the last complete checkpoint: same folder, ``global_step`` and LR schedule."""
+        if not self.done:
+            raise SwiftUsageError(f"run {self.name} is {self.status}; resume() works once it has stopped or failed")
+        last = self.checkpoints[-1] if self.checkpoints else None
+        if last is None:
+            raise SwiftUsageError(f"run {self.name} has no checkpoint in {self.output_dir}; start a new run instead")
+        step = int(CHECKPOINT.match(last.name).group(1))  # type: ignore[union-attr]
+        self._truncate_log(step)
+        with self._lock:
+            self._state, self.error = QUEUED, None
+            self._done.clear()
+        with _live_lock:
+            _live.add(self)
+        self.log(f"resuming {self.name} from {last.name}")
+        return self.start(resume_from=last)
+
+    def _truncate_log(self, step: int) -> None:
+        with self._log_lock:
+            self.rows = [r for r in self.rows if r.get("step", 0) <= step]
+            atomic_write(self.logging_file, "".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def to_script(self, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:
+        """Write a standalone script (``kind`` "shell" or "python") that reproduces this run outside Jupyter."""
+        from ..export.script import to_script
+
+        return to_script(self, path, kind)
+
+    # -- the training thread ---------------------------------------------------------------------
+    def _train(self, prepared: Any, resume_from: Path | None) -> None:
+        from ..argspec import load
+        from .callbacks import RunCallback
+
+        if not self._wait_for_slot():
+            self._release()
+            self._set_state(STOPPED)
+            return
+        try:
+            self._set_state(RUNNING)
+            if self._stop_event.is_set():
+                self._set_state(STOPPING)
+            builder: Callable[..., Any] = load(self.config["trainer"])
+            trainer = builder(self, prepared)
+            trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            self._emit("saving", str(self.adapter_dir))
+            trainer.save_model(str(self.adapter_dir))
+            tokenizer = getattr(trainer, "processing_class", None)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(self.adapter_dir))
+            final = STOPPED if self._stop_event.is_set() else FINISHED
+            self._release()
+            self._set_state(final)
+        except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
+            line = describe_failure(exc, self)
+            try:
+                atomic_write(self.output_dir / "error.txt", line + "\n\n" + traceback.format_exc())
+            except OSError:
+                pass
+            self._release()
+            self._set_state(FAILED, error=line)
+        finally:
+            trainer = None
+            _free_accelerator_memory()
+            _training_slot.release()
+
+    def _wait_for_slot(self) -> bool:
+        """Take the process's training slot; False when stopped while waiting for it."""
+        if _training_slot.acquire(blocking=False):
+            return True
+        busy = [j.name for j in live_jobs("run") if j is not self and j.status in (RUNNING, STOPPING)]
+        self.log(f"queued: waiting for {', '.join(busy) or 'the run in progress'} to end (one run trains at a time)")
+        while not _training_slot.acquire(timeout=0.2):
+            if self._stop_event.is_set():
+                return False
+        return True
+
+    def _release(self) -> None:
+        _release(self.output_dir)
+
+    # -- display ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        step = self.progress.get("step", 0)
+        extra = f": {self.error}" if self.error else ""
+        return f"<Run {self.name!r} {self.status} step {step}/{self.progress.get('max_steps') or '?'}{extra}>"
+
+    def _repr_html_(self) -> str:
+        frame = self.metrics
+        last = frame.iloc[-1].to_dict() if len(frame) else {}
+        color = {"failed": "#c00", "finished": "green", "stopped": "#b60"}.get(self.status, "#06c")
+        cells = [
+            (
+                "status",
+                f"<b style='color:{color}'>{self.status}</b>" + (f" — {html.escape(self.error)}" if self.error else ""),
+            ),
+            ("method", html.escape(f"{self.config.get('method')} ({self.config.get('plan', {}).get('method', '')})")),
+            ("model", html.escape(str(self.config.get("model")))),
+            ("step", f"{self.progress.get('step', 0)} / {self.progress.get('max_steps') or '?'}"),
+            ("loss", f"{last['loss']:.4f}" if isinstance(last.get("loss"), float) else "—"),
+            ("output_dir", html.escape(str(self.output_dir))),
+            ("checkpoints", html.escape(", ".join(p.name for p in self.checkpoints) or "—")),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in cells
+        )
+        return f"<table class='km-run'><caption style='text-align:left'><b>Run {html.escape(self.name)}</b></caption>{body}</table>"
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Run:
+        """A run from its folder (status from the files: finished, stopped, failed or unknown)."""
+        path = Path(folder)
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError):
+            raise SwiftUsageError(f"{path} is not a run folder (no readable config.json)") from None
+        run = cls(path, config)
+        if run.logging_file.is_file():
+            for line in run.logging_file.read_text().splitlines():
+                try:
+                    run.rows.append(json.loads(line))
+                except ValueError:
+                    continue
+        if run.rows:
+            run.progress["step"] = max(r.get("step", 0) for r in run.rows)
+        state = FINISHED
+        if (path / "error.txt").is_file():
+            run.error = (path / "error.txt").read_text().splitlines()[0]
+            state = FAILED
+        elif active_lock(path):
+            state = RUNNING
+        elif config.get("max_steps") and run.progress["step"] < config["max_steps"] and run.checkpoints:
+            state = STOPPED
+        with _live_lock:
+            _live.discard(run)
+        run._state = state
+        if state in TERMINAL:
+            run._done.set()
+        return run
+
+
+def describe_failure(exc: BaseException, run: Run) -> str:
+    """One line for a failed run: SwiftErrors as they are, out-of-memory with a plan that would fit."""
+    if isinstance(exc, SwiftError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        step = run.progress.get("step", 0)
+        return f"out of device memory at step {step} ({text[:120]}); try: {suggest_smaller(run.config)}"
+    return f"{name}: {text}" if text else name
+
+
+def suggest_smaller(config: dict[str, Any]) -> str:
+    """A plan that needs less memory than ``config``'s."""
+    plan = config.get("plan", {})
+    method = plan.get("method", config.get("method"))
+    batch = int(plan.get("batch_size") or config.get("batch_size") or 1)
+    accum = int(plan.get("grad_accum") or config.get("grad_accum") or 1)
+    steps = []
+    if method == "full":
+        steps.append("--method lora")
+    elif method == "lora":
+        steps.append("--method qlora")
+    if batch > 1:
+        steps.append(f"--batch-size {max(1, batch // 2)} --grad-accum {accum * 2}")
+    if not plan.get("gradient_checkpointing"):
+        steps.append("--gradient-checkpointing")
+    if not steps or batch == 1:
+        steps.append(f"--max-length {max(128, int(config.get('max_length') or 1024) // 2)}")
+    return " ".join(steps) + " (km.estimate shows what fits)"
+
+
+def _claim(folder: Path) -> None:
+    key = str(folder.resolve())
+    with _active_lock:
+        if key in _active_dirs:
+            raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
+        _active_dirs.add(key)
+    atomic_write(folder / LOCK_NAME, json.dumps({"pid": os.getpid(), "time": time.time()}))
+
+
+def _release(folder: Path) -> None:
+    with _active_lock:
+        _active_dirs.discard(str(folder.resolve()))
+    try:
+        (folder / LOCK_NAME).unlink()
+    except OSError:
+        pass
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+# -- SIGINT: Ctrl-C / kernel interrupt stops live runs ----------------------------------------------
+def chained_sigint_handler(previous: Any) -> Callable[[int, Any], None]:
+    """A SIGINT handler that stops live runs (with a checkpoint) and otherwise behaves like ``previous``."""
+
+    def handler(signum: int, frame: Any) -> None:
+        runs = [j for j in live_jobs("run") if j.status in (QUEUED, RUNNING)]
+        if runs:
+            for run in runs:
+                run.stop()
+            print(f"stopping {', '.join(r.name for r in runs)} at the next step (a checkpoint is written)", flush=True)
+            return
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (None, signal.SIG_DFL):
+            raise KeyboardInterrupt
+
+    handler.km_chained = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _chain_sigint() -> None:
+    """From the main thread: make SIGINT stop live runs first, then behave as before."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        current = signal.getsignal(signal.SIGINT)
+        if not getattr(current, "km_chained", False):
+            signal.signal(signal.SIGINT, chained_sigint_handler(current))
+    except (ValueError, OSError):  # not the main interpreter thread / unsupported platform
+        pass
+    _chain_idle_kernel()
+
+
+def _chain_idle_kernel() -> None:
+    """In a Jupyter kernel, also chain the handler the kernel restores between cells (it ignores SIGINT
+    when idle), so the ■ button stops a run even when no cell is waiting. Looked up, never imported."""
+    module = sys.modules.get("ipykernel.kernelbase")
+    kernel_class = getattr(module, "Kernel", None)
+    try:
+        if kernel_class is None or not kernel_class.initialized():
+            return
+        kernel = kernel_class.instance()
+        saved = getattr(kernel, "saved_sigint_handler", None)
+        if saved is not None and not getattr(saved, "km_chained", False):
+            kernel.saved_sigint_handler = chained_sigint_handler(saved)
+    except Exception:  # noqa: BLE001 - an unknown kernel layout only loses the idle-interrupt convenience
+        pass

@@ -1,0 +1,278 @@
+"""Supervised fine-tuning on TRL's ``SFTTrainer``: the SFT knobs, input checks and the trainer builder.
+
+``SFTArguments`` lists every knob once (TRL names where they exist; ``lr`` is ``learning_rate``,
+``epochs`` is ``num_train_epochs``, ``batch_size`` is ``per_device_train_batch_size``, ``grad_accum`` is
+``gradient_accumulation_steps``). ``check_data`` reads and validates the rows in the caller's thread, so bad
+input fails at once; ``finish_inputs`` (tokenizer, templated lengths) runs in the run's thread. ``build_trainer`` is what a
+:class:`~kernel_magics.train.run.Run` calls in its thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SwiftConfigError
+from .model import LoraSpec, load_for_training, load_tokenizer
+from .plan import Plan
+
+if TYPE_CHECKING:
+    from ..data import PreparedData
+
+LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_min_lr", "polynomial")
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+@dataclass
+class SFTArguments:
+    """Every knob of an SFT run (stored in the run's config.json)."""
+
+    model: str | None = None
+    dataset: Any = None
+    method: str = "auto"
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    target_modules: list[str] | None = None
+    lr: float | None = None  # default 2e-4 for LoRA/QLoRA, 2e-5 for full
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    packing: bool = False
+    seed: int = 42
+    eval_split: float = 0.0
+    eval_steps: float | None = None
+    logging_steps: int = 5
+    save_steps: int = 100
+    save_total_limit: int | None = 2
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool | None = None
+    assistant_only_loss: bool = True
+    on_bad_rows: str = "error"
+    early_stopping_patience: int | None = None
+    optim: str | None = None
+    device: str | None = None
+    trust_remote_code: bool | None = None
+    output_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise a one-line :class:`SwiftConfigError` for values that cannot work."""
+
+        def bad(name: str, rule: str) -> SwiftConfigError:
+            return SwiftConfigError(
+                f"{name} must be {rule}, got {getattr(self, name)!r}; fix --{name.replace('_', '-')}"
+            )
+
+        if self.lr is not None and not self.lr > 0:
+            raise bad("lr", "> 0 (e.g. 2e-4 for LoRA, 2e-5 for full)")
+        if not self.epochs > 0:
+            raise bad("epochs", "> 0")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise bad("max_steps", "a positive number of optimizer steps")
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "logging_steps", "save_steps"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, ">= 1")
+        if not 0 <= self.lora_dropout < 1:
+            raise bad("lora_dropout", "in [0, 1)")
+        if not 0 <= self.eval_split < 1:
+            raise bad("eval_split", "a fraction in [0, 1)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise bad("warmup_ratio", "a fraction in [0, 1)")
+        if self.max_length < 8:
+            raise bad("max_length", ">= 8 tokens")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise bad("lr_scheduler", "one of " + ", ".join(LR_SCHEDULERS))
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise bad("early_stopping_patience", ">= 1")
+
+    def learning_rate(self, method: str) -> float:
+        return self.lr if self.lr is not None else (2e-5 if method == "full" else 2e-4)
+
+    def lora(self) -> LoraSpec:
+        return LoraSpec(self.lora_r, self.lora_alpha, self.lora_dropout, self.target_modules)
+
+    def to_config(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not isinstance(self.dataset, (str, Path)) and self.dataset is not None:
+            data["dataset"] = f"<{type(self.dataset).__name__}>"
+        elif self.dataset is not None:
+            data["dataset"] = (
+                str(Path(str(self.dataset)).expanduser().resolve())
+                if Path(str(self.dataset)).exists()
+                else str(self.dataset)
+            )
+        return data
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SFTArguments:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+
+@dataclass
+class SFTInputs:
+    """What ``build_trainer`` needs besides the weights: checked data and the tokenizer."""
+
+    model_path: Path
+    tokenizer: Any
+    train: Any  # PreparedData
+    eval: Any  # PreparedData | None
+    notes: list[str]
+
+
+def has_generation_markers(tokenizer: Any) -> bool:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return bool(_GENERATION_TAG.search(template if isinstance(template, str) else str(template)))
+
+
+def to_last_turn_completion(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversations -> conversational prompt/completion rows (loss on the last assistant reply)."""
+    out = []
+    for row in rows:
+        messages = row["messages"]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        out.append({"prompt": messages[:last], "completion": [messages[last]]})
+    return out
+
+
+def check_data(args: SFTArguments) -> PreparedData:
+    """Read and validate the rows (pure Python: runs in the caller's thread, before anything heavy)."""
+    from ..data import prepare
+
+    return prepare(args.dataset, on_bad_rows=args.on_bad_rows)
+
+
+def finish_inputs(
+    args: SFTArguments, data: PreparedData, model_path: Path, *, trust_remote_code: bool = False
+) -> SFTInputs:
+    """Load the tokenizer, apply the chat template and count tokens per row, split off the eval rows."""
+    from ..data import check_lengths
+
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    notes: list[str] = []
+    if data.kind == "messages" and getattr(tokenizer, "chat_template", None) is None:
+        raise SwiftConfigError(
+            f"model {model_path.name} has no chat template, so conversation rows cannot be formatted; "
+            "use a chat/instruct model or 'text' / 'prompt'+'completion' rows"
+        )
+    skipped_before = len(data.skipped)
+    lengths = check_lengths(data, tokenizer, args.max_length, args.on_bad_rows)
+    if data.kind == "messages" and args.assistant_only_loss and not has_generation_markers(tokenizer):
+        data.rows = to_last_turn_completion(data.rows)
+        data.kind = "prompt_completion"
+        notes.append("the chat template has no {% generation %} markers: loss on the last assistant reply of each row")
+    skipped = len(data.skipped) - skipped_before
+    notes.append(
+        f"tokens per row after the template: min {min(lengths)}, mean {sum(lengths) / len(lengths):.0f}, "
+        f"max {max(lengths)}" + (f"; {skipped} rows over max_length skipped" if skipped else "")
+    )
+    train, evaluation = data.split(args.eval_split, args.seed)
+    return SFTInputs(model_path, tokenizer, train, evaluation, notes)
+
+
+def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: bool = False) -> SFTInputs:
+    """Everything ``build_trainer`` needs except the weights: checked rows, tokenizer, token counts."""
+    return finish_inputs(args, check_data(args), model_path, trust_remote_code=trust_remote_code)
+
+
+def trl_config(args: SFTArguments, plan: Plan, output_dir: Path, has_eval: bool, kind: str = "messages"):  # noqa: ANN201 - trl.SFTConfig
+    """The ``trl.SFTConfig`` for these arguments and plan."""
+    from trl import SFTConfig
+
+    cpu = plan.device == "cpu"
+    eval_kwargs: dict[str, Any] = {"eval_strategy": "no"}
+    if has_eval:
+        eval_kwargs = {
+            "eval_strategy": "steps",
+            "eval_steps": args.eval_steps or 0.2,
+            "per_device_eval_batch_size": args.batch_size,
+        }
+    return SFTConfig(
+        output_dir=str(output_dir),
+        learning_rate=args.learning_rate(plan.method),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps or -1,
+        per_device_train_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.grad_accum,
+        max_length=args.max_length,
+        packing=args.packing,
+        seed=args.seed,
+        data_seed=args.seed,
+        logging_steps=args.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        warmup_steps=float(args.warmup_ratio),
+        lr_scheduler_type=args.lr_scheduler,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        optim=plan.optim,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
+        assistant_only_loss=args.assistant_only_loss and kind == "messages",
+        completion_only_loss=args.assistant_only_loss,
+        use_cpu=cpu,
+        bf16=plan.dtype == "bf16" and not cpu,
+        fp16=plan.dtype == "fp16" and not cpu,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        dataset_num_proc=None,
+        **eval_kwargs,
+        **args.extra,
+    )
+
+
+def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201 - trl.SFTTrainer
+    """Build the ``SFTTrainer`` of ``run`` in its thread: ``inputs`` are the rows ``sft()`` checked
+    (None on resume: read and checked again from the run's config)."""
+    import datasets
+    from transformers import PrinterCallback, ProgressCallback, set_seed
+    from trl import SFTTrainer
+
+    from ..hub import resolve_model
+    from .callbacks import EarlyStopCallback
+
+    config = run.config
+    args = SFTArguments.from_config(config["arguments"])
+    plan = Plan(**config["plan"])
+    trust = bool(config.get("trust_remote_code"))
+    if inputs is None and config.get("dataset_copy"):
+        args.dataset = config["dataset_copy"]
+    data = inputs if inputs is not None else check_data(args)
+    inputs = finish_inputs(args, data, resolve_model(config["model_path"]), trust_remote_code=trust)
+    for note in inputs.notes:
+        run.log(note)
+    set_seed(args.seed)  # LoRA initialisation is random: same seed, same run
+    model = load_for_training(inputs.model_path, plan, None if plan.method == "full" else args.lora(), trust)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    run.log(f"model: {inputs.model_path.name}, {trainable:,} trainable of {total:,} parameters ({plan.method})")
+    progress_bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        trainer = SFTTrainer(
+            model=model,
+            args=trl_config(args, plan, run.output_dir, inputs.eval is not None, inputs.train.kind),
+            train_dataset=inputs.train.to_dataset(),
+            eval_dataset=inputs.eval.to_dataset() if inputs.eval is not None else None,
+            processing_class=inputs.tokenizer,
+        )
+    finally:
+        if progress_bars:
+            datasets.enable_progress_bars()
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if args.early_stopping_patience:
+        trainer.add_callback(EarlyStopCallback(args.early_stopping_patience))
+    return trainer

@@ -1,0 +1,680 @@
+"""Vision-language SFT: image + text rows on a VLM (Qwen2-VL / Qwen2.5-VL, LLaVA-style, ...) with TRL.
+
+``km.sft(model, dataset)`` comes here when ``model`` is a vision-language model (its ``config.json`` has a
+``vision_config`` or its type is one transformers maps to ``AutoModelForImageTextToText``). What differs
+from text SFT:
+
+* rows are read by :func:`kernel_magics.data.vision.prepare_vision` (messages with image parts, ms-swift
+  messages + images, vqa / caption / grounding templates); every image is checked before training;
+* LoRA goes on the language model's linear layers only; the vision tower (and its projector) stays
+  frozen unless ``train_vision=True`` (then it gets LoRA too, or is trained in full with ``method="full"``);
+* the processor resizes every image within a ``max_pixels`` budget, so an image costs a bounded number
+  of tokens; row lengths and the memory estimate count those image tokens;
+* batches are built on the fly by :class:`VisionCollator` (images opened per batch, never all at once).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError
+from .model import LoraSpec, quantization_config, torch_dtype
+from .plan import Plan
+from .sft import SFTArguments, has_generation_markers, trl_config
+
+# Module-name parts that belong to the vision side of a VLM (tower and projector).
+VISION_PARTS = (
+    "visual",
+    "vision_tower",
+    "vision_model",
+    "vision_encoder",
+    "image_encoder",
+    "multi_modal_projector",
+    "mm_projector",
+)
+_VISION_RE = "|".join(VISION_PARTS)
+
+
+def read_model_config(model_path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def is_vision_model(model_path: Path | str) -> bool:
+    """True for a vision-language model folder (judged from ``config.json`` alone, no weights)."""
+    config = read_model_config(Path(model_path))
+    if not config:
+        return False
+    if "vision_config" in config:
+        return True
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    except ImportError:
+        return False
+    return config.get("model_type") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | None:
+    """The error for image rows given to a text-only model (None when the rows carry no images)."""
+    from ..data.vision import is_vision_dataset
+
+    if dataset is not None and is_vision_dataset(dataset):
+        return SwiftConfigError(
+            f"model {model_name} is a text-only model but the rows carry images; pick a vision-language model "
+            "(e.g. Qwen/Qwen2-VL-2B-Instruct) or drop the images"
+        )
+    return None
+
+
+@dataclass
+class VisionArguments(SFTArguments):
+    """The SFT knobs plus the vision ones."""
+
+    train_vision: bool = False
+    max_pixels: int | None = None
+    template: str = "auto"
+
+    def check(self) -> None:
+        super().check()
+        from ..data.vision import TEMPLATES
+
+        if self.template not in TEMPLATES:
+            from ..errors import did_you_mean
+
+            raise SwiftConfigError(
+                f"template must be one of {', '.join(TEMPLATES)}, got '{self.template}'"
+                f"{did_you_mean(self.template, TEMPLATES)}; fix --template"
+            )
+        if self.max_pixels is not None and self.max_pixels < 28 * 28:
+            raise SwiftConfigError(f"max_pixels must be at least {28 * 28} (one 28x28 patch), got {self.max_pixels}")
+        if self.packing:
+            raise SwiftConfigError("packing is not supported for image rows; drop --packing")
+
+
+# -- processor -----------------------------------------------------------------------------------------
+def _image_only_processor_class(name: str) -> Any:
+    """``name`` (e.g. Qwen2VLProcessor) limited to image processor + tokenizer.
+
+    Video processors need torchvision; without it ``AutoProcessor`` fails although images would work.
+    """
+    import transformers
+
+    base = getattr(transformers, name, None)
+    if base is None:
+        return None
+
+    class ImageTextProcessor(base):  # type: ignore[misc, valid-type]
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return [a for a in super().get_attributes() if a in ("image_processor", "tokenizer")]
+
+    ImageTextProcessor.__name__ = name
+    return ImageTextProcessor
+
+
+def _known_processor(name: str, model_path: Path) -> str:
+    """A processor class transformers has: ``name``, a class it ends with, or the model type's processor."""
+    import transformers
+
+    if hasattr(transformers, name):
+        return name
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    model_type = read_model_config(model_path).get("model_type")
+    by_type = PROCESSOR_MAPPING_NAMES.get(model_type)
+    if by_type and hasattr(transformers, by_type):
+        return by_type
+    suffixes = [n for n in dir(transformers) if n.endswith("Processor") and name.endswith(n)]
+    return max(suffixes, key=len) if suffixes else name
+
+
+def load_processor(model_path: Path, trust_remote_code: bool = False, max_pixels: int | None = None) -> Any:
+    """The model's processor (images + text), with the ``max_pixels`` budget applied."""
+    from transformers import AutoProcessor
+
+    processor = None
+    try:
+        processor = AutoProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
+        if not hasattr(processor, "image_processor"):
+            processor = None
+    except Exception:  # noqa: BLE001 - fall back to the image-only processor below
+        processor = None
+    if processor is None:
+        name = None
+        for file_name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+            try:
+                name = json.loads((model_path / file_name).read_text()).get("processor_class")
+            except (OSError, ValueError):
+                continue
+            if name:
+                break
+        cls = _image_only_processor_class(_known_processor(name, model_path)) if name else None
+        if cls is None:
+            raise SwiftModelError(
+                f"cannot load an image processor for {model_path}; the folder needs processor/preprocessor config files"
+            )
+        try:
+            processor = cls.from_pretrained(str(model_path))
+        except Exception as exc:  # noqa: BLE001
+            raise SwiftModelError(f"cannot load the processor of {model_path}: {str(exc).splitlines()[0]}") from None
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None):
+        processor.chat_template = tokenizer.chat_template
+    if max_pixels is not None:
+        set_max_pixels(processor, max_pixels)
+    return processor
+
+
+def set_max_pixels(processor: Any, max_pixels: int) -> None:
+    """Cap the pixels an image keeps after resizing (Qwen-VL style ``size.longest_edge`` / ``max_pixels``)."""
+    image_processor = processor.image_processor
+    size = getattr(image_processor, "size", None)
+    if size is not None and ("longest_edge" in size or getattr(size, "longest_edge", None) is not None):
+        shortest = size["shortest_edge"] if "shortest_edge" in size else None
+        shortest = min(shortest, max_pixels) if shortest else shortest
+        image_processor.size = {"shortest_edge": shortest, "longest_edge": max_pixels}
+    if hasattr(image_processor, "max_pixels"):
+        image_processor.max_pixels = max_pixels
+
+
+class ImageTokens:
+    """Tokens one image costs after the processor's resize, per image size (cached)."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self._cache: dict[tuple[int, int], int] = {}
+        tokenizer = processor.tokenizer
+        self.token = getattr(processor, "image_token", None) or "<image>"
+        self.token_id = getattr(processor, "image_token_id", None) or tokenizer.convert_tokens_to_ids(self.token)
+
+    def __call__(self, size: tuple[int, int]) -> int:
+        if size not in self._cache:
+            from PIL import Image
+
+            blank = Image.new("RGB", size, (128, 128, 128))
+            out = self.processor(text=[self.token], images=[blank], return_tensors="pt")
+            self._cache[size] = int((out["input_ids"] == self.token_id).sum())
+        return self._cache[size]
+
+
+def row_tokens(
+    row: dict[str, Any], processor: Any, image_tokens: ImageTokens, sizes: dict[str, tuple[int, int]]
+) -> int:
+    """Tokens of one row after the chat template, image tokens included."""
+    from ..data.vision import image_size
+
+    text = processor.apply_chat_template(row["messages"], tokenize=False)
+    n = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    for path in row["images"]:
+        if path not in sizes:
+            sizes[path] = image_size(path)
+        n += image_tokens(sizes[path]) - 1  # the placeholder itself was counted once
+    return n
+
+
+@dataclass
+class VisionInputs:
+    """What ``build_trainer`` needs besides the weights."""
+
+    model_path: Path
+    processor: Any
+    train: Any  # PreparedData
+    eval: Any  # PreparedData | None
+    notes: list[str]
+    kind: str  # "messages" (loss on assistant turns) or "prompt_completion" (loss on the last reply)
+    max_tokens: int = 0
+    image_tokens_max: int = 0
+
+
+def check_data(args: VisionArguments, model_path: Path) -> Any:
+    """Read and check the image rows (every image opened once); one line per problem."""
+    from ..data.vision import prepare_vision
+
+    model_type = read_model_config(model_path).get("model_type")
+    return prepare_vision(args.dataset, template=args.template, model_type=model_type, on_bad_rows=args.on_bad_rows)
+
+
+def finish_inputs(
+    args: VisionArguments, data: Any, model_path: Path, *, trust_remote_code: bool = False
+) -> VisionInputs:
+    """Load the processor, count every row's tokens (image tokens included), split off eval rows."""
+    processor = load_processor(model_path, trust_remote_code, args.max_pixels)
+    if getattr(processor, "chat_template", None) is None:
+        raise SwiftConfigError(f"model {model_path.name} has no chat template, so image rows cannot be formatted")
+    counter = ImageTokens(processor)
+    sizes: dict[str, tuple[int, int]] = {}
+    lengths, keep_rows, keep_labels = [], [], []
+    for row, label in zip(data.rows, data.labels, strict=True):
+        n = row_tokens(row, processor, counter, sizes)
+        if n > args.max_length:
+            problem = f"{n} tokens (images included) over max_length {args.max_length}"
+            if args.on_bad_rows == "skip":
+                data.skipped.append(f"{label}: {problem}")
+                continue
+            raise SwiftDataError(
+                f"{label}: {problem}; raise --max-length, lower --max-pixels, or pass --on-bad-rows skip"
+            )
+        lengths.append(n)
+        keep_rows.append(row)
+        keep_labels.append(label)
+    if not keep_rows:
+        raise SwiftDataError(f"dataset {data.source}: no row fits max_length {args.max_length}; raise --max-length")
+    data.rows, data.labels = keep_rows, keep_labels
+    per_image = [counter(s) for s in set(sizes.values())]
+    notes = [
+        f"tokens per row (images included): min {min(lengths)}, mean {sum(lengths) / len(lengths):.0f}, "
+        f"max {max(lengths)}; an image costs {min(per_image)}-{max(per_image)} tokens"
+    ]
+    kind = "messages"
+    if args.assistant_only_loss and not has_generation_markers(processor):
+        kind = "prompt_completion"
+        data.rows = [_last_turn(r) for r in data.rows]
+        notes.append("the chat template has no {% generation %} markers: loss on the last assistant reply of each row")
+    data.kind = kind
+    train, evaluation = data.split(args.eval_split, args.seed)
+    return VisionInputs(model_path, processor, train, evaluation, notes, kind, max(lengths), max(per_image))
+
+
+def _last_turn(row: dict[str, Any]) -> dict[str, Any]:
+    messages = row["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return {"prompt": messages[:last], "completion": [messages[last]], "images": row["images"]}
+
+
+class VisionCollator:
+    """Opens each batch's images (RGB) and hands the rows to TRL's vision-language collator."""
+
+    def __init__(self, processor: Any, max_length: int, kind: str, assistant_only_loss: bool) -> None:
+        from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+        self.inner = DataCollatorForVisionLanguageModeling(
+            processor=processor,
+            max_length=max_length,
+            completion_only_loss=kind == "prompt_completion" and assistant_only_loss,
+            assistant_only_loss=kind == "messages" and assistant_only_loss,
+        )
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        from ..data.vision import load_image
+
+        rows = []
+        for example in examples:
+            row = {k: v for k, v in example.items() if k in ("messages", "prompt", "completion")}
+            row["images"] = [load_image(p) for p in example["images"]]
+            rows.append(row)
+        return self.inner(rows)
+
+
+# -- samples: the model's current answers on a few rows, a handful of times per run -------------------
+SAMPLE_ROWS = 4
+SAMPLE_TIMES = 5  # besides the one before training
+SAMPLE_TOKENS = 24
+
+
+def sample_rows(prepared: VisionInputs, n: int = SAMPLE_ROWS) -> list[tuple[str, dict[str, Any]]]:
+    """(label, row) of the rows to sample: held-out rows when there are some, else the first training rows."""
+    source = prepared.eval if prepared.eval is not None else prepared.train
+    return list(zip(source.labels[:n], source.rows[:n], strict=False))
+
+
+class SamplesCallback:
+    """Every ``every`` steps (and before the first), answer a few rows greedily and publish them.
+
+    The run gets a ``samples`` event ``{"step", "samples": [{"label", "images", "question", "expected",
+    "answer"}]}``, keeps the latest in ``run.samples`` and appends it to ``samples.jsonl`` in its folder.
+    """
+
+    def __init__(self, run: Any, processor: Any, rows: list[tuple[str, dict[str, Any]]], every: int = 0) -> None:
+        self.run = run
+        self.processor = processor
+        self.rows = rows
+        self.every = every
+        self._done_steps: set[int] = set()
+
+    def _question(self, row: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
+        from ..data.vision import message_text
+
+        messages = row.get("messages") or [*row["prompt"], *row["completion"]]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompt = messages[:last]
+        return prompt, message_text(prompt, "user"), message_text(messages[: last + 1], "assistant")
+
+    def answers(self, model: Any) -> list[dict[str, Any]]:
+        """Greedy answers of ``model`` to the sample rows."""
+        import torch
+
+        from ..data.vision import load_image
+
+        out = []
+        was_training = model.training
+        model.eval()
+        for module in model.modules():  # bitsandbytes repacks 4-bit weights for CPU inference in eval mode,
+            if type(module).__name__ == "Linear4bit":  # which training cannot use afterwards: keep them as is
+                module.train(was_training)
+        try:
+            for label, row in self.rows:
+                prompt, question, expected = self._question(row)
+                text = self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+                images = [load_image(p) for p in row["images"]]
+                inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
+                device = next(model.parameters()).device
+                inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
+                with torch.no_grad():
+                    ids = model.generate(**inputs, max_new_tokens=SAMPLE_TOKENS, do_sample=False, use_cache=True)
+                start = inputs["input_ids"].shape[1]
+                answer = self.processor.tokenizer.decode(ids[0, start:], skip_special_tokens=True)
+                out.append(
+                    {
+                        "label": label,
+                        "images": list(row["images"]),
+                        "question": question,
+                        "expected": expected,
+                        "answer": answer,
+                    }
+                )
+        finally:
+            if was_training:
+                model.train()
+        return out
+
+    def publish(self, step: int, model: Any) -> None:
+        if step in self._done_steps or not self.rows:
+            return
+        self._done_steps.add(step)
+        payload = {"step": step, "samples": self.answers(model)}
+        self.run.samples = payload
+        with open(self.run.output_dir / "samples.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        self.run._emit("samples", payload)
+
+    # TrainerCallback hooks
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if not self.every:
+            self.every = max(1, -(-int(state.max_steps or 0) // SAMPLE_TIMES)) if state.max_steps else 50
+        if model is not None:
+            self.publish(int(state.global_step), model)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None and self.every and state.global_step % self.every == 0:
+            self.publish(int(state.global_step), model)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None:
+            self.publish(int(state.global_step), model)
+
+
+# -- model -------------------------------------------------------------------------------------------
+def vision_module_names(model: Any) -> list[str]:
+    """Names of the modules on the vision side (tower and projector)."""
+    pattern = re.compile(rf"(^|\.)({_VISION_RE})(\.|$)")
+    return [name for name, _ in model.named_modules() if pattern.search(name)]
+
+
+def lora_targets(model: Any, train_vision: bool, wanted: list[str] | None) -> list[str]:
+    """Full names of the linear layers that get LoRA: the language model's (and the vision side's when
+    ``train_vision``), never the output head; ``wanted`` limits them to these leaf names (e.g. q_proj)."""
+    import torch
+
+    wanted_set = {w for w in (wanted or []) if w != "all-linear"}
+    vision = re.compile(rf"(^|\.)({_VISION_RE})(\.|$)")
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) and type(module).__name__ not in ("Linear4bit", "Linear8bitLt"):
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "lm_head":
+            continue
+        if vision.search(name) and not train_vision:
+            continue
+        if not wanted_set or leaf in wanted_set:
+            names.append(name)
+    if not names:
+        raise SwiftConfigError(f"no linear layer of the model matches target_modules {sorted(wanted_set)}")
+    return names
+
+
+def load_vlm_for_training(
+    path: Path, plan: Plan, lora: LoraSpec | None, train_vision: bool = False, trust_remote_code: bool = False
+) -> Any:
+    """Load a VLM for ``plan.method``; LoRA on the language model, the vision side frozen unless ``train_vision``."""
+    from transformers import AutoModelForImageTextToText
+    from transformers.utils import logging as hf_logging
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": trust_remote_code}
+    if plan.method == "qlora":
+        quant = quantization_config(plan)
+        # the vision side stays in full precision (transformers matches these patterns from the name's start)
+        quant.llm_int8_skip_modules = [rf".*(^|\.){part}" for part in VISION_PARTS] + ["lm_head"]
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else "cuda:0"}
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs)
+    except Exception as exc:  # noqa: BLE001 - many loader errors; the user needs one line
+        raise SwiftModelError(f"cannot load model {path} for {plan.method}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.config.use_cache = False
+    if plan.method == "full":
+        if not train_vision:
+            for name in vision_module_names(model):
+                for param in model.get_submodule(name).parameters(recurse=False):
+                    param.requires_grad_(False)
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if plan.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=plan.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif plan.gradient_checkpointing:
+        model.enable_input_require_grads()
+    spec = lora or LoraSpec()
+    wanted = spec.target_modules if isinstance(spec.target_modules, list) else None
+    config = LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=lora_targets(model, train_vision, wanted),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+# -- trainer -------------------------------------------------------------------------------------------
+def _vision_args(config: dict[str, Any]) -> VisionArguments:
+    return VisionArguments.from_config(config["arguments"])  # type: ignore[return-value]
+
+
+def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTrainer
+    """Build the ``SFTTrainer`` of a vision run in its thread (``inputs``: the rows ``sft()`` checked)."""
+    import datasets
+    from transformers import PrinterCallback, ProgressCallback, set_seed
+    from trl import SFTTrainer
+
+    from ..hub import resolve_model
+    from .callbacks import EarlyStopCallback
+
+    config = run.config
+    args = _vision_args(config)
+    plan = Plan(**config["plan"])
+    trust = bool(config.get("trust_remote_code"))
+    model_path = resolve_model(config["model_path"])
+    if inputs is None and config.get("dataset_copy"):
+        args.dataset = config["dataset_copy"]
+    data = inputs if inputs is not None else check_data(args, model_path)
+    prepared = finish_inputs(args, data, model_path, trust_remote_code=trust)
+    for note in prepared.notes:
+        run.log(note)
+    set_seed(args.seed)
+    lora = None if plan.method == "full" else args.lora()
+    model = load_vlm_for_training(model_path, plan, lora, args.train_vision, trust)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    side = "vision tower trained too" if args.train_vision else "vision tower frozen"
+    run.log(f"model: {model_path.name}, {trainable:,} trainable of {total:,} parameters ({plan.method}, {side})")
+    sft_config = trl_config(args, plan, run.output_dir, prepared.eval is not None, prepared.kind)
+    sft_config.remove_unused_columns = False
+    sft_config.dataset_kwargs = {"skip_prepare_dataset": True}
+    collator = VisionCollator(prepared.processor, args.max_length, prepared.kind, args.assistant_only_loss)
+    progress_bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_config,
+            train_dataset=prepared.train.to_dataset(),
+            eval_dataset=prepared.eval.to_dataset() if prepared.eval is not None else None,
+            processing_class=prepared.processor,
+            data_collator=collator,
+        )
+    finally:
+        if progress_bars:
+            datasets.enable_progress_bars()
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if args.early_stopping_patience:
+        trainer.add_callback(EarlyStopCallback(args.early_stopping_patience))
+    trainer.add_callback(_as_trainer_callback(SamplesCallback(run, prepared.processor, sample_rows(prepared))))
+    return trainer
+
+
+def _as_trainer_callback(callback: SamplesCallback) -> Any:
+    from transformers import TrainerCallback
+
+    class _Samples(TrainerCallback):
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            callback.on_train_begin(*args, **kwargs)
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            callback.on_step_end(*args, **kwargs)
+
+        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            callback.on_train_end(*args, **kwargs)
+
+    wrapper = _Samples()
+    wrapper.samples = callback  # type: ignore[attr-defined]
+    return wrapper
+
+
+# -- launching -----------------------------------------------------------------------------------------
+def launch(args: VisionArguments, *, verbose: bool = True) -> Any:
+    """Check everything cheap in the caller's thread, write the run folder and start the :class:`Run`."""
+    run, data = create_run(args, verbose=verbose)
+    return run.start(prepared=data)
+
+
+def create_run(args: VisionArguments, *, verbose: bool = True) -> tuple[Any, Any]:
+    """Everything :func:`launch` does except starting: the checked rows and a queued ``Run``."""
+    import os
+    import time
+
+    from ..config import settings
+    from ..device import select_device
+    from ..errors import SwiftUsageError
+    from ..hub import resolve_model
+    from .api import _versions
+    from .estimate import estimate
+    from .plan import METHODS, make_plan
+    from .run import Run, active_lock, atomic_write, check_writable, new_run_id
+
+    if isinstance(args.target_modules, str):
+        args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
+    args.check()
+    if args.method not in METHODS:
+        make_plan(args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
+    model_name = str(args.model if args.model is not None else settings.default_model)
+    trust = settings.trust_remote_code if args.trust_remote_code is None else args.trust_remote_code
+    folder = Path(args.output_dir).expanduser() if args.output_dir is not None else None
+    if folder is not None and folder.exists() and active_lock(folder):
+        raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
+    root = settings.workspace_path / "runs"
+    check_writable(folder if folder is not None else root)
+
+    info = select_device(args.device)
+    model_path = resolve_model(model_name)
+    if not is_vision_model(model_path):
+        raise text_model_data_error(model_name, args.dataset) or SwiftConfigError(
+            f"model {model_name} is not a vision-language model; use km.sft for text rows"
+        )
+    data = check_data(args, model_path)
+    estimates: dict[str, float] = {}
+    try:
+        estimates = estimate(
+            str(model_path),
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            lora_r=args.lora_r,
+            target_modules=args.target_modules,
+            gradient_checkpointing=args.gradient_checkpointing,
+            device=args.device,
+        ).totals
+    except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
+        pass
+    plan = make_plan(
+        args.method,
+        info,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        gradient_checkpointing=args.gradient_checkpointing,
+        estimates=estimates,
+        optim=args.optim,
+    )
+    if folder is None:
+        folder = root / new_run_id("sft", model_name, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("logging.jsonl", "error.txt"):
+        if (folder / stale).exists():
+            (folder / stale).unlink()
+    dataset_copy = None
+    if not isinstance(args.dataset, (str, os.PathLike)):  # in-memory rows: keep the checked rows (image paths)
+        dataset_copy = str(folder / "dataset.jsonl")
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.rows)
+        atomic_write(Path(dataset_copy), text)
+    config = {
+        "run_id": folder.name,
+        "kind": "sft",
+        "trainer": "kernel_magics.train.vlm:build_trainer",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "model": model_name,
+        "model_path": str(model_path),
+        "method": args.method,
+        "plan": plan.to_dict(),
+        "arguments": args.to_config(),
+        "dataset_copy": dataset_copy,
+        "data": {"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
+        "vision": {
+            "train_vision": args.train_vision,
+            "max_pixels": args.max_pixels,
+            "template": args.template,
+            "samples": SAMPLE_ROWS,
+        },
+        "max_steps": args.max_steps,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "trust_remote_code": trust,
+        "device": {"type": info.type, "name": info.name, "free_gb": info.memory_free_gb, "reason": info.reason},
+        "estimate_gb": estimates,
+        "versions": _versions(),
+    }
+    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
+    run = Run(folder, config)
+    lines = [plan.describe(), f"data: {data.summary()}; {'; '.join(data.notes)}", f"run {folder.name} -> {folder}"]
+    for line in lines:
+        run.log(line)
+        if verbose:
+            print(line, flush=True)
+    return run, data

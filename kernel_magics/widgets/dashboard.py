@@ -1,0 +1,265 @@
+"""The live training dashboard: Plotly charts, a progress bar with ETA, a status line and a Stop button.
+
+``Dashboard(run)`` subscribes to the run's events and redraws at most every ``interval`` seconds (rows
+that arrive in between are batched, and a timer flushes the last ones), so a fast run does not flood the
+notebook. Built on a finished run it replays ``run.metrics``. ``show(run)`` is the ``%%swift sft``
+notebook hook.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+PANELS = (
+    ("loss", "loss"),
+    ("learning_rate", "learning rate"),
+    ("grad_norm", "grad-norm"),
+    ("tokens_per_s", "tokens/s"),
+    ("memory_gb", "memory (GiB)"),
+)
+# Preference runs (km.dpo) get a third row: rewards (chosen / rejected / margin), reward accuracy, and the
+# loss's own signal, whose metric keys are listed here per loss.
+PREFERENCE_PANELS = {
+    "dpo": ("logps/chosen", "logps/rejected"),
+    "simpo": ("logps/chosen", "logps/rejected"),
+    "orpo": ("log_odds_ratio",),
+    "kto": ("kl",),
+}
+PREFERENCE_TITLES = {
+    "logps/chosen": "log-probs: <span style='color:#2e7d32'>chosen</span> · <span style='color:#c62828'>rejected</span>",
+    "log_odds_ratio": "log-odds ratio",
+    "kl": "KL",
+}
+REWARD_COLORS = {"rewards/chosen": "#2e7d32", "rewards/rejected": "#c62828", "rewards/margins": "#1565c0"}
+PAIR_COLORS = {**REWARD_COLORS, "logps/chosen": "#2e7d32", "logps/rejected": "#c62828"}
+TERMINAL = ("finished", "stopped", "failed")
+STATUS_COLORS = {"failed": "#c62828", "finished": "#2e7d32", "stopped": "#ef6c00", "stopping": "#ef6c00"}
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+class Dashboard(W.VBox):
+    """Live view of a training :class:`~kernel_magics.train.run.Run`."""
+
+    def __init__(self, run: Any, interval: float = 0.5) -> None:
+        self.run = run
+        self.interval = interval
+        self.flushes = 0  # number of redraws (tests check batching)
+        self._pending: list[dict[str, Any]] = []
+        self._series: dict[str, tuple[list[float], list[float]]] = {}
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+        self._timer: threading.Timer | None = None
+
+        self.figure = self._make_figure()
+        self.title = W.HTML(self._title_html())
+        self.status = W.HTML(layout=W.Layout(min_height="22px"))
+        self.progress = W.IntProgress(value=0, min=0, max=max(1, int(run.progress.get("max_steps") or 1)))
+        self.progress.layout.width = "420px"
+        self.progress_label = W.HTML()
+        self.stop_button = W.Button(
+            description="Stop", icon="stop", button_style="danger", tooltip="stop at the next step, with a checkpoint"
+        )
+        self.stop_button.on_click(lambda _: self._on_stop())
+        self.notes = W.HTML(self._notes_html())
+        bar = W.HBox(
+            [self.progress, self.progress_label, self.stop_button], layout=W.Layout(align_items="center", gap="12px")
+        )
+        body: Any = self.figure
+        self.samples = None
+        if run.config.get("vision"):  # vision-language runs: the model's current answers on a few images
+            from .samples import SamplesPanel
+
+            self.samples = SamplesPanel(run)
+            body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
+        super().__init__([self.title, self.status, bar, body, self.notes])
+        self.add_class("km-dashboard")
+
+        for row in run.rows:  # replay what happened before (or all of a finished run)
+            self._pending.append(row)
+        self._flush()
+        self._unsubscribe = run.subscribe(self._on_event)
+        self._update_status(run.status)
+
+    # -- figure ----------------------------------------------------------------------------------
+    def _preference_panels(self) -> list[tuple[tuple[str, ...], str]]:
+        """Extra panels of a preference run (empty for SFT)."""
+        own = PREFERENCE_PANELS.get(str(self.run.config.get("kind")))
+        if own is None:
+            return []
+        rewards = "rewards: " + " · ".join(
+            f"<span style='color:{color}'>{key.split('/')[1].rstrip('s')}</span>"
+            for key, color in REWARD_COLORS.items()
+        )
+        return [
+            (tuple(REWARD_COLORS), rewards),
+            (("rewards/accuracies",), "reward accuracy"),
+            (own, PREFERENCE_TITLES[own[0]]),
+        ]
+
+    def _make_figure(self) -> go.FigureWidget:
+        extra = self._preference_panels()
+        titles = [title for _, title in PANELS]
+        if extra:
+            titles += [""] + [title for _, title in extra]
+        fig = make_subplots(
+            rows=3 if extra else 2,
+            cols=3,
+            subplot_titles=titles,
+            horizontal_spacing=0.07,
+            vertical_spacing=0.11 if extra else 0.16,
+        )
+        positions = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+        widget = go.FigureWidget(fig)
+        self._trace_index: dict[str, int] = {}
+        for (key, _), (r, c) in zip(PANELS, positions, strict=True):
+            widget.add_scatter(x=[], y=[], mode="lines+markers", name=key, row=r, col=c, marker={"size": 4})
+            self._trace_index[key] = len(widget.data) - 1
+        widget.add_scatter(
+            x=[], y=[], mode="lines+markers", name="eval_loss", row=1, col=1, marker={"size": 7, "symbol": "diamond"}
+        )
+        self._trace_index["eval_loss"] = len(widget.data) - 1
+        for col, (keys, _) in enumerate(extra, start=1):
+            for key in keys:
+                line = {"color": PAIR_COLORS[key]} if key in PAIR_COLORS else {}
+                widget.add_scatter(
+                    x=[], y=[], mode="lines+markers", name=key, row=3, col=col, marker={"size": 4}, line=line
+                )
+                self._trace_index[key] = len(widget.data) - 1
+        widget.update_layout(
+            height=660 if extra else 460,
+            margin={"l": 40, "r": 10, "t": 40, "b": 30},
+            showlegend=False,
+            template="plotly_white",
+        )
+        widget.update_xaxes(title_text="step", row=3 if extra else 2)
+        return widget
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """(steps, values) drawn for ``key`` so far."""
+        with self._lock:
+            steps, values = self._series.get(key, ([], []))
+            return list(steps), list(values)
+
+    # -- events ----------------------------------------------------------------------------------
+    def _on_event(self, event: str, payload: Any) -> None:
+        if event == "metrics":
+            with self._lock:
+                self._pending.append(payload)
+            self._maybe_flush()
+        elif event == "status":
+            if payload in TERMINAL:
+                self._flush()
+            self._update_status(payload)
+        elif event in ("progress", "begin"):
+            self._maybe_flush(progress_only=True)
+        elif event == "log":
+            self.notes.value = self._notes_html()
+        elif event == "checkpoint":
+            self._update_status(self.run.status, extra=f"checkpoint {str(payload).rsplit('/', 1)[-1]} written")
+
+    def _maybe_flush(self, progress_only: bool = False) -> None:
+        """Schedule a redraw on a timer thread (never in the training thread, which only appends)."""
+        with self._lock:
+            if self._timer is not None:
+                return
+            delay = max(self.interval - (time.monotonic() - self._last_flush), 0.0)
+            self._timer = threading.Timer(delay, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._last_flush = time.monotonic()
+            changed = set()
+            for row in rows:
+                step = row.get("step")
+                for key in list(self._trace_index):
+                    value = row.get(key)
+                    if value is None or step is None:
+                        continue
+                    steps, values = self._series.setdefault(key, ([], []))
+                    steps.append(step)
+                    values.append(value)
+                    changed.add(key)
+            snapshot = {k: (list(self._series[k][0]), list(self._series[k][1])) for k in changed}
+        if snapshot:
+            with self.figure.batch_update():
+                for key, (steps, values) in snapshot.items():
+                    trace = self.figure.data[self._trace_index[key]]
+                    trace.x, trace.y = steps, values
+        self._update_progress()
+        self.flushes += 1
+
+    def _update_progress(self) -> None:
+        p = self.run.progress
+        total = int(p.get("max_steps") or 0)
+        step = int(p.get("step") or 0)
+        if total > 0:
+            self.progress.max = total
+        self.progress.value = min(step, self.progress.max)
+        eta = p.get("eta_s") if self.run.status in ("running", "stopping") else None
+        self.progress_label.value = (
+            f"<span class='km-progress'>step {step}/{total or '?'} · elapsed {_fmt_time(p.get('elapsed_s'))}"
+            f" · ETA {_fmt_time(eta)}</span>"
+        )
+
+    def _update_status(self, status: str, extra: str = "") -> None:
+        color = STATUS_COLORS.get(status, "#1565c0")
+        text = f"<b class='km-status' style='color:{color}'>{html.escape(status)}</b>"
+        if self.run.error:
+            text += f" — <span style='color:#c62828'>{html.escape(self.run.error)}</span>"
+        elif status in TERMINAL:
+            text += f" — adapter in <code>{html.escape(str(self.run.adapter_dir))}</code>"
+        if extra:
+            text += f" · {html.escape(extra)}"
+        self.status.value = text
+        self.stop_button.disabled = status in TERMINAL or status == "stopping"
+        self._update_progress()
+
+    def _on_stop(self) -> None:
+        self.stop_button.disabled = True
+        self.run.stop()
+        self._update_status(self.run.status, extra="stop requested: finishing the step and writing a checkpoint")
+
+    def _title_html(self) -> str:
+        cfg = self.run.config
+        plan = cfg.get("plan", {})
+        return (
+            f"<b>{html.escape(self.run.name)}</b> · {html.escape(str(cfg.get('model')))} · "
+            f"{html.escape(str(plan.get('method', cfg.get('method'))))} {html.escape(str(plan.get('dtype', '')))} on "
+            f"{html.escape(str(plan.get('device', '')))}"
+            + (f" · {html.escape(str(cfg['loss']))} β={cfg.get('beta')}" if cfg.get("loss") else "")
+        )
+
+    def _notes_html(self) -> str:
+        notes = "".join(f"<div>{html.escape(n)}</div>" for n in self.run.notes[-6:])
+        return f"<div style='font-size:12px;color:#555'>{notes}</div>"
+
+    def close(self) -> None:
+        self._unsubscribe()
+        if self.samples is not None:
+            self.samples.close()
+        super().close()
+
+
+def show(run: Any) -> Dashboard:
+    """The ``%%swift sft`` notebook hook: a live dashboard for ``run``."""
+    return Dashboard(run)
