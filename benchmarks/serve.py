@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import statistics
@@ -37,14 +38,24 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
 
 
 # -- the transformers engine, called directly -------------------------------------------------------
-async def direct_hf(engine: Any, batch: list[list[dict[str, str]]], max_tokens: int) -> tuple[int, list[float], float]:
+async def direct_hf(
+    engine: Any, batch: list[list[dict[str, str]]], max_tokens: int, stream_interval_ms: float
+) -> tuple[int, list[float], float]:
     from kernel_magics.serve.engines.base import RequestHandle, SamplingParams
 
     loop = asyncio.get_running_loop()
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, float]:
         params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-        handle = RequestHandle(f"direct-{i}", engine.models[0], engine.chat_prompt(messages), params, loop, stream=True)
+        handle = RequestHandle(
+            f"direct-{i}",
+            engine.models[0],
+            engine.chat_prompt(messages),
+            params,
+            loop,
+            stream=True,
+            stream_interval_s=stream_interval_ms / 1000,  # delivered like the server's streams
+        )
         started = time.perf_counter()
         engine.submit(handle)
         ttft = None
@@ -63,17 +74,44 @@ async def direct_hf(engine: Any, batch: list[list[dict[str, str]]], max_tokens: 
 
 
 # -- any OpenAI server, streamed over HTTP -----------------------------------------------------------
+# A lean client: plain asyncio streams, one keep-alive connection per concurrent client, and JSON parsed
+# only where needed (the first content chunk for TTFT, the usage chunk for the token count). On a small
+# machine the clients share the cores with the server; an httpx client spends ~10x more CPU per chunk
+# than our server does, and that would be charged to the server's side of the ratio.
+async def _post_stream(reader: Any, writer: Any, host: str, path: str, body: bytes, headers: str) -> Any:
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{headers}\r\n".encode()
+        + body
+    )
+    status = await reader.readline()
+    if b" 200 " not in status:
+        raise RuntimeError(f"server answered {status.decode().strip()}")
+    chunked = False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        chunked |= line.lower().startswith(b"transfer-encoding: chunked")
+    if not chunked:
+        raise RuntimeError("expected a chunked event stream")
+    while True:
+        size = int((await reader.readline()).strip(), 16)
+        if size == 0:
+            await reader.readline()
+            return
+        data = await reader.readexactly(size + 2)
+        yield data[:-2]
+
+
 async def through_server(
     url: str, model: str, batch: list[list[dict[str, str]]], max_tokens: int, api_key: str | None = None
 ) -> tuple[int, list[float], float]:
-    import httpx
+    from urllib.parse import urlsplit
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as client:
+    parts = urlsplit(url)
+    headers = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
 
-        async def one(messages: list[dict[str, str]]) -> tuple[int, float]:
-            body = {
+    async def one(messages: list[dict[str, str]]) -> tuple[int, float]:
+        body = json.dumps(
+            {
                 "model": model,
                 "messages": messages,
                 "max_tokens": max_tokens,
@@ -81,24 +119,31 @@ async def through_server(
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
-            started = time.perf_counter()
-            ttft = None
-            tokens = 0
-            async with client.stream("POST", "/chat/completions", json=body) as response:
-                response.raise_for_status()
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    if chunk.get("usage"):
-                        tokens = chunk["usage"]["completion_tokens"]
-                    if ttft is None and any(c["delta"].get("content") for c in chunk.get("choices", [])):
-                        ttft = time.perf_counter() - started
-            return tokens, ttft or 0.0
-
+        ).encode()
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         started = time.perf_counter()
-        results = await asyncio.gather(*(one(m) for m in batch))
-        wall = time.perf_counter() - started
+        ttft = None
+        tokens = 0
+        buffer = b""
+        try:
+            async for data in _post_stream(
+                reader, writer, parts.netloc, parts.path + "/chat/completions", body, headers
+            ):
+                buffer += data
+                *events, buffer = buffer.split(b"\n\n")
+                for event in events:
+                    if ttft is None and b'"content": "' in event.replace(b'"content":"', b'"content": "'):
+                        if json.loads(event[6:])["choices"][0]["delta"].get("content"):
+                            ttft = time.perf_counter() - started
+                    elif b'"usage": {' in event or b'"usage":{' in event:
+                        tokens = json.loads(event[6:])["usage"]["completion_tokens"]
+        finally:
+            writer.close()
+        return tokens, ttft or 0.0
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(m) for m in batch))
+    wall = time.perf_counter() - started
     return sum(t for t, _ in results), [ttft for _, ttft in results], wall
 
 
@@ -233,6 +278,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--vllm", action="store_true", help="also compare vLLM's server with AsyncLLM")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers engine")
+    parser.add_argument(
+        "--stream-interval-ms", type=float, default=None, help="our server's stream interval [default: serve()'s]"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (busy shared machines: 1)")
     args = parser.parse_args()
     import torch
@@ -250,7 +298,8 @@ def main() -> None:
     info = select_device(args.device)
     print(
         f"model {args.model} on {info.type} ({info.name}, torch threads {torch.get_num_threads()}); "
-        f"{args.max_tokens} new tokens per request, greedy; load average {os.getloadavg()[0]:.1f}"
+        f"{args.max_tokens} new tokens per request, greedy; load average {os.getloadavg()[0]:.1f}; "
+        f"stream interval {args.stream_interval_ms if args.stream_interval_ms is not None else 'default'} ms"
     )
     rows: list[dict] = []
     client = ClientProcess()
@@ -258,13 +307,18 @@ def main() -> None:
     if not args.no_hf:
         from kernel_magics.serve.engines.hf import HFEngine
 
+        interval = {} if args.stream_interval_ms is None else {"stream_interval_ms": args.stream_interval_ms}
+        stream_interval_ms = interval.get(
+            "stream_interval_ms", inspect.signature(serve).parameters["stream_interval_ms"].default
+        )
+
         engine = HFEngine(model_dir, args.model, device=info)
         engine.start()
-        srv = serve(args.model, backend="transformers", device=args.device, name="bench-hf")
+        srv = serve(args.model, backend="transformers", device=args.device, name="bench-hf", **interval)
         try:
             rows += compare(
                 "transformers",
-                lambda b: asyncio.run(direct_hf(engine, b, args.max_tokens)),
+                lambda b: asyncio.run(direct_hf(engine, b, args.max_tokens, stream_interval_ms)),
                 lambda b: client.run(srv.url, srv.model, b, args.max_tokens),
                 all_prompts,
                 clients,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 import threading
+import time
 
 import httpx
 import openai
@@ -178,6 +179,31 @@ def test_32_concurrent_streams_are_batched_and_not_mixed_up(server, client):
         f"\n32 concurrent streams: largest batch {stats['batch_size'].max()}, "
         f"median TTFT {stats['ttft_s'].median() * 1000:.0f} ms, median {stats['tokens_per_s'].median():.0f} tok/s/request"
     )
+
+
+def test_stream_interval_sends_fast_tokens_as_fewer_chunks(tiny_model, client):
+    """0 ms: a chunk per token; a long interval: the same text in fewer, larger chunks (first one at once)."""
+    fast = km.serve("tiny", backend="transformers", name="per-token", stream_interval_ms=0)
+    slow = km.serve("tiny", backend="transformers", name="coalesced", stream_interval_ms=1000)
+    try:
+        expected = _chat(client, max_tokens=40).choices[0].message.content
+        counts, took = {}, {}
+        for srv in (fast, slow):
+            started = time.perf_counter()
+            text, finish, usage, chunks = _chat(srv.client(max_retries=0), stream=True, max_tokens=40)
+            took[srv.name] = time.perf_counter() - started
+            assert text == expected and usage[0].completion_tokens == 40
+            counts[srv.name] = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+        # per token: ~40 chunks (fewer only when the reader falls behind and waiting tokens merge)
+        assert counts["per-token"] >= 10, counts
+        # at most one wake-up a second, the first one at once
+        assert counts["coalesced"] <= 2 + int(took["coalesced"]), (counts, took)
+        assert counts["coalesced"] < counts["per-token"], counts
+        with pytest.raises(SwiftConfigError, match="stream_interval_ms must be >= 0"):
+            km.serve("tiny", backend="transformers", name="negative", stream_interval_ms=-1)
+    finally:
+        fast.stop()
+        slow.stop()
 
 
 def test_stats_and_metrics(server, client):

@@ -42,6 +42,7 @@ def serve(
     trust_remote_code: bool | None = None,
     engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
     allowed_local_media_path: str | Path | None = None,
+    stream_interval_ms: float = 10.0,
     wait: bool = True,
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
@@ -51,7 +52,9 @@ def serve(
     otherwise (then ``api_key`` is required). Without ``port`` it takes the first free port from
     ``settings.port``. Returns the running :class:`Server` (``url``, ``models``, ``stats()``, ``stop()``).
     Vision-language models take OpenAI ``image_url`` parts (data: URLs; local files only inside
-    ``allowed_local_media_path``).
+    ``allowed_local_media_path``). ``stream_interval_ms`` (transformers engine): tokens of a stream that
+    come faster than this are sent as one chunk (0 = one chunk per token; vLLM takes
+    ``engine_args={"stream_interval": N}`` in tokens).
     """
     from ..hub import resolve_model
 
@@ -70,6 +73,8 @@ def serve(
         )
     if max_batch_size < 1:
         raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    if not stream_interval_ms >= 0:
+        raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
     if max_model_len is not None and max_model_len < 16:
         raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
     served = str(model if model is not None else settings.default_model).strip()
@@ -95,7 +100,7 @@ def serve(
     )
     if allowed_local_media_path is not None:
         engine = _allow_local_media(engine, Path(allowed_local_media_path).expanduser())
-    server = Server(name, engine, chosen, reason, host, port, api_key, model_dir)
+    server = Server(name, engine, chosen, reason, host, port, api_key, model_dir, stream_interval_ms)
     if note:
         print(note)
     started = time.perf_counter()

@@ -37,8 +37,10 @@ from .protocol import (
 OPEN_PATHS = frozenset({"/health"})
 
 
-def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
-    """Build the app serving ``engine`` (``api_key``: required as ``Authorization: Bearer KEY``)."""
+def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: float = 0.0) -> FastAPI:
+    """Build the app serving ``engine`` (``api_key``: required as ``Authorization: Bearer KEY``;
+    ``stream_interval_ms``: least time between two chunks of a stream, 0 = a chunk per token)."""
+    stream_interval_s = max(0.0, stream_interval_ms) / 1000
     app = FastAPI(title="kernel_magics OpenAI-compatible server", docs_url=None, redoc_url=None)
 
     @app.exception_handler(APIError)
@@ -55,20 +57,8 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
         error = APIError(str(exc.detail), status=exc.status_code, type=kind)
         return JSONResponse(error.body(), status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def _check_key(request: Request, call_next: Any) -> Any:
-        if api_key and request.url.path not in OPEN_PATHS:
-            header = request.headers.get("authorization", "")
-            given = header[7:].strip() if header.lower().startswith("bearer ") else ""
-            if not secrets.compare_digest(given.encode(), api_key.encode()):
-                error = APIError(
-                    "invalid or missing API key; send it as 'Authorization: Bearer KEY'",
-                    status=401,
-                    type="authentication_error",
-                    code="invalid_api_key",
-                )
-                return JSONResponse(error.body(), status_code=401)
-        return await call_next(request)
+    if api_key:
+        app.add_middleware(APIKeyMiddleware, api_key=api_key)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -95,7 +85,7 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
             prompt_ids = engine.chat_prompt(messages)
         except ValueError as exc:
             raise APIError(str(exc), param="messages") from None
-        handle = _submit(engine, request, body, prompt_ids, body.limit(), "chatcmpl")
+        handle = _submit(engine, body, prompt_ids, body.limit(), "chatcmpl", stream_interval_s)
         if body.stream:
             return _sse(_chat_events(handle, body))
         text, finish, prompt_tokens, completion_tokens = await _collect(handle)
@@ -109,13 +99,42 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
         prompt_ids = engine.encode(body.text())
         if not prompt_ids:
             raise APIError("the prompt is empty", param="prompt")
-        handle = _submit(engine, request, body, prompt_ids, body.limit(), "cmpl")
+        handle = _submit(engine, body, prompt_ids, body.limit(), "cmpl", stream_interval_s)
         if body.stream:
             return _sse(_completion_events(handle, body))
         text, finish, prompt_tokens, completion_tokens = await _collect(handle)
         return completion_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
 
     return app
+
+
+class APIKeyMiddleware:
+    """Pure ASGI check of ``Authorization: Bearer KEY`` on every path but ``/health``.
+
+    (Starlette's ``@app.middleware("http")`` would pass every streamed chunk through an extra task and
+    memory stream; this one only looks at the request head.)
+    """
+
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        given = header[7:].strip() if header[:7].lower() == b"bearer " else b""
+        if secrets.compare_digest(given, self.key):
+            await self.app(scope, receive, send)
+            return
+        error = APIError(
+            "invalid or missing API key; send it as 'Authorization: Bearer KEY'",
+            status=401,
+            type="authentication_error",
+            code="invalid_api_key",
+        )
+        await JSONResponse(error.body(), status_code=401)(scope, receive, send)
 
 
 def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
@@ -140,7 +159,12 @@ def _check_model(engine: Engine, model: str) -> None:
 
 
 def _submit(
-    engine: Engine, request: Request, body: SamplingRequest, prompt_ids: list[int], limit: int | None, prefix: str
+    engine: Engine,
+    body: SamplingRequest,
+    prompt_ids: list[int],
+    limit: int | None,
+    prefix: str,
+    stream_interval_s: float = 0.0,
 ) -> RequestHandle:
     import asyncio
 
@@ -167,6 +191,7 @@ def _submit(
         params=params,
         loop=asyncio.get_running_loop(),
         stream=body.stream,
+        stream_interval_s=stream_interval_s if body.stream else 0.0,
     )
     try:
         engine.submit(handle)
@@ -188,7 +213,7 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
         try:
             async for event in events:
-                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+                yield event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
         except RuntimeError as exc:  # the engine stopped mid-stream
             yield f"data: {json.dumps(APIError(str(exc), status=503, type='server_error').body())}\n\n"
         yield "data: [DONE]\n\n"
@@ -196,12 +221,17 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _chat_events(handle: RequestHandle, body: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
+async def _chat_events(handle: RequestHandle, body: ChatCompletionRequest) -> AsyncIterator[dict[str, Any] | str]:
     rid, created = handle.request_id, now()
     yield chat_chunk(rid, body.model, created, {"role": "assistant", "content": ""})
+    # every content chunk differs only in its text: encode the rest once
+    head, tail = json.dumps(chat_chunk(rid, body.model, created, {"content": ""}), ensure_ascii=False).rsplit(
+        '"content": ""', 1
+    )
+    head, tail = "data: " + head + '"content": ', tail + "\n\n"
     async for delta in handle.deltas():
         if delta.text:
-            yield chat_chunk(rid, body.model, created, {"content": delta.text})
+            yield head + json.dumps(delta.text, ensure_ascii=False) + tail
         if delta.finish_reason is not None:
             yield chat_chunk(rid, body.model, created, {}, delta.finish_reason)
             if body.include_usage:

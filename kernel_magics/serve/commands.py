@@ -39,6 +39,12 @@ COMMANDS = [
                 "allowed_local_media_path",
                 help="vision-language models: image parts may name local files inside this folder",
             ),
+            Arg(
+                "stream_interval_ms",
+                type=float,
+                default=10.0,
+                help="transformers engine: tokens of a stream closer than this go out as one chunk (0 = per token)",
+            ),
             Arg("wait", flag=True, default=True, help="return once the server answers"),
         ),
     ),

@@ -129,6 +129,7 @@ class Server(Job):
         port: int,
         api_key: str | None = None,
         model_dir: Path | None = None,
+        stream_interval_ms: float = 0.0,
     ) -> None:
         super().__init__(name)
         self.engine = engine
@@ -138,6 +139,7 @@ class Server(Job):
         self.port = port
         self.api_key = api_key or None
         self.model_dir = model_dir
+        self.stream_interval_ms = stream_interval_ms
         self.models: list[str] = list(engine.models)
         self.started_s: float | None = None
         self.log_path: Path | None = None
@@ -196,7 +198,7 @@ class Server(Job):
             self._socket.close()
             self._set_state(FAILED, str(exc))
             raise
-        app = create_app(self.engine, self.api_key)
+        app = create_app(self.engine, self.api_key, self.stream_interval_ms)
         config = uvicorn.Config(
             app,
             log_level="warning",

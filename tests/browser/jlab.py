@@ -72,3 +72,14 @@ def screenshot(page, name: str) -> Path:
     path = OUTPUT_DIR / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def assert_streamed(seen: list[str]) -> None:
+    """The answer was shown in part before it was complete.
+
+    ``seen`` are the texts a MutationObserver recorded. The panel pushes at most every 50 ms, so on a fast
+    machine a short reply may arrive in two pushes; one shorter text before the last proves streaming.
+    """
+    texts = [s for s in seen if s.strip()]
+    assert len(set(texts)) >= 2, f"the reply did not stream: {texts[:5]}"
+    assert len(texts[0].strip()) < len(texts[-1].strip()), f"the reply did not grow: {texts[:5]}"

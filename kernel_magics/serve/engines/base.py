@@ -18,6 +18,7 @@ import asyncio
 import json
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,63 @@ class RequestRecord:
         }
 
 
+class _Mailbox:
+    """Carries deltas from the engine thread to one event loop, waking the loop once per burst.
+
+    A decoding step produces one delta per running request; waking the loop for each (a write to its
+    self-pipe and a callback apiece) costs more than the step itself on small models. Deltas posted while
+    a wake-up is pending ride along with it. ``interval_s`` (the server's stream interval) spaces the
+    wake-ups at least that far apart: a request's tokens that arrive in between reach its client as one
+    chunk, which bounds the per-token HTTP work when the engine is faster than anyone can read. An idle
+    loop is woken at once, so the first token is never held back by a quiet server.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items: list[tuple[asyncio.Queue[Any], Any]] = []
+        self.scheduled = False
+        self.last_delivery = 0.0
+
+    def post(self, queue: asyncio.Queue[Any], item: Any, interval_s: float = 0.0) -> None:
+        with self.lock:
+            self.items.append((queue, item))
+            if self.scheduled:
+                return
+            self.scheduled = True
+            delay = self.last_delivery + interval_s - time.monotonic()
+        try:
+            if delay > 0:
+                self.loop.call_soon_threadsafe(self.loop.call_later, delay, self.deliver)
+            else:
+                self.loop.call_soon_threadsafe(self.deliver)
+        except RuntimeError:
+            with self.lock:
+                self.scheduled = False
+                self.items.clear()
+            raise
+
+    def deliver(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+            self.last_delivery = time.monotonic()
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    with _mailboxes_lock:
+        box = _mailboxes.get(loop)
+        if box is None:
+            box = _mailboxes[loop] = _Mailbox(loop)
+        return box
+
+
 @dataclass
 class RequestHandle:
     """A submitted request: the engine thread pushes :class:`Delta` s, the event loop reads them."""
@@ -94,6 +152,7 @@ class RequestHandle:
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
     stream: bool = False
+    stream_interval_s: float = 0.0  # see _Mailbox: 0 wakes the reader for every token
     queue: asyncio.Queue[Delta | BaseException] = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     arrived: float = field(default_factory=time.perf_counter)
@@ -102,7 +161,7 @@ class RequestHandle:
     def push(self, item: Delta | BaseException) -> None:
         """Called from the engine thread."""
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            _mailbox(self.loop).post(self.queue, item, self.stream_interval_s)
         except RuntimeError:  # the loop is closed: the client is gone
             self.cancelled.set()
 
