@@ -137,3 +137,21 @@ def test_other_formats_train_with_completion_only_loss(tiny_model, workspace):
     assert run.wait(120) == "finished", run.error
     assert (run.output_dir / "dataset.jsonl").is_file()  # in-memory data is kept with the run
     assert json.loads((run.output_dir / "config.json").read_text())["data"]["format"] == "prompt_completion"
+
+
+def test_a_script_that_waits_for_its_run_exits_cleanly(tiny_model, tmp_path):
+    """wait() returns only when the training thread is gone: exiting right after it must not abort."""
+    import subprocess
+    import sys
+
+    script = (
+        "import kernel_magics as km\n"
+        "from kernel_magics.testing import tiny_dataset\n"
+        f"run = km.sft({str(tiny_model)!r}, str(tiny_dataset('sft')), max_steps=2, batch_size=2, verbose=False,"
+        f" output_dir={str(tmp_path / 'run')!r})\n"
+        "print(run.wait())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("finished")
+    assert "terminate called" not in done.stderr

@@ -201,12 +201,19 @@ class Run(Job):
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the run ends; an interrupt (Ctrl-C, kernel ■) stops it with a checkpoint."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            return super().wait(timeout)
+            state = super().wait(timeout)
         except KeyboardInterrupt:
             self.stop()
             print(f"stopping {self.name} at the next step (a checkpoint is written)...", flush=True)
-            return super().wait(timeout)
+            state = super().wait(timeout)
+        thread = self._thread
+        if state in TERMINAL and thread is not None and thread is not threading.current_thread():
+            # the thread still frees memory after the final state: a script that exits right after
+            # wait() must not end the interpreter under it (torch aborts the process then)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return state
 
     def resume(self) -> Run:
         """Continue from the last complete checkpoint: same folder, ``global_step`` and LR schedule."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SwiftConfigError
 from .model import LoraSpec, load_for_training, load_tokenizer
+from .packing import has_varlen_attention, use_packed_rows
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ class SFTInputs:
     train: Any  # PreparedData
     eval: Any  # PreparedData | None
     notes: list[str]
+    longest: int = 0  # tokens of the longest row after the template
 
 
 def has_generation_markers(tokenizer: Any) -> bool:
@@ -175,7 +177,7 @@ def finish_inputs(
         f"max {max(lengths)}" + (f"; {skipped} rows over max_length skipped" if skipped else "")
     )
     train, evaluation = data.split(args.eval_split, args.seed)
-    return SFTInputs(model_path, tokenizer, train, evaluation, notes)
+    return SFTInputs(model_path, tokenizer, train, evaluation, notes, max(lengths))
 
 
 def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: bool = False) -> SFTInputs:
@@ -183,8 +185,15 @@ def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: b
     return finish_inputs(args, check_data(args), model_path, trust_remote_code=trust_remote_code)
 
 
-def trl_config(args: SFTArguments, plan: Plan, output_dir: Path, has_eval: bool, kind: str = "messages"):  # noqa: ANN201 - trl.SFTConfig
-    """The ``trl.SFTConfig`` for these arguments and plan."""
+def trl_config(  # noqa: ANN201 - trl.SFTConfig
+    args: SFTArguments,
+    plan: Plan,
+    output_dir: Path,
+    has_eval: bool,
+    kind: str = "messages",
+    max_length: int | None = None,
+):
+    """The ``trl.SFTConfig`` for these arguments and plan (``max_length``: packed row length, if shorter)."""
     from trl import SFTConfig
 
     cpu = plan.device == "cpu"
@@ -202,7 +211,7 @@ def trl_config(args: SFTArguments, plan: Plan, output_dir: Path, has_eval: bool,
         max_steps=args.max_steps or -1,
         per_device_train_batch_size=plan.batch_size,
         gradient_accumulation_steps=plan.grad_accum,
-        max_length=args.max_length,
+        max_length=max_length or args.max_length,
         packing=args.packing,
         seed=args.seed,
         data_seed=args.seed,
@@ -233,6 +242,32 @@ def trl_config(args: SFTArguments, plan: Plan, output_dir: Path, has_eval: bool,
     )
 
 
+def packed_row_length(args: SFTArguments, inputs: SFTInputs, model: Any) -> int:
+    """How long packed rows are: ``max_length``, or on attention without a variable-length kernel (see
+    :mod:`.packing`) just long enough for the longest conversation, since each row's attention costs the
+    square of its length and no conversation needs more."""
+    if not args.packing or has_varlen_attention(model):
+        return args.max_length
+    return min(args.max_length, inputs.longest + 8)  # a few tokens of slack for the trainer's own EOS
+
+
+def make_trainer(
+    trainer_class: Any, model: Any, args: SFTArguments, plan: Plan, output_dir: Path, inputs: SFTInputs, row_length: int
+) -> Any:
+    return trainer_class(
+        model=model,
+        args=trl_config(args, plan, output_dir, inputs.eval is not None, inputs.train.kind, row_length),
+        train_dataset=inputs.train.to_dataset(),
+        eval_dataset=inputs.eval.to_dataset() if inputs.eval is not None else None,
+        processing_class=inputs.tokenizer,
+    )
+
+
+def longest_packed(trainer: Any) -> int:
+    """Tokens of the longest conversation in the trainer's packed training rows."""
+    return max(max(lengths) for lengths in trainer.train_dataset["seq_lengths"])
+
+
 def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201 - trl.SFTTrainer
     """Build the ``SFTTrainer`` of ``run`` in its thread: ``inputs`` are the rows ``sft()`` checked
     (None on resume: read and checked again from the run's config)."""
@@ -258,21 +293,23 @@ def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     run.log(f"model: {inputs.model_path.name}, {trainable:,} trainable of {total:,} parameters ({plan.method})")
+    row_length = packed_row_length(args, inputs, model)
     progress_bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        trainer = SFTTrainer(
-            model=model,
-            args=trl_config(args, plan, run.output_dir, inputs.eval is not None, inputs.train.kind),
-            train_dataset=inputs.train.to_dataset(),
-            eval_dataset=inputs.eval.to_dataset() if inputs.eval is not None else None,
-            processing_class=inputs.tokenizer,
-        )
+        trainer = make_trainer(SFTTrainer, model, args, plan, run.output_dir, inputs, row_length)
+        if row_length < args.max_length and longest_packed(trainer) >= row_length:
+            # the trainer's own template counted more tokens than ours: keep every row whole
+            row_length = args.max_length
+            trainer = make_trainer(SFTTrainer, model, args, plan, run.output_dir, inputs, row_length)
     finally:
         if progress_bars:
             datasets.enable_progress_bars()
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    note = use_packed_rows(trainer)
+    if note:
+        run.log(note)
     if args.early_stopping_patience:
         trainer.add_callback(EarlyStopCallback(args.early_stopping_patience))
     return trainer
