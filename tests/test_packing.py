@@ -20,7 +20,12 @@ def test_collator_restarts_positions_and_masks_the_seams():
             {"input_ids": [4, 3, 2], "labels": [4, 3, 2], "seq_lengths": [3]},
         ]
     )
-    assert set(batch) == {"input_ids", "labels", "position_ids", "use_cache"}  # no attention mask: positions define the blocks
+    assert set(batch) == {
+        "input_ids",
+        "labels",
+        "position_ids",
+        "use_cache",
+    }  # no attention mask: positions define the blocks
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [4, 3, 2, 0, 0]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 0, 0]]
     # the first token of each conversation, trainer-masked tokens and padding carry no loss
