@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import SwiftDataError
 from .formats import RowError, check_messages
-from .prepare import ON_BAD_ROWS, PreparedData
+from .prepare import ON_BAD_ROWS, PreparedData, check_lengths
 from .sources import read_rows
 
 PAIRED_FORMATS = ("preference", "conversational", "swift")
@@ -331,31 +331,7 @@ def check_preference_lengths(
     data: PreparedData, tokenizer: Any, max_length: int | None, on_bad_rows: str = "error"
 ) -> list[int]:
     """Token count of each row's longest side after templating; over-long rows fail or are skipped."""
-    lengths: list[int] = []
-    keep_rows, keep_labels = [], []
-    for row, label in zip(data.rows, data.labels, strict=True):
-        try:
-            n = preference_length(row, tokenizer)
-        except Exception as exc:  # noqa: BLE001 - a template may reject a row (e.g. role order)
-            problem = f"the chat template rejects it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-            if on_bad_rows == "skip":
-                data.skipped.append(f"{label}: {problem}")
-                continue
-            raise SwiftDataError(f"{label}: {problem}; fix the row or pass --on-bad-rows skip") from None
-        if max_length and n > max_length:
-            if on_bad_rows == "error":
-                raise SwiftDataError(
-                    f"{label}: {n} tokens after the chat template, over max_length {max_length}; raise --max-length, "
-                    "shorten the row, or pass --on-bad-rows skip"
-                )
-            data.skipped.append(f"{label}: {n} tokens > max_length {max_length}")
-            continue
-        lengths.append(n)
-        keep_rows.append(row)
-        keep_labels.append(label)
-    if not keep_rows:
-        raise SwiftDataError(f"dataset {data.source}: no row fits max_length {max_length}; raise --max-length")
-    data.rows, data.labels = keep_rows, keep_labels
+    lengths = check_lengths(data, tokenizer, max_length, on_bad_rows, measure=preference_length)
     if data.kind == "unpaired_preference":
         check_both_labels(data)
     return lengths

@@ -8,6 +8,7 @@ longer than ``max_length`` are reported (or skipped) before training starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,12 +89,21 @@ def prepare(dataset: Any, *, on_bad_rows: str = "error", split: str = "train") -
         raise SwiftDataError(
             f"dataset {raw.source}: cannot tell its format from the columns ({found}); expected {expected_columns()}"
         )
+    rows, labels, skipped = convert_rows(raw, fmt, lambda row: convert_row(fmt, row), on_bad_rows)
+    return PreparedData(rows, labels, fmt, KIND_OF[fmt], raw.source, len(raw.rows), skipped)
+
+
+def convert_rows(
+    raw: Any, fmt: str, convert: Callable[[dict[str, Any]], dict[str, Any]], on_bad_rows: str
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """``convert`` every row of ``raw``: (rows, their labels, skipped-row notes). A bad row (RowError)
+    fails with its label, or is skipped with ``on_bad_rows="skip"``; no good row at all always fails."""
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
     skipped: list[str] = []
     for row, label in zip(raw.rows, raw.labels, strict=True):
         try:
-            converted = convert_row(fmt, row)
+            converted = convert(row)
         except RowError as exc:
             if on_bad_rows == "error":
                 raise SwiftDataError(f"{label}: {exc} ({fmt} format); fix the row or pass --on-bad-rows skip") from None
@@ -103,7 +113,7 @@ def prepare(dataset: Any, *, on_bad_rows: str = "error", split: str = "train") -
         labels.append(label)
     if not rows:
         raise SwiftDataError(f"dataset {raw.source}: all {len(raw.rows)} rows are bad (first: {skipped[0]})")
-    return PreparedData(rows, labels, fmt, KIND_OF[fmt], raw.source, len(raw.rows), skipped)
+    return rows, labels, skipped
 
 
 def token_length(row: dict[str, Any], tokenizer: Any) -> int:
@@ -121,16 +131,24 @@ def token_length(row: dict[str, Any], tokenizer: Any) -> int:
     return len(ids)
 
 
-def check_lengths(data: PreparedData, tokenizer: Any, max_length: int | None, on_bad_rows: str = "error") -> list[int]:
+def check_lengths(
+    data: PreparedData,
+    tokenizer: Any,
+    max_length: int | None,
+    on_bad_rows: str = "error",
+    measure: Callable[[dict[str, Any], Any], int] | None = None,
+) -> list[int]:
     """Count tokens per row after templating; rows over ``max_length`` fail or are skipped (in place).
 
-    Returns the token count of each kept row.
+    ``measure(row, tokenizer)`` counts one row (default :func:`token_length`; preference rows count their
+    longer side). Returns the token count of each kept row.
     """
+    measure = measure or token_length
     lengths: list[int] = []
     keep_rows, keep_labels = [], []
     for row, label in zip(data.rows, data.labels, strict=True):
         try:
-            n = token_length(row, tokenizer)
+            n = measure(row, tokenizer)
         except Exception as exc:  # noqa: BLE001 - a template may reject a row (e.g. role order)
             problem = f"the chat template rejects it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
             if on_bad_rows == "skip":
@@ -154,4 +172,4 @@ def check_lengths(data: PreparedData, tokenizer: Any, max_length: int | None, on
     return lengths
 
 
-__all__ = ["FORMATS", "ON_BAD_ROWS", "PreparedData", "check_lengths", "prepare", "token_length"]
+__all__ = ["FORMATS", "ON_BAD_ROWS", "PreparedData", "check_lengths", "convert_rows", "prepare", "token_length"]

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import SwiftDataError, did_you_mean
 from .formats import ROLES, RowError
-from .prepare import ON_BAD_ROWS, PreparedData
+from .prepare import ON_BAD_ROWS, PreparedData, convert_rows
 from .sources import read_rows
 
 TEMPLATES = ("auto", "messages", "vqa", "caption", "grounding")
@@ -480,21 +480,7 @@ def prepare_vision(
             "(grounding)"
         )
     convert = Converter(fmt, _dataset_folder(raw.source), box_style(model_type))
-    rows: list[dict[str, Any]] = []
-    labels: list[str] = []
-    skipped: list[str] = []
-    for row, label in zip(raw.rows, raw.labels, strict=True):
-        try:
-            converted = convert(row)
-        except RowError as exc:
-            if on_bad_rows == "error":
-                raise SwiftDataError(f"{label}: {exc} ({fmt} format); fix the row or pass --on-bad-rows skip") from None
-            skipped.append(f"{label}: {exc}")
-            continue
-        rows.append(converted)
-        labels.append(label)
-    if not rows:
-        raise SwiftDataError(f"dataset {raw.source}: all {len(raw.rows)} rows are bad (first: {skipped[0]})")
+    rows, labels, skipped = convert_rows(raw, fmt, convert, on_bad_rows)
     images = sum(len(r["images"]) for r in rows)
     data = PreparedData(rows, labels, fmt, "messages", raw.source, len(raw.rows), skipped)
     data.notes.append(f"{images} images in {len(rows)} rows")

@@ -18,6 +18,16 @@ from ..errors import SwiftError, SwiftUsageError
 from .run import Run, active_lock, atomic_write, check_writable, new_run_id
 
 
+def _arguments(cls: Any, given: dict[str, Any]) -> Any:
+    """The argument dataclass ``cls`` filled from a public function's keyword arguments (its ``locals()``)."""
+    from dataclasses import fields
+
+    values = {f.name: given[f.name] for f in fields(cls) if f.name in given}
+    if values.get("output_dir") is not None:
+        values["output_dir"] = str(values["output_dir"])
+    return cls(**values)
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -90,40 +100,7 @@ def sft(
 
     if isinstance(target_modules, str):
         target_modules = [t.strip() for t in target_modules.split(",") if t.strip()]
-    args = SFTArguments(
-        model=model,
-        dataset=dataset,
-        method=method,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        target_modules=target_modules,
-        lr=lr,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        max_length=max_length,
-        packing=packing,
-        seed=seed,
-        eval_split=eval_split,
-        eval_steps=eval_steps,
-        logging_steps=logging_steps,
-        save_steps=save_steps,
-        save_total_limit=save_total_limit,
-        warmup_ratio=warmup_ratio,
-        lr_scheduler=lr_scheduler,
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
-        gradient_checkpointing=gradient_checkpointing,
-        assistant_only_loss=assistant_only_loss,
-        on_bad_rows=on_bad_rows,
-        early_stopping_patience=early_stopping_patience,
-        optim=optim,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        output_dir=str(output_dir) if output_dir is not None else None,
-    )
+    args = _arguments(SFTArguments, locals())
     args.check()
     from .plan import METHODS
 
@@ -279,44 +256,7 @@ def dpo(
     """
     from .dpo import PreferenceArguments, launch
 
-    args = PreferenceArguments(
-        model=model,
-        dataset=dataset,
-        loss=loss,
-        adapter=adapter,  # type: ignore[arg-type] - a Run or a folder; launch() resolves it
-        beta=beta,
-        lr=lr,
-        simpo_gamma=simpo_gamma,
-        desirable_weight=desirable_weight,
-        undesirable_weight=undesirable_weight,
-        method=method,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        target_modules=target_modules,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        max_length=max_length,
-        seed=seed,
-        eval_split=eval_split,
-        eval_steps=eval_steps,
-        logging_steps=logging_steps,
-        save_steps=save_steps,
-        save_total_limit=save_total_limit,
-        warmup_ratio=warmup_ratio,
-        lr_scheduler=lr_scheduler,
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
-        gradient_checkpointing=gradient_checkpointing,
-        on_bad_rows=on_bad_rows,
-        early_stopping_patience=early_stopping_patience,
-        optim=optim,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        output_dir=str(output_dir) if output_dir is not None else None,
-    )
+    args = _arguments(PreferenceArguments, locals())  # adapter: a Run or a folder; launch() resolves it
     return launch(args, verbose=verbose)
 
 

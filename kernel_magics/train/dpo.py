@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError, did_you_mean
-from .model import LoraSpec, load_for_training, load_tokenizer, quantization_config, torch_dtype
+from .arguments import training_kwargs
+from .model import LoraSpec, load_base_for_training, load_for_training, load_tokenizer, ready_for_adapters
 from .plan import Plan
 from .sft import SFTArguments
 
@@ -160,33 +161,9 @@ def check_adapter_matches(adapter_dir: Path, model_path: Path) -> None:
 
 def load_adapter_for_training(path: Path, adapter_dir: Path, plan: Plan, trust_remote_code: bool = False) -> Any:
     """The base model of ``plan`` with the adapter in ``adapter_dir`` loaded as trainable (no new LoRA)."""
-    from peft import PeftModel, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM
+    from peft import PeftModel
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": trust_remote_code}
-    if plan.method == "qlora":
-        kwargs["quantization_config"] = quantization_config(plan)
-        kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else "cuda:0"}
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # the dashboard shows progress; no tqdm bars in the cell output
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    except Exception as exc:  # noqa: BLE001 - many loader errors; the user needs one line
-        raise SwiftModelError(f"cannot load model {path} for {plan.method}: {str(exc).splitlines()[0]}") from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    model.config.use_cache = False
-    if plan.method == "qlora":
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=plan.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif plan.gradient_checkpointing:
-        model.enable_input_require_grads()
+    model = ready_for_adapters(load_base_for_training(path, plan, trust_remote_code), plan)
     try:
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
     except Exception as exc:  # noqa: BLE001 - shape mismatches, missing modules ...
@@ -263,47 +240,7 @@ def prepare_inputs(args: PreferenceArguments, model_path: Path, *, trust_remote_
 # -- TRL configs and trainers -----------------------------------------------------------------------
 def common_config(args: PreferenceArguments, plan: Plan, output_dir: Path, has_eval: bool) -> dict[str, Any]:
     """TrainingArguments shared by every preference trainer."""
-    cpu = plan.device == "cpu"
-    kwargs: dict[str, Any] = {"eval_strategy": "no"}
-    if has_eval:
-        kwargs = {
-            "eval_strategy": "steps",
-            "eval_steps": args.eval_steps or 0.2,
-            "per_device_eval_batch_size": plan.batch_size,
-        }
-    kwargs.update(
-        output_dir=str(output_dir),
-        learning_rate=args.learning_rate(plan.method),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps or -1,
-        per_device_train_batch_size=plan.batch_size,
-        gradient_accumulation_steps=plan.grad_accum,
-        max_length=args.max_length,
-        seed=args.seed,
-        data_seed=args.seed,
-        logging_steps=args.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        warmup_steps=float(args.warmup_ratio),
-        lr_scheduler_type=args.lr_scheduler,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
-        optim=plan.optim,
-        gradient_checkpointing=plan.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
-        beta=args.beta_value,
-        use_cpu=cpu,
-        bf16=plan.dtype == "bf16" and not cpu,
-        fp16=plan.dtype == "fp16" and not cpu,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
-        dataset_num_proc=None,
-    )
-    return kwargs
+    return {**training_kwargs(args, plan, output_dir, has_eval), "beta": args.beta_value}
 
 
 def trl_config(args: PreferenceArguments, plan: Plan, output_dir: Path, has_eval: bool):  # noqa: ANN201

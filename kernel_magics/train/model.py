@@ -81,36 +81,61 @@ def quantization_config(plan: Plan):  # noqa: ANN201 - transformers.BitsAndBytes
     )
 
 
-def load_for_training(path: Path, plan: Plan, lora: LoraSpec | None, trust_remote_code: bool = False) -> Any:
-    """Load ``path`` for ``plan.method``: a peft model (lora / qlora) or the plain model (full)."""
-    from transformers import AutoModelForCausalLM
+def load_base_for_training(
+    path: Path,
+    plan: Plan,
+    trust_remote_code: bool = False,
+    auto_class: Any = None,
+    skip_quantizing: list[str] | None = None,
+) -> Any:
+    """``path`` loaded for ``plan``: dtype, 4-bit NF4 for qlora (``skip_quantizing``: module patterns kept in
+    full precision), on the planned device, no KV cache; one :class:`SwiftModelError` line when it fails."""
+    from transformers.utils import logging as hf_logging
+
+    if auto_class is None:
+        from transformers import AutoModelForCausalLM as auto_class  # noqa: N813
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": trust_remote_code}
     if plan.method == "qlora":
-        kwargs["quantization_config"] = quantization_config(plan)
+        quant = quantization_config(plan)
+        if skip_quantizing:
+            quant.llm_int8_skip_modules = list(skip_quantizing)
+        kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else "cuda:0"}
-    from transformers.utils import logging as hf_logging
-
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the dashboard shows progress; no tqdm bars in the cell output
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        model = auto_class.from_pretrained(str(path), **kwargs)
     except Exception as exc:  # noqa: BLE001 - many loader errors; the user needs one line
         raise SwiftModelError(f"cannot load model {path} for {plan.method}: {str(exc).splitlines()[0]}") from None
     finally:
         if bars:
             hf_logging.enable_progress_bar()
     model.config.use_cache = False
-    if plan.method == "full":
-        return model
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    return model
 
+
+def ready_for_adapters(model: Any, plan: Plan) -> Any:
+    """Prepare a loaded base for trainable adapters: k-bit preparation for qlora, input gradients for
+    gradient checkpointing."""
     if plan.method == "qlora":
-        model = prepare_model_for_kbit_training(
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=plan.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif plan.gradient_checkpointing:
+    if plan.gradient_checkpointing:
         model.enable_input_require_grads()
-    return get_peft_model(model, (lora or LoraSpec()).peft_config())
+    return model
+
+
+def load_for_training(path: Path, plan: Plan, lora: LoraSpec | None, trust_remote_code: bool = False) -> Any:
+    """Load ``path`` for ``plan.method``: a peft model (lora / qlora) or the plain model (full)."""
+    model = load_base_for_training(path, plan, trust_remote_code)
+    if plan.method == "full":
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(ready_for_adapters(model, plan), (lora or LoraSpec()).peft_config())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SwiftConfigError
+from .arguments import training_kwargs
 from .model import LoraSpec, load_for_training, load_tokenizer
 from .packing import has_varlen_attention, use_packed_rows
 from .plan import Plan
@@ -196,50 +197,13 @@ def trl_config(  # noqa: ANN201 - trl.SFTConfig
     """The ``trl.SFTConfig`` for these arguments and plan (``max_length``: packed row length, if shorter)."""
     from trl import SFTConfig
 
-    cpu = plan.device == "cpu"
-    eval_kwargs: dict[str, Any] = {"eval_strategy": "no"}
-    if has_eval:
-        eval_kwargs = {
-            "eval_strategy": "steps",
-            "eval_steps": args.eval_steps or 0.2,
-            "per_device_eval_batch_size": args.batch_size,
-        }
-    return SFTConfig(
-        output_dir=str(output_dir),
-        learning_rate=args.learning_rate(plan.method),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps or -1,
-        per_device_train_batch_size=plan.batch_size,
-        gradient_accumulation_steps=plan.grad_accum,
-        max_length=max_length or args.max_length,
+    kwargs = training_kwargs(args, plan, output_dir, has_eval, max_length)
+    kwargs.update(
         packing=args.packing,
-        seed=args.seed,
-        data_seed=args.seed,
-        logging_steps=args.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        warmup_steps=float(args.warmup_ratio),
-        lr_scheduler_type=args.lr_scheduler,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
-        optim=plan.optim,
-        gradient_checkpointing=plan.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
         assistant_only_loss=args.assistant_only_loss and kind == "messages",
         completion_only_loss=args.assistant_only_loss,
-        use_cpu=cpu,
-        bf16=plan.dtype == "bf16" and not cpu,
-        fp16=plan.dtype == "fp16" and not cpu,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
-        dataset_num_proc=None,
-        **eval_kwargs,
-        **args.extra,
     )
+    return SFTConfig(**{**kwargs, **args.extra})  # extra TRL options win over ours
 
 
 def packed_row_length(args: SFTArguments, inputs: SFTInputs, model: Any) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError
-from .model import LoraSpec, quantization_config, torch_dtype
+from .model import LoraSpec, load_base_for_training, ready_for_adapters
 from .plan import Plan
 from .sft import SFTArguments, has_generation_markers, trl_config
 
@@ -446,41 +446,19 @@ def load_vlm_for_training(
 ) -> Any:
     """Load a VLM for ``plan.method``; LoRA on the language model, the vision side frozen unless ``train_vision``."""
     from transformers import AutoModelForImageTextToText
-    from transformers.utils import logging as hf_logging
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": trust_remote_code}
-    if plan.method == "qlora":
-        quant = quantization_config(plan)
-        # the vision side stays in full precision (transformers matches these patterns from the name's start)
-        quant.llm_int8_skip_modules = [rf".*(^|\.){part}" for part in VISION_PARTS] + ["lm_head"]
-        kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else "cuda:0"}
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs)
-    except Exception as exc:  # noqa: BLE001 - many loader errors; the user needs one line
-        raise SwiftModelError(f"cannot load model {path} for {plan.method}: {str(exc).splitlines()[0]}") from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    model.config.use_cache = False
+    # the vision side stays in full precision (transformers matches these patterns from the name's start)
+    keep = [rf".*(^|\.){part}" for part in VISION_PARTS] + ["lm_head"]
+    model = load_base_for_training(path, plan, trust_remote_code, AutoModelForImageTextToText, keep)
     if plan.method == "full":
         if not train_vision:
             for name in vision_module_names(model):
                 for param in model.get_submodule(name).parameters(recurse=False):
                     param.requires_grad_(False)
         return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
 
-    if plan.method == "qlora":
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=plan.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif plan.gradient_checkpointing:
-        model.enable_input_require_grads()
+    model = ready_for_adapters(model, plan)
     spec = lora or LoraSpec()
     wanted = spec.target_modules if isinstance(spec.target_modules, list) else None
     config = LoraConfig(
