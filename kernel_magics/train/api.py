@@ -7,15 +7,13 @@ run trains in a background thread and the call returns the :class:`Run` immediat
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftError, SwiftUsageError
-from .run import Run, active_lock, atomic_write, check_writable, new_run_id
+from .run import Run
 
 
 def _arguments(cls: Any, given: dict[str, Any]) -> Any:
@@ -26,18 +24,6 @@ def _arguments(cls: Any, given: dict[str, Any]) -> Any:
     if values.get("output_dir") is not None:
         values["output_dir"] = str(values["output_dir"])
     return cls(**values)
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("kernel_magics", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            continue
-    return out
 
 
 def sft(
@@ -94,35 +80,15 @@ def sft(
     from ..config import settings
     from ..device import select_device
     from ..hub import resolve_model
-    from .estimate import estimate
-    from .plan import make_plan
+    from .launching import check_start, in_memory, plan_run, write_run
     from .sft import SFTArguments, check_data
-
-    if isinstance(target_modules, str):
-        target_modules = [t.strip() for t in target_modules.split(",") if t.strip()]
-    args = _arguments(SFTArguments, locals())
-    args.check()
-    from .plan import METHODS
-
-    if method not in METHODS:
-        make_plan(method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
-    model_name = str(model if model is not None else settings.default_model)
-    trust = settings.trust_remote_code if trust_remote_code is None else trust_remote_code
-
-    # where the run goes: fail before any work when it is taken or not writable
-    if output_dir is not None:
-        folder = Path(output_dir).expanduser()
-        if folder.exists() and active_lock(folder):
-            raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
-    else:
-        folder = None
-    root = settings.workspace_path / "runs"
-    check_writable(folder if folder is not None else root)
-
-    info = select_device(device)
-    model_path = resolve_model(model_name)
     from .vlm import is_vision_model, text_model_data_error
 
+    args = _arguments(SFTArguments, locals())
+    start = check_start(args)
+    model_name = str(model if model is not None else settings.default_model)
+    info = select_device(device)
+    model_path = resolve_model(model_name)
     if is_vision_model(model_path):
         from dataclasses import asdict
 
@@ -134,71 +100,22 @@ def sft(
         data = check_data(args)
     except SwiftError as exc:
         raise text_model_data_error(model_name, dataset) or exc from None
-    estimates: dict[str, float] = {}
-    try:
-        est = estimate(
-            str(model_path),
-            max_length=max_length,
-            batch_size=batch_size,
-            lora_r=lora_r,
-            target_modules=target_modules,
-            gradient_checkpointing=gradient_checkpointing,
-            device=device,
-        )
-        estimates = est.totals
-    except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
-        pass
-    plan = make_plan(
-        method,
-        info,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        gradient_checkpointing=gradient_checkpointing,
+    plan, estimates = plan_run(args, model_path, info)
+    run = write_run(
+        start,
+        kind="sft",
+        trainer="kernel_magics.train.sft:build_trainer",
+        args=args,
+        model_name=model_name,
+        model_path=model_path,
+        plan=plan,
         estimates=estimates,
-        optim=optim,
+        device=info,
+        data={"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
+        rows=_plain_rows(dataset) if in_memory(dataset) else None,
+        lines=[plan.describe(), f"data: {data.summary()}"],
+        verbose=verbose,
     )
-    if folder is None:
-        folder = root / new_run_id("sft", model_name, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    if (folder / "logging.jsonl").exists():
-        (folder / "logging.jsonl").unlink()
-    for stale in ("error.txt",):
-        if (folder / stale).exists():
-            (folder / stale).unlink()
-    run_id = folder.name
-    arguments = args.to_config()
-    dataset_copy = None
-    if not isinstance(dataset, (str, os.PathLike)):
-        dataset_copy = str(folder / "dataset.jsonl")
-        rows = _plain_rows(dataset)
-        atomic_write(Path(dataset_copy), "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
-    config = {
-        "run_id": run_id,
-        "kind": "sft",
-        "trainer": "kernel_magics.train.sft:build_trainer",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": model_name,
-        "model_path": str(model_path),
-        "method": method,
-        "plan": plan.to_dict(),
-        "arguments": arguments,
-        "dataset_copy": dataset_copy,
-        "data": {"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
-        "max_steps": max_steps,
-        "max_length": max_length,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "trust_remote_code": trust,
-        "device": {"type": info.type, "name": info.name, "free_gb": info.memory_free_gb, "reason": info.reason},
-        "estimate_gb": estimates,
-        "versions": _versions(),
-    }
-    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
-    run = Run(folder, config)
-    for line in [plan.describe(), f"data: {data.summary()}", f"run {run_id} -> {folder}"]:
-        run.log(line)
-        if verbose:
-            print(line, flush=True)
     return run.start(prepared=data)
 
 

@@ -404,111 +404,46 @@ def start_run(run: Any, inputs: PreferenceInputs) -> Any:
 def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any, PreferenceInputs]:
     """Everything :func:`launch` does except starting: the checked inputs and a ``Run`` that is not yet a
     live job (so one that is never started does not hold up ``stop_all``); :func:`start_run` starts it."""
-    import os
-    import time
-
     from ..config import settings
     from ..device import select_device
-    from ..errors import SwiftUsageError
     from ..hub import resolve_model
-    from .api import _plain_rows, _versions
-    from .estimate import estimate
-    from .plan import METHODS, make_plan
-    from .run import Run, active_lock, atomic_write, check_writable, new_run_id
+    from ..jobs import _live, _live_lock
+    from .api import _plain_rows
+    from .launching import check_start, in_memory, plan_run, write_run
 
-    if isinstance(args.target_modules, str):
-        args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
-    args.check()
-    if args.method not in METHODS:
-        make_plan(args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
+    start = check_start(args)
     adapter_dir = adapter_folder(args.adapter) if args.adapter is not None else None
     args.adapter = str(adapter_dir) if adapter_dir is not None else None
     model_name = args.model
     if model_name is None:
         model_name = (adapter_base(adapter_dir) if adapter_dir is not None else None) or settings.default_model
     model_name = str(model_name)
-    trust = settings.trust_remote_code if args.trust_remote_code is None else args.trust_remote_code
-
-    folder = Path(args.output_dir).expanduser() if args.output_dir is not None else None
-    if folder is not None and folder.exists() and active_lock(folder):
-        raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
-    root = settings.workspace_path / "runs"
-    check_writable(folder if folder is not None else root)
-
     info = select_device(args.device)
     model_path = resolve_model(model_name)
-    inputs = prepare_inputs(args, model_path, trust_remote_code=trust)
+    inputs = prepare_inputs(args, model_path, trust_remote_code=start.trust_remote_code)
     rows_per_step = args.batch_size * (1 if args.loss == "kto" else 2)  # a pair is two sequences
-    estimates: dict[str, float] = {}
-    try:
-        estimates = estimate(
-            str(model_path),
-            max_length=args.max_length,
-            batch_size=rows_per_step,
-            lora_r=args.lora_r,
-            target_modules=args.target_modules,
-            gradient_checkpointing=args.gradient_checkpointing,
-            device=args.device,
-        ).totals
-    except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
-        pass
-    plan = make_plan(
-        args.method,
-        info,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        gradient_checkpointing=args.gradient_checkpointing,
-        estimates=estimates,
-        optim=args.optim,
-    )
+    plan, estimates = plan_run(args, model_path, info, rows_per_step)
     if adapter_dir is not None and plan.method == "full":
         raise SwiftConfigError(
             "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
         )
-    if folder is None:
-        folder = root / new_run_id(args.loss, model_name, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("logging.jsonl", "error.txt"):
-        if (folder / stale).exists():
-            (folder / stale).unlink()
-    dataset_copy = None
-    if not isinstance(args.dataset, (str, os.PathLike)):
-        dataset_copy = str(folder / "dataset.jsonl")
-        rows = _plain_rows(args.dataset)
-        atomic_write(Path(dataset_copy), "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
-    config = {
-        "run_id": folder.name,
-        "kind": args.loss,
-        "trainer": "kernel_magics.train.dpo:build_trainer",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": model_name,
-        "model_path": str(model_path),
-        "adapter": args.adapter,
-        "loss": args.loss,
-        "beta": args.beta_value,
-        "method": args.method,
-        "plan": plan.to_dict(),
-        "arguments": args.to_config(),
-        "dataset_copy": dataset_copy,
-        "data": {"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
-        "max_steps": args.max_steps,
-        "max_length": args.max_length,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "trust_remote_code": trust,
-        "device": {"type": info.type, "name": info.name, "free_gb": info.memory_free_gb, "reason": info.reason},
-        "estimate_gb": estimates,
-        "versions": _versions(),
-    }
-    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
-    run = Run(folder, config)
-    from ..jobs import _live, _live_lock
-
-    with _live_lock:
-        _live.discard(run)
     head = f"{args.loss}: beta {args.beta_value}" + (f", from adapter {adapter_dir}" if adapter_dir else "")
-    for line in [head, plan.describe(), *inputs.notes, f"run {folder.name} -> {folder}"]:
-        run.log(line)
-        if verbose:
-            print(line, flush=True)
+    run = write_run(
+        start,
+        kind=args.loss,
+        trainer="kernel_magics.train.dpo:build_trainer",
+        args=args,
+        model_name=model_name,
+        model_path=model_path,
+        plan=plan,
+        estimates=estimates,
+        device=info,
+        data={"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
+        rows=_plain_rows(args.dataset) if in_memory(args.dataset) else None,
+        extra={"adapter": args.adapter, "loss": args.loss, "beta": args.beta_value},
+        lines=[head, plan.describe(), *inputs.notes],
+        verbose=verbose,
+    )
+    with _live_lock:
+        _live.discard(run)  # live once start_run starts it
     return run, inputs

@@ -556,31 +556,13 @@ def launch(args: VisionArguments, *, verbose: bool = True) -> Any:
 
 def create_run(args: VisionArguments, *, verbose: bool = True) -> tuple[Any, Any]:
     """Everything :func:`launch` does except starting: the checked rows and a queued ``Run``."""
-    import os
-    import time
-
     from ..config import settings
     from ..device import select_device
-    from ..errors import SwiftUsageError
     from ..hub import resolve_model
-    from .api import _versions
-    from .estimate import estimate
-    from .plan import METHODS, make_plan
-    from .run import Run, active_lock, atomic_write, check_writable, new_run_id
+    from .launching import check_start, in_memory, plan_run, write_run
 
-    if isinstance(args.target_modules, str):
-        args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
-    args.check()
-    if args.method not in METHODS:
-        make_plan(args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
+    start = check_start(args)
     model_name = str(args.model if args.model is not None else settings.default_model)
-    trust = settings.trust_remote_code if args.trust_remote_code is None else args.trust_remote_code
-    folder = Path(args.output_dir).expanduser() if args.output_dir is not None else None
-    if folder is not None and folder.exists() and active_lock(folder):
-        raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
-    root = settings.workspace_path / "runs"
-    check_writable(folder if folder is not None else root)
-
     info = select_device(args.device)
     model_path = resolve_model(model_name)
     if not is_vision_model(model_path):
@@ -588,71 +570,22 @@ def create_run(args: VisionArguments, *, verbose: bool = True) -> tuple[Any, Any
             f"model {model_name} is not a vision-language model; use km.sft for text rows"
         )
     data = check_data(args, model_path)
-    estimates: dict[str, float] = {}
-    try:
-        estimates = estimate(
-            str(model_path),
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            lora_r=args.lora_r,
-            target_modules=args.target_modules,
-            gradient_checkpointing=args.gradient_checkpointing,
-            device=args.device,
-        ).totals
-    except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
-        pass
-    plan = make_plan(
-        args.method,
-        info,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        gradient_checkpointing=args.gradient_checkpointing,
+    plan, estimates = plan_run(args, model_path, info)
+    vision = {"train_vision": args.train_vision, "max_pixels": args.max_pixels, "template": args.template}
+    run = write_run(
+        start,
+        kind="sft",
+        trainer="kernel_magics.train.vlm:build_trainer",
+        args=args,
+        model_name=model_name,
+        model_path=model_path,
+        plan=plan,
         estimates=estimates,
-        optim=args.optim,
+        device=info,
+        data={"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
+        rows=data.rows if in_memory(args.dataset) else None,  # the checked rows: image paths resolved
+        extra={"vision": {**vision, "samples": SAMPLE_ROWS}},
+        lines=[plan.describe(), f"data: {data.summary()}; {'; '.join(data.notes)}"],
+        verbose=verbose,
     )
-    if folder is None:
-        folder = root / new_run_id("sft", model_name, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("logging.jsonl", "error.txt"):
-        if (folder / stale).exists():
-            (folder / stale).unlink()
-    dataset_copy = None
-    if not isinstance(args.dataset, (str, os.PathLike)):  # in-memory rows: keep the checked rows (image paths)
-        dataset_copy = str(folder / "dataset.jsonl")
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.rows)
-        atomic_write(Path(dataset_copy), text)
-    config = {
-        "run_id": folder.name,
-        "kind": "sft",
-        "trainer": "kernel_magics.train.vlm:build_trainer",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": model_name,
-        "model_path": str(model_path),
-        "method": args.method,
-        "plan": plan.to_dict(),
-        "arguments": args.to_config(),
-        "dataset_copy": dataset_copy,
-        "data": {"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
-        "vision": {
-            "train_vision": args.train_vision,
-            "max_pixels": args.max_pixels,
-            "template": args.template,
-            "samples": SAMPLE_ROWS,
-        },
-        "max_steps": args.max_steps,
-        "max_length": args.max_length,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "trust_remote_code": trust,
-        "device": {"type": info.type, "name": info.name, "free_gb": info.memory_free_gb, "reason": info.reason},
-        "estimate_gb": estimates,
-        "versions": _versions(),
-    }
-    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
-    run = Run(folder, config)
-    lines = [plan.describe(), f"data: {data.summary()}; {'; '.join(data.notes)}", f"run {folder.name} -> {folder}"]
-    for line in lines:
-        run.log(line)
-        if verbose:
-            print(line, flush=True)
     return run, data

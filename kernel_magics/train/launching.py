@@ -1,0 +1,173 @@
+"""What every ``km.sft`` / ``km.dpo`` call does before its trainer runs, in the caller's thread.
+
+1. :func:`check_start` — the arguments, the method name and the output folder (not active, writable), so
+   mistakes fail at once with one line;
+2. :func:`plan_run` — the memory estimate from ``config.json`` and the :class:`~.plan.Plan` for the device;
+3. :func:`write_run` — the run folder: stale files removed, in-memory rows copied to ``dataset.jsonl``,
+   ``config.json`` written atomically, and the :class:`~.run.Run` with its first log lines.
+
+The method modules (``api.sft``, ``dpo.create_run``, ``vlm.create_run``) keep only what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..device import DeviceInfo
+from .plan import Plan
+
+
+@dataclass
+class StartCheck:
+    """What :func:`check_start` found: the run folder (None: a new one under ``root``) and trust."""
+
+    folder: Path | None
+    root: Path
+    trust_remote_code: bool
+
+
+def check_start(args: Any) -> StartCheck:
+    """Normalise and check ``args`` (a method's argument dataclass) and the output folder."""
+    from ..config import settings
+    from ..device import select_device
+    from ..errors import SwiftUsageError
+    from .plan import METHODS, make_plan
+    from .run import active_lock, check_writable
+
+    if isinstance(args.target_modules, str):
+        args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
+    args.check()
+    if args.method not in METHODS:
+        make_plan(args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
+    folder = Path(args.output_dir).expanduser() if args.output_dir is not None else None
+    if folder is not None and folder.exists() and active_lock(folder):
+        raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
+    root = settings.workspace_path / "runs"
+    check_writable(folder if folder is not None else root)
+    trust = settings.trust_remote_code if args.trust_remote_code is None else args.trust_remote_code
+    return StartCheck(folder, root, bool(trust))
+
+
+def plan_run(
+    args: Any, model_path: Path, device: DeviceInfo, rows_per_step: int | None = None
+) -> tuple[Plan, dict[str, float]]:
+    """The plan for ``args`` on ``device`` and the per-method memory estimates (GB) it used.
+
+    ``rows_per_step``: sequences in one micro-batch for the estimate (a preference pair is two).
+    """
+    from .estimate import estimate
+    from .plan import make_plan
+
+    estimates: dict[str, float] = {}
+    try:
+        estimates = estimate(
+            str(model_path),
+            max_length=args.max_length,
+            batch_size=rows_per_step or args.batch_size,
+            lora_r=args.lora_r,
+            target_modules=args.target_modules,
+            gradient_checkpointing=args.gradient_checkpointing,
+            device=args.device,
+        ).totals
+    except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
+        pass
+    plan = make_plan(
+        args.method,
+        device,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        gradient_checkpointing=args.gradient_checkpointing,
+        estimates=estimates,
+        optim=args.optim,
+    )
+    return plan, estimates
+
+
+def versions() -> dict[str, str]:
+    """Python and the versions of the packages a run depends on (stored in its config)."""
+    import importlib.metadata as md
+    import sys
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("kernel_magics", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_run(
+    start: StartCheck,
+    *,
+    kind: str,
+    trainer: str,
+    args: Any,
+    model_name: str,
+    model_path: Path,
+    plan: Plan,
+    estimates: dict[str, float],
+    device: DeviceInfo,
+    data: dict[str, Any],
+    rows: list[dict[str, Any]] | None,
+    extra: dict[str, Any] | None = None,
+    lines: list[str] = (),  # type: ignore[assignment]
+    verbose: bool = True,
+) -> Any:
+    """Create the run folder and its ``config.json``; return the (not yet started) :class:`Run`.
+
+    ``rows``: in-memory rows to keep as ``dataset.jsonl`` (so the run can resume and be reproduced), or
+    None when the dataset is a path. ``lines`` (the plan, the data report) are logged, and printed when
+    ``verbose``, followed by the run's folder.
+    """
+    from .run import Run, atomic_write, new_run_id
+
+    folder = start.folder or start.root / new_run_id(kind, model_name, start.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("logging.jsonl", "error.txt"):
+        if (folder / stale).exists():
+            (folder / stale).unlink()
+    dataset_copy = None
+    if rows is not None:
+        dataset_copy = str(folder / "dataset.jsonl")
+        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        atomic_write(Path(dataset_copy), text)
+    config = {
+        "run_id": folder.name,
+        "kind": kind,
+        "trainer": trainer,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "model": model_name,
+        "model_path": str(model_path),
+        "method": args.method,
+        **(extra or {}),
+        "plan": plan.to_dict(),
+        "arguments": args.to_config(),
+        "dataset_copy": dataset_copy,
+        "data": data,
+        "max_steps": args.max_steps,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "trust_remote_code": start.trust_remote_code,
+        "device": {"type": device.type, "name": device.name, "free_gb": device.memory_free_gb, "reason": device.reason},
+        "estimate_gb": estimates,
+        "versions": versions(),
+    }
+    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
+    run = Run(folder, config)
+    for line in [*lines, f"run {folder.name} -> {folder}"]:
+        run.log(line)
+        if verbose:
+            print(line, flush=True)
+    return run
+
+
+def in_memory(dataset: Any) -> bool:
+    """Is ``dataset`` rows in memory (a list, DataFrame, ``datasets.Dataset``) rather than a path or id?"""
+    return dataset is not None and not isinstance(dataset, (str, os.PathLike))
