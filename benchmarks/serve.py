@@ -2,6 +2,7 @@
 
     python benchmarks/serve.py                     # transformers engine, tiny model, 1 / 8 / 32 clients
     python benchmarks/serve.py --vllm              # also vLLM: its OpenAI server (ours to start) vs AsyncLLM
+    python benchmarks/serve.py --model small       # an 18.6M-parameter random Qwen2 (built here): CPU-realistic cost
     python benchmarks/serve.py --model PATH --device cuda --max-tokens 128
 
 The same prompts (user turns of the packaged SFT data, greedy, a fixed number of new tokens) go to
@@ -27,6 +28,43 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def small_model(path: Path) -> Path:
+    """A random Qwen2 of 18.6M parameters (6 layers, hidden 512) with the tiny model's tokenizer.
+
+    The tiny model costs ~0.2 ms a token, so the server's per-token HTTP work weighs as much as the model;
+    this one costs what a small model on a CPU costs per token, so the ratio shows the overhead a user sees.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from kernel_magics.testing import make_tiny_model
+
+    if (path / "config.json").is_file():
+        return path
+    tiny = make_tiny_model(path.parent / "tiny-for-small", "qwen2")
+    config = AutoConfig.from_pretrained(tiny)
+    config.update(
+        {
+            "hidden_size": 512,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "head_dim": 64,
+            "layer_types": ["full_attention"] * 6,
+        }
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(path)
+    shutil.copy(tiny / "generation_config.json", path / "generation_config.json")
+    return path
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
@@ -271,7 +309,7 @@ def _line(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--model", default="tiny", help="tiny, small (built here), a local folder or a hub id")
     parser.add_argument("--device", default=None)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--clients", default="1,8,32")
@@ -294,6 +332,10 @@ def main() -> None:
 
     clients = [int(c) for c in args.clients.split(",")]
     all_prompts = prompts(max(clients))
+    if args.model == "small":
+        from kernel_magics.config import settings
+
+        args.model = str(small_model(settings.cache_path / "models" / "bench-small-qwen2"))
     model_dir = km.resolve_model(args.model)
     info = select_device(args.device)
     print(
