@@ -17,10 +17,22 @@ public functions below are imported on first use.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .config import settings
 from .errors import SwiftError
+
+
+class _OptionalKernelsNotice(logging.Filter):
+    """bitsandbytes warns on import that the optional ``kernels`` package (a faster CPU 4-bit matmul) is
+    missing; 4-bit works without it, so the red line it puts under every cell that loads peft is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kernels-community" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_OptionalKernelsNotice())
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,6 @@ Shared by every trainer (SFT, preference tuning): the method-specific trainers o
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,6 @@ from ..errors import SwiftModelError
 from .plan import Plan
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-
-
-class _OptionalKernelsNotice(logging.Filter):
-    """bitsandbytes warns on import that the optional ``kernels`` package (a faster CPU 4-bit matmul) is
-    missing; 4-bit works without it, so the red line in every notebook is noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "kernels-community" not in record.getMessage()
-
-
-logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_OptionalKernelsNotice())
 
 
 @dataclass(frozen=True)
