@@ -119,3 +119,124 @@ def test_estimate_subcommand_parses_and_runs(tiny_model):
     call = cli.parse(f"estimate {tiny_model} --method qlora --max-length 512 --batch-size 2")
     result = call.run()
     assert result.method == "qlora" and result.settings["max_length"] == 512 and result.settings["batch_size"] == 2
+
+
+# -- vision-language models ------------------------------------------------------------------------
+def _vlm_configs():
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig, Qwen2VLConfig
+
+    qwen_text = dict(num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
+    return {
+        "Qwen2-VL-2B": Qwen2VLConfig(
+            vision_config=dict(
+                depth=32,
+                embed_dim=1280,
+                mlp_ratio=4,
+                num_heads=16,
+                hidden_size=1536,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+            ),
+            text_config=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, **qwen_text),
+            tie_word_embeddings=True,
+        ),
+        "Qwen2.5-VL-3B": Qwen2_5_VLConfig(
+            vision_config=dict(
+                depth=32,
+                hidden_size=1280,
+                intermediate_size=3420,
+                out_hidden_size=2048,
+                num_heads=16,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                fullatt_block_indexes=[7, 15, 23, 31],
+            ),
+            text_config=dict(
+                hidden_size=2048,
+                intermediate_size=11008,
+                num_hidden_layers=36,
+                **{**qwen_text, "num_attention_heads": 16},
+            ),
+            tie_word_embeddings=True,
+        ),
+        "LLaVA-1.5-7B": LlavaConfig(
+            vision_config=CLIPVisionConfig(
+                hidden_size=1024,
+                intermediate_size=4096,
+                num_hidden_layers=24,
+                num_attention_heads=16,
+                patch_size=14,
+                image_size=336,
+            ),
+            text_config=LlamaConfig(
+                hidden_size=4096,
+                intermediate_size=11008,
+                num_hidden_layers=32,
+                num_attention_heads=32,
+                vocab_size=32064,
+            ),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["Qwen2-VL-2B", "Qwen2.5-VL-3B", "LLaVA-1.5-7B"])
+def test_vision_language_parameter_count_matches_the_model(name):
+    """Counted from config.json alone; the oracle is the model built on the meta device (no memory)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    config = _vlm_configs()[name]
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    real = sum(p.numel() for p in model.parameters())
+    est = estimate(config.to_dict(), device="cpu")
+    assert est.params == real, f"{name}: estimate {est.params:,} vs model {real:,}"
+    assert "vision activations" in est.breakdown.index
+
+
+def test_tiny_vlm_counts_and_image_tokens(tmp_path):
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from kernel_magics.testing import make_tiny_vlm
+
+    folder = make_tiny_vlm(tmp_path / "vlm")
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(folder))
+    est = estimate(str(folder), device="cpu", image_pixels=448 * 448)
+    assert est.params == sum(p.numel() for p in model.parameters())
+    assert est.settings["image_tokens"] == 256  # (448 / 14 / 2) ** 2 merged patches
+    assert "256 tokens each, vision tower frozen" in est.to_text()
+    llava = estimate(_vlm_configs()["LLaVA-1.5-7B"].to_dict(), device="cpu")
+    assert llava.settings["image_tokens"] == 576  # (336 / 14) ** 2, whatever the pixels
+
+
+def test_vision_tower_frozen_or_trained():
+    config = _vlm_configs()["Qwen2-VL-2B"].to_dict()
+    text_only = {k: v for k, v in config.items() if k != "vision_config"}
+    frozen = estimate(config, method="full", device="cpu", dtype="bf16", image_pixels=1024 * 1024)
+    trained = estimate(config, method="full", device="cpu", dtype="bf16", image_pixels=1024 * 1024, train_vision=True)
+    bare = estimate(text_only, method="full", device="cpu", dtype="bf16")
+    vision_params = frozen.params - bare.params
+    assert 0.6e9 < vision_params < 0.7e9  # Qwen2-VL's 675M-parameter tower
+    gb = 1024**3
+    # frozen: its weights only; trained: + gradients and AdamW moments in bf16, and stored activations
+    assert frozen.breakdown.loc["weights", "full"] - bare.breakdown.loc["weights", "full"] == pytest.approx(
+        vision_params * 2 / gb
+    )
+    assert frozen.breakdown.loc["gradients", "full"] == pytest.approx(bare.breakdown.loc["gradients", "full"])
+    assert trained.breakdown.loc["gradients", "full"] - frozen.breakdown.loc["gradients", "full"] == pytest.approx(
+        vision_params * 2 / gb
+    )
+    assert trained.breakdown.loc["vision activations", "full"] > 20 * frozen.breakdown.loc["vision activations", "full"]
+    assert trained.trainable["lora"] > frozen.trainable["lora"]  # LoRA on the tower's linears too
+    # QLoRA quantizes the language model only: the tower's weights stay in bf16
+    qlora_vision = frozen.breakdown.loc["weights", "qlora"] - bare.breakdown.loc["weights", "qlora"]
+    assert qlora_vision == pytest.approx(vision_params * 2 / gb)
+    # more pixels, more activations
+    small = estimate(config, method="full", device="cpu", dtype="bf16", image_pixels=448 * 448, train_vision=True)
+    assert small.breakdown.loc["vision activations", "full"] < trained.breakdown.loc["vision activations", "full"] / 4
+    with pytest.raises(SwiftConfigError):
+        estimate(config, device="cpu", image_pixels=0)

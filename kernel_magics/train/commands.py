@@ -147,6 +147,9 @@ COMMANDS = [
             Arg(
                 "dtype", choices=("bf16", "fp16", "fp32"), help="compute dtype [default: bf16 on GPUs, fp32 on the CPU]"
             ),
+            Arg("image_pixels", type=int, help="vision-language models: pixels per image [default: 448x448]"),
+            Arg("images_per_row", type=int, help="vision-language models: images in each row [default: 1]"),
+            Arg("train_vision", flag=True, help="vision-language models: the vision tower trains too"),
         ),
     ),
     Command(

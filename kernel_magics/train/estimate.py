@@ -4,6 +4,11 @@
 (Llama / Qwen2 / Mistral-style: attention with grouped KV heads, gated MLP, RMSNorm) and adds up, for
 each method, the weights, LoRA parameters, gradients, optimizer states, activations (with or without
 gradient checkpointing), logits and a CUDA overhead; it says whether each fits the current device.
+
+Vision-language models (a ``vision_config``: Qwen2-VL / Qwen2.5-VL style patch-merging towers, LLaVA-style
+CLIP / SigLIP towers with a projector) add their vision tower: its weights (kept in full precision by
+QLoRA, frozen unless ``train_vision``), and the activations of ``images_per_row`` images of
+``image_pixels`` pixels each (stored for backward only when the tower trains).
 """
 
 from __future__ import annotations
@@ -104,6 +109,88 @@ class Architecture:
         return per_layer * self.num_layers
 
 
+@dataclass(frozen=True)
+class VisionTower:
+    """The sizes of a vision tower and its projector into the language model, from ``vision_config``."""
+
+    width: int
+    depth: int
+    mlp: int
+    gated_mlp: bool
+    layer_norm_bias: bool
+    patch_size: int
+    temporal_patch: int
+    in_channels: int
+    merge: int  # patches merged into one language-model token per side (Qwen2-VL: 2, LLaVA: 1)
+    out: int  # the language model's hidden size
+    image_size: int | None  # fixed input size with learned position embeddings (CLIP / SigLIP)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], text_hidden: int) -> VisionTower | None:
+        vision = config.get("vision_config")
+        if not isinstance(vision, dict):
+            return None
+        width = int(vision.get("embed_dim") or vision["hidden_size"])
+        out = int(vision.get("out_hidden_size") or (vision["hidden_size"] if "embed_dim" in vision else text_hidden))
+        mlp = int(vision.get("intermediate_size") or width * float(vision.get("mlp_ratio", 4)))
+        model_type = str(vision.get("model_type", ""))
+        gated = "qwen2_5" in model_type or ("out_hidden_size" in vision and "intermediate_size" in vision)
+        size = vision.get("image_size")
+        return cls(
+            width=width,
+            depth=int(vision.get("depth") or vision.get("num_hidden_layers") or 0),
+            mlp=mlp,
+            gated_mlp=gated,
+            layer_norm_bias=not gated,  # Qwen2.5-VL uses RMSNorm, the others LayerNorm
+            patch_size=int(vision.get("patch_size", 14)),
+            temporal_patch=int(vision.get("temporal_patch_size") or 1),
+            in_channels=int(vision.get("in_channels") or vision.get("num_channels") or 3),
+            merge=int(vision.get("spatial_merge_size") or 1),
+            out=out,
+            image_size=int(size) if size else None,
+        )
+
+    @property
+    def params(self) -> int:
+        e, m, norms = self.width, self.mlp, 2 if self.layer_norm_bias else 1
+        patch = self.in_channels * self.temporal_patch * self.patch_size**2 * e
+        block = 4 * e * e + 4 * e + (3 * e * m + 2 * m + e if self.gated_mlp else 2 * e * m + m + e) + 2 * norms * e
+        if self.merge > 1:  # norm + 2-layer MLP over merge x merge patches
+            merged = e * self.merge**2
+            projector = norms * e + merged * merged + merged + merged * self.out + self.out
+            embeddings = 0
+        else:  # CLIP / SigLIP: class + position embeddings, pre/post norms; 2-layer projector
+            embeddings = e + ((self.image_size or 336) // self.patch_size) ** 2 * e + e + 2 * norms * e
+            projector = e * self.out + self.out + self.out * self.out + self.out
+        return patch + embeddings + self.depth * block + projector
+
+    def patches(self, image_pixels: int | None) -> int:
+        """Patches the tower sees for one image of ``image_pixels`` pixels (fixed-size towers: their size)."""
+        if self.image_size and self.merge == 1:
+            return (self.image_size // self.patch_size) ** 2
+        pixels = image_pixels or DEFAULT_IMAGE_PIXELS
+        unit = (self.patch_size * self.merge) ** 2
+        return max(1, pixels // unit) * self.merge**2
+
+    def image_tokens(self, image_pixels: int | None) -> int:
+        """Language-model tokens one image becomes."""
+        return self.patches(image_pixels) // self.merge**2
+
+    def lora_params(self, r: int) -> int:
+        """LoRA on every linear layer of the tower's blocks (``train_vision`` with LoRA)."""
+        e, m = self.width, self.mlp
+        per_block = r * ((e + 3 * e) + (e + e) + (3 if self.gated_mlp else 2) * (e + m))
+        return per_block * self.depth
+
+    def activation_values(self, patches: int, stored: bool) -> int:
+        """Values kept per image: every block's (``stored``, the tower trains) or one block's at a time."""
+        per_block = patches * (6 * self.width + 4 * self.mlp)
+        return per_block * (self.depth if stored else 1)
+
+
+DEFAULT_IMAGE_PIXELS = 448 * 448  # what the estimate assumes without --max-pixels
+
+
 def _targets(target_modules: list[str] | str | None) -> list[str]:
     if target_modules in (None, "all-linear", ["all-linear"]):
         return list(LINEAR_NAMES)
@@ -141,10 +228,16 @@ class Estimate:
 
     def settings_line(self) -> str:
         s = self.settings
-        return (
+        line = (
             f"max_length {s['max_length']}, batch {s['batch_size']}, LoRA r {s['lora_r']}, "
             f"gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}, compute {s['dtype']}"
         )
+        if "image_tokens" in s:
+            line += (
+                f"; {s['images_per_row']} image(s) a row of {s['image_pixels']:,} pixels = {s['image_tokens']} tokens "
+                f"each, vision tower {'trained' if s['train_vision'] else 'frozen'}"
+            )
+        return line
 
     def __str__(self) -> str:
         return self.to_text()
@@ -207,6 +300,10 @@ def component_table(
     gradient_checkpointing: bool,
     compute_bytes: int,
     cuda: bool,
+    vision: VisionTower | None = None,
+    images_per_row: int = 0,
+    image_pixels: int | None = None,
+    train_vision: bool = False,
 ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """Bytes of each component for each method, and trainable parameters per method."""
     tokens = max_length * batch_size
@@ -217,14 +314,25 @@ def component_table(
     block_values = 6 * h + 2 * kv + 4 * i_size
     lora_inputs = sum(a for n, (a, _) in arch.linear_shapes().items() if n in _targets(target_modules))
     logits_bytes = tokens * V * (compute_bytes + 4 + 4)  # logits, fp32 upcast for the loss, its gradient
+    vision_params = vision.params if vision else 0
+    vision_lora = vision.lora_params(lora_r) if vision and train_vision else 0
+    vision_acts = 0
+    if vision and images_per_row:
+        patches = vision.patches(image_pixels)
+        vision_acts = batch_size * images_per_row * vision.activation_values(patches, stored=train_vision)
+    trainable_by_method = {
+        "full": arch.total_params + (vision_params if train_vision else 0),
+        "lora": lora + vision_lora,
+        "qlora": lora + vision_lora,
+    }
     out: dict[str, dict[str, float]] = {}
     for method in METHODS:
         frozen_other = arch.embedding_params + arch.norm_params
-        if method == "qlora":
-            weights = arch.linear_params * NF4_BYTES + frozen_other * compute_bytes
+        if method == "qlora":  # the vision tower stays in full precision
+            weights = arch.linear_params * NF4_BYTES + (frozen_other + vision_params) * compute_bytes
         else:
-            weights = arch.total_params * compute_bytes
-        trainable = arch.total_params if method == "full" else lora
+            weights = (arch.total_params + vision_params) * compute_bytes
+        trainable = trainable_by_method[method]
         lora_bytes = 0 if method == "full" else lora * 4  # peft keeps adapters in fp32
         grads = trainable * (compute_bytes if method == "full" else 4)
         if method == "full":
@@ -247,7 +355,8 @@ def component_table(
             "logits + loss": logits_bytes,
             "CUDA overhead": CUDA_CONTEXT_GB * GB if cuda else 0.0,
         }
-    trainable_by_method = {m: (arch.total_params if m == "full" else lora) for m in METHODS}
+        if vision:
+            out[method]["vision activations"] = vision_acts * compute_bytes
     return out, trainable_by_method
 
 
@@ -261,12 +370,17 @@ def estimate(
     gradient_checkpointing: bool | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    image_pixels: int | None = None,
+    images_per_row: int | None = None,
+    train_vision: bool = False,
 ) -> Estimate:
     """Estimate training memory for ``model`` from its config alone, for every method.
 
     ``model`` is a local folder, a hub id whose config is cached (or reachable), a catalog card / config
     dict, or ``"tiny"``. ``gradient_checkpointing`` defaults to on for CUDA, off elsewhere; ``dtype``
-    (bf16 / fp16 / fp32) defaults to what training would use on ``device``.
+    (bf16 / fp16 / fp32) defaults to what training would use on ``device``. Vision-language models:
+    ``image_pixels`` per image (``--max-pixels``; default 448x448), ``images_per_row`` (default 1) and
+    ``train_vision`` (the tower trains: its gradients, optimizer states and activations count).
     """
     import pandas as pd
 
@@ -279,6 +393,11 @@ def estimate(
         raise SwiftConfigError("max_length, batch_size and lora_r must be positive")
     config, name = read_config(model if model is not None else settings.default_model)
     arch = Architecture.from_config(config, name)
+    vision = VisionTower.from_config(config, arch.hidden_size)
+    if images_per_row is None:
+        images_per_row = 1 if vision else 0
+    if images_per_row < 0 or (image_pixels is not None and image_pixels <= 0):
+        raise SwiftConfigError("images_per_row must be >= 0 and image_pixels positive")
     info = select_device(device)
     cuda = info.type == "cuda"
     dtype = dtype or ("bf16" if info.bf16 else "fp32")
@@ -296,6 +415,10 @@ def estimate(
         gradient_checkpointing=gradient_checkpointing,
         compute_bytes=compute_bytes,
         cuda=cuda,
+        vision=vision,
+        images_per_row=images_per_row,
+        image_pixels=image_pixels,
+        train_vision=train_vision,
     )
     frame = pd.DataFrame(parts) / GB
     frame.loc["total"] = frame.sum()
@@ -305,7 +428,7 @@ def estimate(
     return Estimate(
         model=name,
         method=method,
-        params=arch.total_params,
+        params=arch.total_params + (vision.params if vision else 0),
         trainable=trainable,
         breakdown=frame,
         totals=totals,
@@ -319,5 +442,15 @@ def estimate(
             target_modules=target_modules or "all-linear",
             gradient_checkpointing=gradient_checkpointing,
             dtype=dtype,
+            **(
+                {
+                    "images_per_row": images_per_row,
+                    "image_pixels": image_pixels or DEFAULT_IMAGE_PIXELS,
+                    "image_tokens": vision.image_tokens(image_pixels),
+                    "train_vision": train_vision,
+                }
+                if vision
+                else {}
+            ),
         ),
     )

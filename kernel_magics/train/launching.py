@@ -73,6 +73,8 @@ def plan_run(
             target_modules=args.target_modules,
             gradient_checkpointing=args.gradient_checkpointing,
             device=args.device,
+            image_pixels=getattr(args, "max_pixels", None),
+            train_vision=bool(getattr(args, "train_vision", False)),
         ).totals
     except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
         pass
