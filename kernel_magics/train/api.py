@@ -80,7 +80,7 @@ def sft(
     from ..config import settings
     from ..device import select_device
     from ..hub import resolve_model
-    from .launching import check_start, in_memory, plan_run, write_run
+    from .launching import check_start, plan_run, rows_in_memory, write_run
     from .sft import SFTArguments, check_data
     from .vlm import is_vision_model, text_model_data_error
 
@@ -112,7 +112,7 @@ def sft(
         estimates=estimates,
         device=info,
         data={"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
-        rows=_plain_rows(dataset) if in_memory(dataset) else None,
+        rows=rows_in_memory(dataset),
         lines=[plan.describe(), f"data: {data.summary()}"],
         verbose=verbose,
     )
@@ -180,16 +180,6 @@ def dpo(
 def rlhf(type: str = "dpo", **kwargs: Any) -> Run:  # noqa: A002 - ms-swift's name for the loss
     """ms-swift's spelling: ``rlhf(type="orpo", ...)`` is :func:`dpo` with ``loss="orpo"``."""
     return dpo(loss=type, **kwargs)
-
-
-def _plain_rows(dataset: Any) -> list[dict[str, Any]]:
-    if isinstance(dataset, list):
-        return dataset
-    if type(dataset).__name__ == "DataFrame":
-        return dataset.to_dict(orient="records")
-    if hasattr(dataset, "to_list"):
-        return dataset.to_list()
-    return list(dataset)
 
 
 def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame

@@ -408,8 +408,7 @@ def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any,
     from ..device import select_device
     from ..hub import resolve_model
     from ..jobs import _live, _live_lock
-    from .api import _plain_rows
-    from .launching import check_start, in_memory, plan_run, write_run
+    from .launching import check_start, plan_run, rows_in_memory, write_run
 
     start = check_start(args)
     adapter_dir = adapter_folder(args.adapter) if args.adapter is not None else None
@@ -439,7 +438,7 @@ def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any,
         estimates=estimates,
         device=info,
         data={"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
-        rows=_plain_rows(args.dataset) if in_memory(args.dataset) else None,
+        rows=rows_in_memory(args.dataset),
         extra={"adapter": args.adapter, "loss": args.loss, "beta": args.beta_value},
         lines=[head, plan.describe(), *inputs.notes],
         verbose=verbose,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def write_run(
     data: dict[str, Any],
     rows: list[dict[str, Any]] | None,
     extra: dict[str, Any] | None = None,
-    lines: list[str] = (),  # type: ignore[assignment]
+    lines: Sequence[str] = (),
     verbose: bool = True,
 ) -> Any:
     """Create the run folder and its ``config.json``; return the (not yet started) :class:`Run`.
@@ -173,3 +174,16 @@ def write_run(
 def in_memory(dataset: Any) -> bool:
     """Is ``dataset`` rows in memory (a list, DataFrame, ``datasets.Dataset``) rather than a path or id?"""
     return dataset is not None and not isinstance(dataset, (str, os.PathLike))
+
+
+def rows_in_memory(dataset: Any) -> list[dict[str, Any]] | None:
+    """The rows of an in-memory ``dataset`` as plain dicts (for ``dataset.jsonl``); None for a path or id."""
+    if not in_memory(dataset):
+        return None
+    if isinstance(dataset, list):
+        return dataset
+    if type(dataset).__name__ == "DataFrame":
+        return dataset.to_dict(orient="records")
+    if hasattr(dataset, "to_list"):
+        return dataset.to_list()
+    return list(dataset)
