@@ -192,3 +192,17 @@ def test_not_implemented_is_a_swift_error():
         if command.target == "kernel_magics.errors:not_implemented":
             with pytest.raises(SwiftError, match="not implemented yet"):
                 cli.parse([command.name]).run()
+
+
+def test_the_optional_bitsandbytes_kernels_notice_is_filtered(caplog):
+    """Importing kernel_magics hides bitsandbytes' 'install kernels' notice (4-bit works without it)."""
+    import logging
+
+    import kernel_magics  # noqa: F401 - installs the filter
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'.")
+        logger.warning("a real 4-bit problem")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["a real 4-bit problem"]
