@@ -44,3 +44,15 @@ bench: install
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache
+
+# Wheels the GPU check needs that the lent GPU machine's bare image lacks (about 60 MB; it carries .whl/ along).
+GPU_WHEELS := trl==1.16.0 datasets==5.2.0 dill multiprocess xxhash bitsandbytes==0.50.2 pandas traitlets pyyaml \
+	fastapi starlette uvicorn h11 httpx httpcore anyio sniffio pydantic pydantic-core annotated-types typing-inspection
+
+.PHONY: gpu-wheels
+gpu-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
+	@du -sh .whl

