@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..argspec import knob
+from ..data.vision import TEMPLATES
 from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError
+from ..hub import is_vision_model, read_model_config
 from .model import LoraSpec, load_base_for_training, ready_for_adapters
 from .plan import Plan
 from .sft import SFTArguments, has_generation_markers, trl_config
@@ -39,27 +42,6 @@ VISION_PARTS = (
 _VISION_RE = "|".join(VISION_PARTS)
 
 
-def read_model_config(model_path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def is_vision_model(model_path: Path | str) -> bool:
-    """True for a vision-language model folder (judged from ``config.json`` alone, no weights)."""
-    config = read_model_config(Path(model_path))
-    if not config:
-        return False
-    if "vision_config" in config:
-        return True
-    try:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-    except ImportError:
-        return False
-    return config.get("model_type") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-
-
 def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | None:
     """The error for image rows given to a text-only model (None when the rows carry no images)."""
     from ..data.vision import is_vision_dataset
@@ -74,16 +56,18 @@ def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | N
 
 @dataclass
 class VisionArguments(SFTArguments):
-    """The SFT knobs plus the vision ones."""
+    """The SFT knobs plus the vision ones (``%swift sft`` takes them all; they apply to image rows)."""
 
-    train_vision: bool = False
-    max_pixels: int | None = None
-    template: str = "auto"
+    train_vision: bool = knob(False, "vision-language models: train the vision tower too")
+    max_pixels: int | None = knob(None, "vision-language models: resize images to at most this many pixels")
+    template: str = knob(
+        "auto",
+        "image rows: vqa (image/question/answer), caption (image/caption), grounding (image/ref/bbox)",
+        choices=TEMPLATES,
+    )
 
     def check(self) -> None:
         super().check()
-        from ..data.vision import TEMPLATES
-
         if self.template not in TEMPLATES:
             from ..errors import did_you_mean
 
@@ -574,6 +558,7 @@ def create_run(args: VisionArguments, *, verbose: bool = True) -> tuple[Any, Any
     vision = {"train_vision": args.train_vision, "max_pixels": args.max_pixels, "template": args.template}
     run = write_run(
         start,
+        command="sft",
         kind="sft",
         trainer="kernel_magics.train.vlm:build_trainer",
         args=args,
