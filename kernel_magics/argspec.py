@@ -185,6 +185,28 @@ def load(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def make_callable(package: str, target: str) -> None:
+    """Make the package ``package`` callable as the function ``target`` ("module:function").
+
+    ``km.serve`` is first the lazily loaded function; importing ``kernel_magics.serve.commands`` (the CLI
+    does) binds the attribute to the package of the same name instead. Either way ``km.serve(...)`` runs
+    the function, and ``help()`` / completion show its signature.
+    """
+    import sys
+
+    class CallablePackage(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return load(target)(*args, **kwargs)
+
+        @property
+        def __signature__(self) -> Any:
+            import inspect
+
+            return inspect.signature(load(target))
+
+    sys.modules[package].__class__ = CallablePackage
+
+
 def _help_text(arg: Arg) -> str:
     text = arg.help
     if arg.choices:
