@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import settings
 from .errors import SwiftError
+from .train.methods import public_functions
 
 
 class _OptionalKernelsNotice(logging.Filter):
@@ -36,16 +37,14 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_OptionalKernelsNot
 
 __version__ = "0.1.0"
 
-# public name -> "module:attribute", imported on first access
+# public name -> "module:attribute", imported on first access; the training methods (km.sft, km.dpo, ...)
+# come from their registry, kernel_magics.train.methods
 _LAZY = {
     "env": "kernel_magics.envinfo:env",
     "resolve_model": "kernel_magics.hub:resolve_model",
     "download": "kernel_magics.hub:download",
     "search": "kernel_magics.search.api:search",
     "catalog": "kernel_magics.search.api:catalog",
-    "sft": "kernel_magics.train.api:sft",
-    "dpo": "kernel_magics.train.api:dpo",
-    "rlhf": "kernel_magics.train.api:rlhf",
     "estimate": "kernel_magics.train.estimate:estimate",
     "runs": "kernel_magics.train.api:runs",
     "serve": "kernel_magics.serve.api:serve",
@@ -54,6 +53,8 @@ _LAZY = {
     "evaluate": "kernel_magics.export.api:evaluate",
     "compare": "kernel_magics.export.api:compare",
 }
+
+_LAZY.update(public_functions())
 
 __all__ = ["SwiftError", "__version__", "settings", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
 

@@ -4,12 +4,20 @@ A :class:`Command` lists its :class:`Arg` s once; from it we build the argparse 
 ``%swift`` / ``%%swift`` and ``python -m kernel_magics``, and the names match the keyword arguments of
 the Python function it calls (``target``). A ``%%swift`` cell body is YAML whose keys are the same names;
 flags on the line win over the body. Unknown names fail with the closest valid one.
+
+Where a function's keywords are an argument dataclass (training methods), :func:`args_from` makes the
+``Arg`` rows from its fields, so each knob's name, type, default, help and choices are written once:
+``field(default=..., metadata={"help": ..., "choices": ..., "short": ..., "default_help": ...})`` as
+TRL's configs and vLLM's engine arguments do.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +43,17 @@ def key_value(value: Any) -> tuple[str, str]:
         raise ValueError(f"expected NAME=VALUE, got {text!r}")
     name, _, rest = text.partition("=")
     return name.strip(), rest.strip()
+
+
+def number(value: Any) -> float:
+    """``"2e-4"`` or ``0.0002`` -> ``0.0002``."""
+    return float(str(value).strip())
+
+
+def optional_int(value: Any) -> int | None:
+    """``"3"`` -> ``3``; ``""``, ``"none"`` and ``"null"`` -> None."""
+    text = str(value).strip().lower()
+    return None if text in ("", "none", "null") else int(text)
 
 
 def boolean(value: Any) -> bool:
@@ -63,6 +82,7 @@ class Arg:
     multiple: bool = False  # repeatable flag collecting a list
     nargs: str | None = None  # for positionals: "*" joins free text such as a search query
     option: str | None = None  # flag spelling when it differs from --name (e.g. --adapter for adapters)
+    default_help: str | None = None  # "[default: ...]" text when the default is decided at run time (None)
 
     @property
     def flag_name(self) -> str:
@@ -165,12 +185,36 @@ def load(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def make_callable(package: str, target: str) -> None:
+    """Make the package ``package`` callable as the function ``target`` ("module:function").
+
+    ``km.serve`` is first the lazily loaded function; importing ``kernel_magics.serve.commands`` (the CLI
+    does) binds the attribute to the package of the same name instead. Either way ``km.serve(...)`` runs
+    the function, and ``help()`` / completion show its signature.
+    """
+    import sys
+
+    class CallablePackage(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return load(target)(*args, **kwargs)
+
+        @property
+        def __signature__(self) -> Any:
+            import inspect
+
+            return inspect.signature(load(target))
+
+    sys.modules[package].__class__ = CallablePackage
+
+
 def _help_text(arg: Arg) -> str:
     text = arg.help
     if arg.choices:
         text += f" (one of: {', '.join(map(str, arg.choices))})"
     if arg.default not in (None, "", [], ()) and not arg.positional:
         text += f" [default: {arg.default}]"
+    elif arg.default is None and arg.default_help:
+        text += f" [default: {arg.default_help}]"
     return text.replace("%", "%%")
 
 
@@ -256,3 +300,68 @@ def check_kwargs(command: Command, kwargs: dict[str, Any]) -> None:
     for key in kwargs:
         if key not in names:
             raise SwiftUsageError(f"{command.name}(): unknown argument '{key}'{did_you_mean(key, names)}")
+
+
+# -- Arg rows from an argument dataclass -----------------------------------------------------------------
+def knob(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - TRL's metadata key
+    """A dataclass field with its flag's ``help`` (and ``choices``, ``short``, ``default_help``) in its
+    metadata, for :func:`args_from`."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def args_from(cls: type, skip: Sequence[str] = ()) -> tuple[Arg, ...]:
+    """The ``Arg`` rows of an argument dataclass: one per field, in field order, ``model`` and ``dataset``
+    first. A field's ``metadata`` gives ``help``, ``choices``, ``short`` and ``default_help`` (text for a
+    default decided at run time; a callable gets the class); ``"cli": False`` keeps it off the line, as
+    does naming it in ``skip`` or in the class's ``NOT_ON_LINE``. The type of the flag follows the
+    annotation: bool -> ``--x/--no-x``, int, ``int | None`` (accepts "none"), float, ``list[str]`` (a
+    comma list), anything else a string."""
+    hidden = {*skip, *getattr(cls, "NOT_ON_LINE", ())}
+    hints = typing.get_type_hints(cls)
+    rows = [
+        _arg_from(cls, f, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.name not in hidden and f.metadata.get("cli", True)
+    ]
+    first = [a for a in rows if a.name in ("model", "dataset")]
+    return (*first, *(a for a in rows if a not in first))
+
+
+def _arg_from(cls: type, spec: dataclasses.Field, hint: Any) -> Arg:
+    meta = spec.metadata
+    default = None if spec.default is dataclasses.MISSING else spec.default
+    default_help = meta.get("default_help")
+    if callable(default_help):
+        default_help = default_help(cls)
+    convert, is_flag = _converter(hint)
+    return Arg(
+        spec.name,
+        type=meta.get("type", convert),
+        default=default,
+        help=meta.get("help", ""),
+        choices=meta.get("choices"),
+        short=meta.get("short"),
+        flag=is_flag,
+        default_help=default_help,
+    )
+
+
+def _converter(hint: Any) -> tuple[Callable[[Any], Any], bool]:
+    """The flag's converter for a field's annotation, and whether it is a boolean flag."""
+    options = set(typing.get_args(hint)) if _is_union(hint) else {hint}
+    optional = type(None) in options
+    options.discard(type(None))
+    kind = options.pop() if len(options) == 1 else Any
+    if kind is bool:
+        return boolean, True
+    if kind is int:
+        return (optional_int if optional else int), False
+    if kind is float:
+        return number, False
+    if typing.get_origin(kind) in (list, tuple):
+        return csv_list, False
+    return str, False
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)

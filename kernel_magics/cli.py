@@ -28,7 +28,6 @@ COMMAND_MODULES = (
     "kernel_magics.train.commands",
     "kernel_magics.serve.commands",
     "kernel_magics.export.commands",
-    "kernel_magics.export.script",
 )
 
 

@@ -3,12 +3,15 @@
 The core never imports IPython: it reads this plain object. In a notebook the ``SwiftMagics``
 traitlets (``%config SwiftMagics.default_model = "..."``) write through to it; on a terminal the same
 defaults come from environment variables named ``KERNEL_MAGICS_<NAME>`` (e.g.
-``KERNEL_MAGICS_WORKSPACE=/data/runs``).
+``KERNEL_MAGICS_WORKSPACE=/data/runs``). ``port``, ``host`` and ``device`` are checked here, once, for
+all three (:func:`check_port`, :func:`check_host`, :func:`check_device`) and for the API's arguments.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -53,8 +56,16 @@ class Settings:
             self.cache_dir = _default_cache_dir()
         for f in fields(self):
             raw = os.environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
+            if raw is None:
+                continue
+            try:
                 setattr(self, f.name, _coerce(f.name, raw, type(getattr(self, f.name))))
+            except SwiftConfigError as exc:  # a bad variable must not break `import kernel_magics`
+                warnings.warn(f"{ENV_PREFIX}{f.name.upper()} ignored: {exc}", stacklevel=2)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        check = CHECKS.get(name)
+        super().__setattr__(name, check(value) if check is not None else value)
 
     @property
     def cache_path(self) -> Path:
@@ -73,6 +84,40 @@ class Settings:
 
                 raise SwiftConfigError(f"unknown setting '{key}'{did_you_mean(key, names)}")
             setattr(self, key, _coerce(key, value, type(getattr(self, key))))
+
+
+def check_port(port: object) -> int:
+    """A TCP port number (1..65535), or a one-line :class:`SwiftConfigError`."""
+    try:
+        number = int(str(port).strip())
+    except ValueError:
+        number = 0
+    if isinstance(port, bool) or not 0 < number < 65536:
+        raise SwiftConfigError(f"port must be a number between 1 and 65535, got {port!r}; fix --port or the setting")
+    return number
+
+
+def check_host(host: object) -> str:
+    """An address to bind (a name or an IP, no spaces), or a one-line :class:`SwiftConfigError`."""
+    text = str(host).strip()
+    if not text or any(c.isspace() for c in text) or "/" in text:
+        raise SwiftConfigError(f"host must be an address such as 127.0.0.1 or 0.0.0.0, got {host!r}; fix --host")
+    return text
+
+
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def check_device(device: object) -> str:
+    """A device name (auto, cpu, cuda, cuda:N, mps), lower-cased, or a one-line :class:`SwiftConfigError`."""
+    value = str(device).strip().lower()
+    index = value.partition(":")[2]
+    if value not in ("auto", "cpu", "mps", "cuda") and not (value.startswith("cuda:") and index.isdigit()):
+        raise SwiftConfigError(f"device must be {', '.join(DEVICE_NAMES)}, got {device!r}; fix --device")
+    return value
+
+
+CHECKS: dict[str, Callable[[object], object]] = {"port": check_port, "host": check_host, "device": check_device}
 
 
 def _coerce(name: str, value: object, kind: type) -> object:

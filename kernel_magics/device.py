@@ -123,3 +123,16 @@ def _cpu(reason: str) -> DeviceInfo:
     total, available = host_memory_gb()
     # bf16 matmuls run on most CPUs but slowly; trainers refuse bf16 mixed precision without a GPU.
     return DeviceInfo("cpu", None, cpu_name(), total, available, False, reason)
+
+
+def free_memory() -> None:
+    """Collect objects just dropped (a model) and return the CUDA cache, before the next model loads."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -174,3 +174,28 @@ COMMANDS = [
         ),
     ),
 ]
+
+
+# -- what a model folder is (config.json alone, no weights) ----------------------------------------------
+def read_model_config(model_path: Path | str) -> dict[str, object]:
+    """The model folder's ``config.json`` ({} when missing or unreadable)."""
+    import json
+
+    try:
+        return json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def is_vision_model(model_path: Path | str) -> bool:
+    """True for a vision-language model folder (judged from ``config.json`` alone, no weights)."""
+    config = read_model_config(Path(model_path))
+    if not config:
+        return False
+    if "vision_config" in config:
+        return True
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    except ImportError:
+        return False
+    return config.get("model_type") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES

@@ -11,12 +11,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Int, Unicode, observe, validate
+from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
 from . import cli
 from .argspec import load
-from .config import settings
-from .errors import SwiftError
+from .config import CHECKS, settings
+from .errors import SwiftConfigError, SwiftError
 
 _H = settings.HELP
 
@@ -41,13 +41,12 @@ class SwiftMagics(Magics):
         for name in settings.HELP:
             setattr(settings, name, getattr(self, name))
 
-    @validate("port")
-    def _check_port(self, proposal: Any) -> int:
-        return _checked_port(proposal["value"])
-
-    @validate("device")
-    def _check_device(self, proposal: Any) -> str:
-        return _checked_device(proposal["value"])
+    @validate(*CHECKS)
+    def _check(self, proposal: Any) -> Any:
+        try:
+            return CHECKS[proposal["trait"].name](proposal["value"])
+        except SwiftConfigError as exc:
+            raise TraitError(str(exc)) from None
 
     @observe(
         "cache_dir",
@@ -63,10 +62,9 @@ class SwiftMagics(Magics):
     def _write_through(self, change: Any) -> None:
         name, value = change["name"], change["new"]
         try:  # traitlets may notify before it rolls back a value that failed validation
-            value = _CHECKS.get(name, lambda v: v)(value)
-        except ValueError:
+            setattr(settings, name, value)
+        except SwiftConfigError:
             return
-        setattr(settings, name, value)
 
     @line_cell_magic
     def swift(self, line: str, cell: str | None = None) -> Any:
@@ -84,22 +82,6 @@ class SwiftMagics(Magics):
             if settings.verbose_errors:
                 raise
             raise UsageError(str(exc)) from None
-
-
-def _checked_port(port: int) -> int:
-    if not 0 < port < 65536:
-        raise ValueError(f"port must be between 1 and 65535, got {port}")
-    return port
-
-
-def _checked_device(device: str) -> str:
-    value = device.strip().lower()
-    if value not in ("auto", "cpu", "mps", "cuda") and not value.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
-    return value
-
-
-_CHECKS = {"port": _checked_port, "device": _checked_device}
 
 
 def unregister(ipython: Any) -> None:

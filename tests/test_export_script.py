@@ -12,8 +12,9 @@ import pytest
 
 import kernel_magics as km
 from kernel_magics.errors import SwiftUsageError
-from kernel_magics.export.script import export_script, to_script
 from kernel_magics.testing import tiny_dataset
+from kernel_magics.train.api import export_script
+from kernel_magics.train.script import to_script
 
 ARGS = dict(max_steps=6, batch_size=4, logging_steps=1, save_steps=100, lr=1e-3, lora_r=8, lora_alpha=16, seed=3)
 
@@ -81,3 +82,104 @@ def test_export_script_command_and_errors(finished_run, tmp_path, capsys):
         export_script("nope")
     with pytest.raises(SwiftUsageError, match="did you mean 'shell'"):
         to_script(finished_run, tmp_path / "x", kind="shel")
+
+
+def _train(workspace_dir: Path, **kwargs):  # noqa: ANN202 - a Run
+    from kernel_magics.config import settings
+
+    old = settings.workspace
+    settings.workspace = str(workspace_dir)
+    try:
+        run = kwargs.pop("function")(verbose=False, **kwargs)
+        assert run.wait(300) == "finished", run.error
+    finally:
+        settings.workspace = old
+    return run
+
+
+PREFERENCE = dict(max_steps=3, batch_size=2, logging_steps=1, save_steps=100, lora_r=4, lora_alpha=8, seed=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("loss", "data", "kind", "extra"),
+    [
+        ("dpo", "dpo", "python", {"beta": 0.2}),
+        ("orpo", "dpo", "shell", {"lr": 1e-3}),
+        ("kto", "kto", "python", {"desirable_weight": 1.5}),
+        ("simpo", "dpo", "shell", {"simpo_gamma": 0.3}),
+    ],
+)
+def test_every_preference_loss_exports_and_reproduces(tiny_model, km_cache, tmp_path, loss, data, kind, extra):
+    """ORPO / KTO / SimPO runs record their loss as the run's kind; the script still calls dpo --loss."""
+    run = _train(
+        tmp_path / "ws",
+        function=km.dpo,
+        model="tiny",
+        dataset=str(tiny_dataset(data)),
+        loss=loss,
+        method="lora",
+        lora_dropout=0.0,
+        **PREFERENCE,
+        **extra,
+    )
+    assert run.config["command"] == "dpo" and run.config["kind"] == loss
+    script = run.to_script(tmp_path / "scripts", kind=kind)
+    text = script.read_text()
+    if kind == "shell":
+        assert "-m kernel_magics dpo " in text and f"--loss {loss}" in text
+        argv = ["bash", str(script)]
+        env = {**_env(km_cache, tmp_path / "out"), "KM_PYTHON": sys.executable}
+    else:
+        assert "km.dpo(" in text and f"'loss': '{loss}'" in text
+        argv = [sys.executable, str(script)]
+        env = _env(km_cache, tmp_path / "out")
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    again = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert again["kind"] == loss and again["arguments"]["loss"] == loss
+    for name, value in extra.items():
+        assert again["arguments"][name] == value
+    assert len(_losses(tmp_path / "out")) == 3
+    # same data, seed and arguments: the same losses up to float noise (a large lr amplifies summation order)
+    assert _losses(tmp_path / "out") == pytest.approx(_losses(run.output_dir), rel=2e-3)
+
+
+def _copy_run(run, folder: Path) -> Path:
+    """The finished run's folder copied under another name (as a run id it came with)."""
+    import shutil
+
+    shutil.copytree(run.output_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    config = json.loads((folder / "config.json").read_text())
+    config["run_id"] = folder.name
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["shell", "python"])
+def test_a_hostile_run_id_is_quoted_not_run(finished_run, tmp_path, kind):
+    """A run id such as ``r$(touch pwned)`` reaches the script as text: nothing it names is executed."""
+    from kernel_magics.train.run import Run
+
+    hostile = "r$(touch pwned)`touch pwned2`'\"\"\"\nimport os; os.system('touch pwned3')  #"
+    home = tmp_path / "home"
+    home.mkdir()
+    folder = _copy_run(finished_run, home / hostile)
+    script = to_script(Run.load(folder), tmp_path / "s", kind=kind)
+    text = script.read_text()
+    if kind == "python":
+        compile(text, str(script), "exec")  # still one valid Python file
+    # the outputs exist already, so the script only checks them: every line that names the run id runs
+    out = script.parent / f"{hostile}-repro"
+    shutil_copy = __import__("shutil").copytree
+    shutil_copy(finished_run.adapter_dir, out / "adapter")
+    (out / "merged").mkdir()
+    (out / "merged" / "config.json").write_text("{}")
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    env["KM_PYTHON"] = sys.executable
+    argv = ["bash", str(script)] if kind == "shell" else [sys.executable, str(script)]
+    result = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "training already done" in result.stdout and hostile.splitlines()[0] in result.stdout
+    made = [p.name for p in tmp_path.rglob("pwned*")]
+    assert made == []

@@ -206,3 +206,32 @@ def test_the_optional_bitsandbytes_kernels_notice_is_filtered(caplog):
         logger.warning("a real 4-bit problem")
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["a real 4-bit problem"]
+
+
+def test_port_host_and_device_are_checked_once_for_magic_api_and_environment():
+    import kernel_magics as km
+    from kernel_magics.config import settings
+    from kernel_magics.errors import SwiftConfigError
+
+    for bad in (70000, 0, "http", True):
+        with pytest.raises(SwiftConfigError, match="port must be a number between 1 and 65535") as info:
+            km.serve("tiny", port=bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(SwiftConfigError, match="host must be an address"):
+        km.serve("tiny", host="127.0.0.1 8000")
+    for name, bad in (("port", 65536), ("device", "gpu"), ("device", "cuda:x"), ("host", "")):
+        with pytest.raises(SwiftConfigError, match=f"{name} must be"):
+            settings.update(**{name: bad})
+    old = settings.device
+    try:
+        settings.device = " CUDA:1 "
+        assert settings.device == "cuda:1"
+    finally:
+        settings.device = old
+    out = _python(
+        "import warnings; warnings.simplefilter('always')\n"
+        "from kernel_magics.config import settings; print(settings.port, settings.device)",
+        env={**__import__("os").environ, "KERNEL_MAGICS_PORT": "70000", "KERNEL_MAGICS_DEVICE": "cpu"},
+    )
+    assert out.stdout.split() == ["8000", "cpu"]
+    assert "KERNEL_MAGICS_PORT ignored: port must be a number between 1 and 65535, got 70000" in out.stderr

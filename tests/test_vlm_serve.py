@@ -103,7 +103,7 @@ def _reference(model_dir: Path, image: Path, question: str, adapter: Path | None
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
-    from kernel_magics.train.vlm import load_processor
+    from kernel_magics.data.processor import load_processor
 
     processor = load_processor(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()

@@ -55,8 +55,8 @@ def test_vqa_sft_lowers_loss_and_the_adapter_changes_answers(one_thread, tiny_vl
     from transformers import AutoModelForImageTextToText
 
     import kernel_magics as km
+    from kernel_magics.data.processor import load_processor
     from kernel_magics.data.vision import prepare_vision
-    from kernel_magics.train.vlm import load_processor
 
     run = km.sft(
         str(tiny_vlm),
@@ -136,7 +136,7 @@ def test_vision_tower_trains_only_when_asked(one_thread, tiny_vlm) -> None:
 
 
 def test_max_pixels_bounds_image_tokens(tiny_vlm) -> None:
-    from kernel_magics.train.vlm import ImageTokens, load_processor
+    from kernel_magics.data.processor import ImageTokens, load_processor
 
     default = ImageTokens(load_processor(tiny_vlm))
     capped = ImageTokens(load_processor(tiny_vlm, max_pixels=28 * 28 * 16))

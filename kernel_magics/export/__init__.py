@@ -6,28 +6,6 @@ Because the package and the public function share the name ``export``, the packa
 of the two Python finds first as ``km.export``.
 """
 
-from __future__ import annotations
+from kernel_magics.argspec import make_callable
 
-import sys
-import types
-from typing import Any
-
-
-class _CallableExportModule(types.ModuleType):
-    """This package, callable as :func:`kernel_magics.export.api.export`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import export
-
-        return export(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> Any:
-        import inspect
-
-        from .api import export
-
-        return inspect.signature(export)
-
-
-sys.modules[__name__].__class__ = _CallableExportModule
+make_callable(__name__, "kernel_magics.export.api:export")

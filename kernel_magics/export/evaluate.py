@@ -13,7 +13,6 @@ Metrics (one DataFrame row per model and metric):
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import math
 import re
@@ -21,6 +20,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..device import free_memory
 from ..errors import SwiftConfigError, SwiftDataError, SwiftUsageError, did_you_mean
 from .loading import ModelSpec, inference_device, load_for_inference, resolve_spec
 from .rows import Example, load_rows, prompt_ids, scored_ids, select_rows, to_examples, uses_template
@@ -156,18 +156,6 @@ def generate_replies(
     return replies
 
 
-def _release_memory() -> None:
-    """Collect the model just dropped (and its CUDA cache) before the next one loads."""
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 def evaluate(
     model: Any = None,
     dataset: Any = None,
@@ -231,7 +219,7 @@ def evaluate(
         for record in records:
             record.setdefault("source", spec.source)
         del loaded, tokenizer
-        _release_memory()
+        free_memory()
     return pd.DataFrame.from_records(records, columns=["model", "metric", "value", "count", "source"])
 
 
@@ -341,7 +329,7 @@ def compare(
             ids.append(prompt_ids(tokenizer, ex, template))
         table[spec.label] = generate_replies(loaded, tokenizer, ids, max_new_tokens, batch_size)
         del loaded, tokenizer
-        _release_memory()
+        free_memory()
     frame = pd.DataFrame(table, index=pd.Index(labels, name="prompt"))
     frame.attrs["sources"] = {spec.label: spec.source for spec in specs}
     return frame

@@ -9,27 +9,15 @@ unquantized here: merging or evaluating through 4-bit weights would change the n
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..adapters import ADAPTER_CONFIG, base_mismatch, read_json, recorded_base
 from ..errors import SwiftConfigError, SwiftModelError
 
-ADAPTER_CONFIG = "adapter_config.json"
-# config.json fields that must agree between an adapter's recorded base and the base it is applied to
-_SHAPE_FIELDS = (
-    "model_type",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "vocab_size",
-)
 _DTYPES = {
     "float32": "float32",
     "fp32": "float32",
@@ -76,20 +64,6 @@ def is_adapter(value: Any) -> bool:
     return False
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SwiftModelError(f"cannot read {path}: {exc}".splitlines()[0]) from None
-    return data if isinstance(data, dict) else {}
-
-
-def recorded_base(adapter: Path) -> str | None:
-    """The ``base_model_name_or_path`` an adapter was trained on (None when not recorded)."""
-    return read_json(adapter / ADAPTER_CONFIG).get("base_model_name_or_path") or None
-
-
 def resolve_base(base: Any, adapter: Path | None) -> Path:
     """Find the base folder: ``base`` when given, else the base recorded in the adapter."""
     from ..hub import resolve_model
@@ -114,31 +88,14 @@ def is_quantized_folder(folder: Path) -> bool:
 
 
 def check_adapter_matches(base: Path, adapter: Path) -> None:
-    """Raise :class:`SwiftModelError` when ``adapter`` was trained on a model unlike ``base``.
-
-    LoRA matrices of two architectures can have equal shapes (a Qwen2 adapter loads silently onto a
-    Llama of the same size), so the recorded base's config is compared field by field when that base
-    is on this machine; shapes are checked again when the weights load.
-    """
-    name = recorded_base(adapter)
-    if name is None:
-        return
-    try:
-        from ..hub import resolve_model
-
-        recorded = resolve_model(name, allow_download=False)
-    except SwiftModelError:
-        return  # the recorded base is elsewhere (another machine): shapes are checked at load time
-    if recorded.resolve() == base.resolve():
-        return
-    have = read_json(base / "config.json")
-    want = read_json(recorded / "config.json")
-    for key in _SHAPE_FIELDS:
-        if key in have and key in want and have[key] != want[key]:
-            raise SwiftModelError(
-                f"adapter {adapter} was trained on '{name}' ({key}={want[key]}) but the base given is {base} "
-                f"({key}={have[key]}); pass the base the adapter was trained on"
-            )
+    """Raise :class:`SwiftModelError` when ``adapter`` was trained on a model unlike ``base`` (the configs are
+    compared on :data:`kernel_magics.adapters.BASE_FIELDS`; shapes are checked again when the weights load)."""
+    mismatch = base_mismatch(adapter, base)
+    if mismatch is not None:
+        raise SwiftModelError(
+            f"adapter {adapter} was trained on '{mismatch.trained_on}' ({mismatch.field}={mismatch.theirs}) but "
+            f"the base given is {base} ({mismatch.field}={mismatch.ours}); pass the base the adapter was trained on"
+        )
 
 
 def torch_dtype(dtype: str | None, default: str = "float32") -> Any:

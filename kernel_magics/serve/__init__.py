@@ -5,18 +5,6 @@
 forwards to the function: ``km.serve("tiny")`` works whichever of the two the attribute holds.
 """
 
-from __future__ import annotations
+from kernel_magics.argspec import make_callable
 
-import sys
-import types
-from typing import Any
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import serve
-
-        return serve(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, "kernel_magics.serve.api:serve")

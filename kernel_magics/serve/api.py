@@ -18,13 +18,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import settings
+from ..config import check_host, check_port, settings
 from ..device import DeviceInfo, select_device
 from ..errors import SwiftConfigError, SwiftServeError, did_you_mean
 from .chat import ChatTarget, resolve_target
+from .engines import EngineOptions, choose, engine
 from .server import LOOPBACK, Server, latest_server, pick_port, running_servers
 
-BACKENDS = ("auto", "transformers", "vllm")
 _NAME = re.compile(r"^[\w.\-/:@]+$")
 
 
@@ -47,8 +47,8 @@ def serve(
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
 
-    ``backend``: "vllm", "transformers" or "auto" (vLLM when it is installed and supports the device
-    and model, else transformers; it says which and why). Binds ``127.0.0.1`` unless ``host`` says
+    ``backend``: an engine of :data:`kernel_magics.serve.engines.ENGINES` ("vllm", "transformers") or
+    "auto" (the first that is installed and supports the device and model; it says which and why). Binds ``127.0.0.1`` unless ``host`` says
     otherwise (then ``api_key`` is required). Without ``port`` it takes the first free port from
     ``settings.port``. Returns the running :class:`Server` (``url``, ``models``, ``stats()``, ``stop()``).
     Vision-language models take OpenAI ``image_url`` parts (data: URLs; local files only inside
@@ -59,13 +59,10 @@ def serve(
     from ..hub import resolve_model
 
     backend = (backend or "auto").strip().lower()
-    if backend in ("hf", "torch"):
-        backend = "transformers"
-    if backend not in BACKENDS:
-        raise SwiftConfigError(
-            f"backend '{backend}' is not one of {', '.join(BACKENDS)}{did_you_mean(backend, BACKENDS)}"
-        )
-    host = (host or settings.host or "127.0.0.1").strip()
+    if backend != "auto":
+        backend = engine(backend).name  # an unknown name fails here, before anything loads
+    host = check_host(host or settings.host or "127.0.0.1")
+    port = check_port(port) if port is not None else None
     api_key = api_key if api_key is not None else (settings.api_key or None)
     if host not in LOOPBACK and not api_key:
         raise SwiftConfigError(
@@ -91,16 +88,17 @@ def serve(
     model_dir = resolve_model(served)
     info = select_device(device)
     chosen, reason = choose_backend(backend, info, model_dir)
+    entry = engine(chosen)
     trust = settings.trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
     port, note = pick_port(host, port, settings.port)
     if allowed_local_media_path is not None and not Path(allowed_local_media_path).expanduser().is_dir():
         raise SwiftConfigError(f"allowed_local_media_path {allowed_local_media_path} is not a folder")
-    engine = _make_engine(
-        chosen, model_dir, served, named_adapters, info, max_batch_size, max_model_len, api_key, trust, engine_args
-    )
+    extra = dict(engine_args.items() if isinstance(engine_args, Mapping) else engine_args or [])
+    options = EngineOptions(info, max_batch_size, max_model_len, api_key, trust, extra)
+    running = entry.create(model_dir, served, named_adapters, options)
     if allowed_local_media_path is not None:
-        engine = _allow_local_media(engine, Path(allowed_local_media_path).expanduser())
-    server = Server(name, engine, chosen, reason, host, port, api_key, model_dir, stream_interval_ms)
+        running = _allow_local_media(running, Path(allowed_local_media_path).expanduser())
+    server = Server(name, running, chosen, reason, host, port, api_key, model_dir, stream_interval_ms)
     if note:
         print(note)
     started = time.perf_counter()
@@ -111,79 +109,9 @@ def serve(
 
 
 def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[str, str]:
-    """The engine for ``backend`` on ``device`` and a short reason."""
-    from .engines.vllm import INSTALL_HINT, unsupported_reason, vllm_available
-
-    if backend == "transformers":
-        return "transformers", "asked for"
-    if backend == "vllm":
-        if not vllm_available():
-            raise SwiftServeError(
-                f"backend 'vllm' needs vLLM, which is not installed: {INSTALL_HINT}; "
-                "backend='auto' would use transformers"
-            )
-        why_not = unsupported_reason(device, model_dir)
-        if why_not:
-            raise SwiftServeError(f"backend 'vllm' cannot serve here: {why_not}; backend='auto' would use transformers")
-        return "vllm", f"asked for, on {device.type}"
-    why_not = unsupported_reason(device, model_dir)
-    if why_not is None and device.type == "cpu" and _is_vision_model(model_dir):
-        why_not = "vision-language models are served by the transformers engine on the CPU"
-    if why_not is None:
-        return "vllm", f"auto: vLLM is installed and supports {device.type}"
-    return "transformers", f"auto: {why_not}"
-
-
-def _make_engine(
-    backend: str,
-    model_dir: Path,
-    served: str,
-    adapters: dict[str, str],
-    device: DeviceInfo,
-    max_batch_size: int,
-    max_model_len: int | None,
-    api_key: str | None,
-    trust_remote_code: bool,
-    engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None,
-) -> Any:
-    extra = dict(engine_args.items() if isinstance(engine_args, Mapping) else engine_args or [])
-    if backend == "vllm":
-        from .engines.vllm import VLLMProcess
-
-        return VLLMProcess(
-            model_dir,
-            served,
-            adapters,
-            device=device,
-            max_model_len=max_model_len,
-            api_key=api_key,
-            trust_remote_code=trust_remote_code,
-            max_batch_size=max_batch_size,
-            engine_args=extra,
-        )
-    from .engines.hf import HFEngine
-
-    if _is_vision_model(model_dir):
-        from .engines.hf_vlm import HFVisionEngine
-
-        HFEngine = HFVisionEngine  # noqa: N806 - same constructor, image-aware prompts
-    if extra:
-        raise SwiftConfigError(f"engine_args are passed to vLLM only; the transformers engine got {sorted(extra)}")
-    return HFEngine(
-        model_dir,
-        served,
-        adapters,
-        device=device,
-        max_batch_size=max_batch_size,
-        max_model_len=max_model_len,
-        trust_remote_code=trust_remote_code,
-    )
-
-
-def _is_vision_model(model_dir: Path) -> bool:
-    from ..train.vlm import is_vision_model
-
-    return is_vision_model(model_dir)
+    """The engine for ``backend`` on ``device`` and a short reason (see :func:`.engines.choose`)."""
+    entry, reason = choose(backend, device, model_dir)
+    return entry.name, reason
 
 
 def _allow_local_media(engine: Any, folder: Path) -> Any:

@@ -2,6 +2,8 @@
 
 from kernel_magics.argspec import Arg, Command, csv_list, key_value
 
+from .engines import BACKENDS
+
 COMMANDS = [
     Command(
         name="serve",
@@ -19,7 +21,7 @@ COMMANDS = [
                 option="--adapter",
                 help="LoRA adapter served as its own model name, unmerged: NAME=PATH (repeatable)",
             ),
-            Arg("backend", default="auto", choices=("auto", "transformers", "vllm"), help="inference engine"),
+            Arg("backend", default="auto", choices=BACKENDS, help="inference engine"),
             Arg("host", help="address to bind [default: 127.0.0.1]; anything else requires --api-key"),
             Arg("port", type=int, help="port; busy -> error (leave it out to take the next free one from 8000)"),
             Arg("api_key", help="key every request must send as 'Authorization: Bearer KEY'"),

@@ -27,10 +27,6 @@ from ..errors import SwiftServeError
 from ..jobs import FAILED, RUNNING, STOPPED, STOPPING, Job, live_jobs
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# vLLM's own per-request series that stats() keeps: TTFT, latency, token counts
-VLLM_STATS = (
-    "time_to_first_token|e2e_request_latency|inter_token_latency|generation_tokens|prompt_tokens|request_success"
-)
 PORT_SCAN = 100
 
 _recent: list[Server] = []
@@ -323,16 +319,16 @@ class Server(Job):
             return response.read().decode("utf-8")
 
     def stats(self) -> Any:
-        """Per-request TTFT and tokens/s as a DataFrame (vLLM: its own metrics, one row per series)."""
-        from .metrics import parse_prometheus, records_frame
+        """Per-request TTFT and tokens/s as a DataFrame (a serving process: its engine's own metrics)."""
+        from ..argspec import load
+        from .engines import engine
+        from .metrics import records_frame
 
         if hasattr(self.engine, "records"):
             return records_frame(self.engine.records())
         if self.status != RUNNING:
             raise SwiftServeError(f"server '{self.name}' is {self.status}; its metrics went with it")
-        frame = parse_prometheus(self.metrics(), prefix="vllm:")
-        keep = frame["metric"].str.contains(VLLM_STATS) & frame["metric"].str.endswith(("_sum", "_count", "_total"))
-        return frame[keep].reset_index(drop=True)
+        return load(engine(self.backend).stats)(self.metrics())
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> None:

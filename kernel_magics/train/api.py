@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftError, SwiftUsageError
+from .dpo import PreferenceArguments as _DPO
 from .run import Run
+from .vlm import VisionArguments as _SFT
+
+# The keywords of sft() and dpo() are spelled out for completion and help; their defaults are the argument
+# dataclasses' (the single source of each knob), and their names those dataclasses' fields.
 
 
 def _arguments(cls: Any, given: dict[str, Any]) -> Any:
@@ -27,41 +32,41 @@ def _arguments(cls: Any, given: dict[str, Any]) -> Any:
 
 
 def sft(
-    model: str | None = None,
-    dataset: Any = None,
-    method: str = "auto",
-    lora_r: int = 64,
-    lora_alpha: int = 128,
-    lora_dropout: float = 0.05,
-    target_modules: list[str] | None = None,
-    lr: float | None = None,
-    epochs: float = 1.0,
-    max_steps: int | None = None,
-    batch_size: int = 4,
-    grad_accum: int = 1,
-    max_length: int = 1024,
-    packing: bool = False,
-    seed: int = 42,
-    eval_split: float = 0.0,
-    eval_steps: float | None = None,
-    logging_steps: int = 5,
-    save_steps: int = 100,
-    save_total_limit: int | None = 2,
-    warmup_ratio: float = 0.03,
-    lr_scheduler: str = "cosine",
-    weight_decay: float = 0.0,
-    max_grad_norm: float = 1.0,
-    gradient_checkpointing: bool | None = None,
-    assistant_only_loss: bool = True,
-    on_bad_rows: str = "error",
-    early_stopping_patience: int | None = None,
-    optim: str | None = None,
-    device: str | None = None,
-    trust_remote_code: bool | None = None,
-    output_dir: str | os.PathLike[str] | None = None,
-    train_vision: bool = False,
-    max_pixels: int | None = None,
-    template: str = "auto",
+    model: str | None = _SFT.model,
+    dataset: Any = _SFT.dataset,
+    method: str = _SFT.method,
+    lora_r: int = _SFT.lora_r,
+    lora_alpha: int = _SFT.lora_alpha,
+    lora_dropout: float = _SFT.lora_dropout,
+    target_modules: list[str] | None = _SFT.target_modules,
+    lr: float | None = _SFT.lr,
+    epochs: float = _SFT.epochs,
+    max_steps: int | None = _SFT.max_steps,
+    batch_size: int = _SFT.batch_size,
+    grad_accum: int = _SFT.grad_accum,
+    max_length: int = _SFT.max_length,
+    packing: bool = _SFT.packing,
+    seed: int = _SFT.seed,
+    eval_split: float = _SFT.eval_split,
+    eval_steps: float | None = _SFT.eval_steps,
+    logging_steps: int = _SFT.logging_steps,
+    save_steps: int = _SFT.save_steps,
+    save_total_limit: int | None = _SFT.save_total_limit,
+    warmup_ratio: float = _SFT.warmup_ratio,
+    lr_scheduler: str = _SFT.lr_scheduler,
+    weight_decay: float = _SFT.weight_decay,
+    max_grad_norm: float = _SFT.max_grad_norm,
+    gradient_checkpointing: bool | None = _SFT.gradient_checkpointing,
+    assistant_only_loss: bool = _SFT.assistant_only_loss,
+    on_bad_rows: str = _SFT.on_bad_rows,
+    early_stopping_patience: int | None = _SFT.early_stopping_patience,
+    optim: str | None = _SFT.optim,
+    device: str | None = _SFT.device,
+    trust_remote_code: bool | None = _SFT.trust_remote_code,
+    output_dir: str | os.PathLike[str] | None = _SFT.output_dir,
+    train_vision: bool = _SFT.train_vision,
+    max_pixels: int | None = _SFT.max_pixels,
+    template: str = _SFT.template,
     verbose: bool = True,
 ) -> Run:
     """Start supervised fine-tuning (LoRA, QLoRA or full) in the background and return its :class:`Run`.
@@ -79,10 +84,10 @@ def sft(
     """
     from ..config import settings
     from ..device import select_device
-    from ..hub import resolve_model
+    from ..hub import is_vision_model, resolve_model
     from .launching import check_start, plan_run, rows_in_memory, write_run
     from .sft import SFTArguments, check_data
-    from .vlm import is_vision_model, text_model_data_error
+    from .vlm import text_model_data_error
 
     args = _arguments(SFTArguments, locals())
     start = check_start(args)
@@ -103,6 +108,7 @@ def sft(
     plan, estimates = plan_run(args, model_path, info)
     run = write_run(
         start,
+        command="sft",
         kind="sft",
         trainer="kernel_magics.train.sft:build_trainer",
         args=args,
@@ -120,42 +126,42 @@ def sft(
 
 
 def dpo(
-    model: str | None = None,
-    dataset: Any = None,
-    loss: str = "dpo",
-    adapter: Any = None,
-    beta: float | None = None,
-    lr: float | None = None,
-    simpo_gamma: float = 0.5,
-    desirable_weight: float = 1.0,
-    undesirable_weight: float = 1.0,
-    method: str = "auto",
-    lora_r: int = 64,
-    lora_alpha: int = 128,
-    lora_dropout: float = 0.05,
-    target_modules: list[str] | None = None,
-    epochs: float = 1.0,
-    max_steps: int | None = None,
-    batch_size: int = 4,
-    grad_accum: int = 1,
-    max_length: int = 1024,
-    seed: int = 42,
-    eval_split: float = 0.0,
-    eval_steps: float | None = None,
-    logging_steps: int = 5,
-    save_steps: int = 100,
-    save_total_limit: int | None = 2,
-    warmup_ratio: float = 0.03,
-    lr_scheduler: str = "cosine",
-    weight_decay: float = 0.0,
-    max_grad_norm: float = 1.0,
-    gradient_checkpointing: bool | None = None,
-    on_bad_rows: str = "error",
-    early_stopping_patience: int | None = None,
-    optim: str | None = None,
-    device: str | None = None,
-    trust_remote_code: bool | None = None,
-    output_dir: str | os.PathLike[str] | None = None,
+    model: str | None = _DPO.model,
+    dataset: Any = _DPO.dataset,
+    loss: str = _DPO.loss,
+    adapter: Any = _DPO.adapter,
+    beta: float | None = _DPO.beta,
+    lr: float | None = _DPO.lr,
+    simpo_gamma: float = _DPO.simpo_gamma,
+    desirable_weight: float = _DPO.desirable_weight,
+    undesirable_weight: float = _DPO.undesirable_weight,
+    method: str = _DPO.method,
+    lora_r: int = _DPO.lora_r,
+    lora_alpha: int = _DPO.lora_alpha,
+    lora_dropout: float = _DPO.lora_dropout,
+    target_modules: list[str] | None = _DPO.target_modules,
+    epochs: float = _DPO.epochs,
+    max_steps: int | None = _DPO.max_steps,
+    batch_size: int = _DPO.batch_size,
+    grad_accum: int = _DPO.grad_accum,
+    max_length: int = _DPO.max_length,
+    seed: int = _DPO.seed,
+    eval_split: float = _DPO.eval_split,
+    eval_steps: float | None = _DPO.eval_steps,
+    logging_steps: int = _DPO.logging_steps,
+    save_steps: int = _DPO.save_steps,
+    save_total_limit: int | None = _DPO.save_total_limit,
+    warmup_ratio: float = _DPO.warmup_ratio,
+    lr_scheduler: str = _DPO.lr_scheduler,
+    weight_decay: float = _DPO.weight_decay,
+    max_grad_norm: float = _DPO.max_grad_norm,
+    gradient_checkpointing: bool | None = _DPO.gradient_checkpointing,
+    on_bad_rows: str = _DPO.on_bad_rows,
+    early_stopping_patience: int | None = _DPO.early_stopping_patience,
+    optim: str | None = _DPO.optim,
+    device: str | None = _DPO.device,
+    trust_remote_code: bool | None = _DPO.trust_remote_code,
+    output_dir: str | os.PathLike[str] | None = _DPO.output_dir,
     verbose: bool = True,
 ) -> Run:
     """Start preference tuning (DPO, ORPO, KTO or SimPO) in the background and return its :class:`Run`.
@@ -164,7 +170,7 @@ def dpo(
     ``prompt``/``completion``/``label`` rows) or "simpo" (``CPOTrainer`` with ``loss_type="simpo"``).
     ``adapter``: an SFT run (or its ``adapter_dir``) whose LoRA adapter training continues; the reference
     is then that adapter's frozen starting point on the same base weights (no second model copy), and
-    ``model`` defaults to the adapter's base. ``beta`` defaults to 0.1 (2.0 for simpo). ``dataset``:
+    ``model`` defaults to the adapter's base. ``beta`` defaults per loss (``dpo.DEFAULT_BETA``). ``dataset``:
     prompt/chosen/rejected rows (strings or message lists), conversational chosen/rejected, ms-swift
     ``messages`` + ``rejected_response``, or for kto prompt/completion/label rows. The other knobs are
     those of :func:`sft`. Bad input raises one-line :class:`~kernel_magics.errors.SwiftError` s before
@@ -216,8 +222,30 @@ def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame
     return pd.DataFrame(records, columns=columns)
 
 
+def load_run(run: Any) -> Run:
+    """A :class:`Run` from a Run, a run folder or a run id in the workspace."""
+    if isinstance(run, Run):
+        return run
+    from ..config import settings
+
+    text = str(run)
+    for folder in (Path(text).expanduser(), settings.workspace_path / "runs" / text):
+        if (folder / "config.json").is_file():
+            return Run.load(folder)
+    raise SwiftUsageError(f"no run '{text}': give a run folder or an id listed by %swift runs")
+
+
+def export_script(run: Any, path: str | None = None, kind: str = "shell") -> Path:
+    """``%swift export-script RUN``: write the script that reproduces a run (see :meth:`Run.to_script`)."""
+    target = load_run(run).to_script(path, kind)
+    print(f"wrote {target}; run it with: {'bash' if kind == 'shell' else 'python'} {target}")
+    return target
+
+
 def watch(run: Run) -> None:
     """Terminal view: progress lines until the run ends; Ctrl-C stops it with a checkpoint."""
+    from .methods import metrics
+
     last = [0.0]
 
     def show(event: str, payload: Any) -> None:
@@ -226,13 +254,11 @@ def watch(run: Run) -> None:
             eta = p.get("eta_s")
             eta_text = f" eta {int(eta) // 60:02d}:{int(eta) % 60:02d}" if eta is not None else ""
             tps = payload.get("tokens_per_s")
-            preference = "".join(
-                f" {label} {payload[key]:.3f}"
-                for key, label in (("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("kl", "kl"))
-                if payload.get(key) is not None
+            extra = "".join(
+                f" {label} {payload[key]:.3f}" for key, label in metrics(run.config) if payload.get(key) is not None
             )
             print(
-                f"step {payload['step']}/{p.get('max_steps') or '?'} loss {payload['loss']:.4f}{preference} "
+                f"step {payload['step']}/{p.get('max_steps') or '?'} loss {payload['loss']:.4f}{extra} "
                 f"lr {payload.get('learning_rate', 0):.2e} grad_norm {payload.get('grad_norm') or 0:.3f} "
                 f"tok/s {tps or 0:.0f}{eta_text}",
                 flush=True,

@@ -22,7 +22,7 @@ def training_kwargs(
     if has_eval:
         kwargs = {
             "eval_strategy": "steps",
-            "eval_steps": args.eval_steps or 0.2,
+            "eval_steps": args.eval_steps or args.EVAL_EVERY,
             "per_device_eval_batch_size": plan.batch_size,
         }
     kwargs.update(

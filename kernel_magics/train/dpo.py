@@ -19,13 +19,14 @@ is what a :class:`~kernel_magics.train.run.Run` calls in its thread.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ..adapters import base_mismatch, is_adapter_folder, trained_base
+from ..argspec import knob
 from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError, did_you_mean
 from .arguments import training_kwargs
 from .model import LoraSpec, load_base_for_training, load_for_training, load_tokenizer, ready_for_adapters
@@ -37,14 +38,6 @@ LOSS_ALIASES = {"sigmoid": "dpo", "cpo_simpo": "simpo"}
 DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "kto": 0.1, "simpo": 2.0}
 NEEDS_REFERENCE = ("dpo", "kto")
 REF_ADAPTER = "ref"  # the name TRL gives its frozen snapshot of the starting adapter
-ARCH_KEYS = (
-    "model_type",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "vocab_size",
-)
 
 
 def check_loss(loss: str) -> str:
@@ -56,23 +49,42 @@ def check_loss(loss: str) -> str:
     return name
 
 
+def _beta_help(cls: type) -> str:
+    by_value: dict[float, list[str]] = {}
+    for loss, beta in DEFAULT_BETA.items():
+        by_value.setdefault(beta, []).append(loss)
+    return ", ".join(f"{beta:g} for {'/'.join(losses)}" for beta, losses in by_value.items())
+
+
 @dataclass
 class PreferenceArguments(SFTArguments):
-    """Every knob of a preference-tuning run (stored in the run's config.json)."""
+    """Every knob of a preference-tuning run (stored in the run's config.json); the ``%swift dpo`` flags
+    are made from these fields (the SFT ones, less those in ``NOT_ON_LINE``)."""
 
-    loss: str = "dpo"
-    beta: float | None = None  # default per loss: 0.1 (dpo, orpo, kto), 2.0 (simpo)
-    adapter: str | None = None
-    simpo_gamma: float = 0.5
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
+    LEARNING_RATES: ClassVar[dict[str, float]] = {"lora": 5e-5, "full": 1e-6}
+    NOT_ON_LINE: ClassVar[tuple[str, ...]] = ("packing", "assistant_only_loss")
+
+    dataset: Any = knob(
+        None,
+        "prompt/chosen/rejected rows (strings or messages), conversational chosen/rejected, ms-swift "
+        "messages+rejected_response, or prompt/completion/label for kto",
+        short="-d",
+    )
+    loss: str = knob("dpo", "dpo, orpo (no reference, no SFT needed), kto, simpo", choices=LOSSES)
+    beta: float | None = knob(None, "strength of the preference term", default_help=_beta_help)
+    adapter: str | None = knob(
+        None, "continue this LoRA adapter (an SFT run's adapter folder)", default_help="a new LoRA"
+    )
+    simpo_gamma: float = knob(0.5, "simpo: target reward margin")
+    desirable_weight: float = knob(1.0, "kto: weight of desirable (label true) rows")
+    undesirable_weight: float = knob(1.0, "kto: weight of undesirable (label false) rows")
 
     def check(self) -> None:
         """Raise a one-line error for values that cannot work (the SFT checks plus the preference ones)."""
         self.loss = check_loss(self.loss)
         super().check()
         if self.beta is not None and not self.beta > 0:
-            hint = "0.1" if self.loss != "simpo" else "2.0"
+            hint = f"{DEFAULT_BETA[self.loss]:g}"
             raise SwiftConfigError(f"beta must be > 0, got {self.beta!r}; fix --beta (e.g. {hint} for {self.loss})")
         for name in ("desirable_weight", "undesirable_weight"):
             if not getattr(self, name) > 0:
@@ -91,9 +103,6 @@ class PreferenceArguments(SFTArguments):
     def beta_value(self) -> float:
         return self.beta if self.beta is not None else DEFAULT_BETA[self.loss]
 
-    def learning_rate(self, method: str) -> float:
-        return self.lr if self.lr is not None else (1e-6 if method == "full" else 5e-5)
-
 
 # -- the adapter to continue ------------------------------------------------------------------------
 def adapter_folder(adapter: Any) -> Path:
@@ -110,7 +119,7 @@ def adapter_folder(adapter: Any) -> Path:
         raise SwiftModelError(
             f"adapter folder {path} does not exist; pass an SFT run's adapter folder (run.adapter_dir)"
         )
-    if not (path / "adapter_config.json").is_file():
+    if not is_adapter_folder(path):
         if (path / "config.json").is_file():
             raise SwiftModelError(
                 f"{path} holds a whole model (a full fine-tune), not a LoRA adapter; pass it as --model instead"
@@ -121,41 +130,14 @@ def adapter_folder(adapter: Any) -> Path:
     return path.resolve()
 
 
-def adapter_base(adapter_dir: Path) -> str | None:
-    """Where the adapter's base model was: the SFT run's resolved model folder, else the adapter's own record."""
-    run_config = adapter_dir.parent / "config.json"
-    try:
-        model_path = json.loads(run_config.read_text()).get("model_path")
-        if model_path and Path(model_path).is_dir():
-            return str(model_path)
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        return json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        return None
-
-
-def _architecture(folder: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-    return {k: config.get(k, text.get(k)) for k in ARCH_KEYS}
-
-
 def check_adapter_matches(adapter_dir: Path, model_path: Path) -> None:
     """Fail with one line when ``adapter_dir`` was trained on a different architecture than ``model_path``."""
-    base = adapter_base(adapter_dir)
-    if not base or not Path(base).is_dir() or Path(base).resolve() == Path(model_path).resolve():
-        return
-    theirs, ours = _architecture(Path(base)), _architecture(Path(model_path))
-    if theirs and ours and theirs != ours:
-        diff = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in ARCH_KEYS if theirs[k] != ours[k])
+    mismatch = base_mismatch(adapter_dir, model_path)
+    if mismatch is not None:
         raise SwiftModelError(
-            f"adapter {adapter_dir} was trained on {Path(base).name} but --model is {Path(model_path).name} "
-            f"({diff}); pass --model {base} or an adapter trained on this model"
+            f"adapter {adapter_dir} was trained on {Path(mismatch.trained_on).name} but --model is "
+            f"{Path(model_path).name} ({mismatch.field} {mismatch.theirs} vs {mismatch.ours}); pass --model "
+            f"{mismatch.trained_on} or an adapter trained on this model"
         )
 
 
@@ -415,7 +397,7 @@ def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any,
     args.adapter = str(adapter_dir) if adapter_dir is not None else None
     model_name = args.model
     if model_name is None:
-        model_name = (adapter_base(adapter_dir) if adapter_dir is not None else None) or settings.default_model
+        model_name = (trained_base(adapter_dir) if adapter_dir is not None else None) or settings.default_model
     model_name = str(model_name)
     info = select_device(args.device)
     model_path = resolve_model(model_name)
@@ -429,6 +411,7 @@ def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any,
     head = f"{args.loss}: beta {args.beta_value}" + (f", from adapter {adapter_dir}" if adapter_dir else "")
     run = write_run(
         start,
+        command="dpo",
         kind=args.loss,
         trainer="kernel_magics.train.dpo:build_trainer",
         args=args,

@@ -108,6 +108,7 @@ def versions() -> dict[str, str]:
 def write_run(
     start: StartCheck,
     *,
+    command: str,
     kind: str,
     trainer: str,
     args: Any,
@@ -124,7 +125,8 @@ def write_run(
 ) -> Any:
     """Create the run folder and its ``config.json``; return the (not yet started) :class:`Run`.
 
-    ``rows``: in-memory rows to keep as ``dataset.jsonl`` (so the run can resume and be reproduced), or
+    ``command``: the training method's subcommand (:mod:`.methods`); ``kind``: its variant (the loss), or
+    the command again. ``rows``: in-memory rows to keep as ``dataset.jsonl`` (so the run can resume and be reproduced), or
     None when the dataset is a path. ``lines`` (the plan, the data report) are logged, and printed when
     ``verbose``, followed by the run's folder.
     """
@@ -142,6 +144,7 @@ def write_run(
         atomic_write(Path(dataset_copy), text)
     config = {
         "run_id": folder.name,
+        "command": command,
         "kind": kind,
         "trainer": trainer,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

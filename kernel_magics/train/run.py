@@ -239,7 +239,7 @@ class Run(Job):
 
     def to_script(self, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:
         """Write a standalone script (``kind`` "shell" or "python") that reproduces this run outside Jupyter."""
-        from ..export.script import to_script
+        from .script import to_script
 
         return to_script(self, path, kind)
 

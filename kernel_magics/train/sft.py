@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..argspec import knob
+from ..data.prepare import ON_BAD_ROWS
 from ..errors import SwiftConfigError
 from .arguments import training_kwargs
 from .model import LoraSpec, load_for_training, load_tokenizer
 from .packing import has_varlen_attention, use_packed_rows
-from .plan import Plan
+from .plan import METHODS, Plan
 
 if TYPE_CHECKING:
     from ..data import PreparedData
@@ -27,43 +29,59 @@ LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
+def _lr_help(cls: type) -> str:
+    rates = cls.LEARNING_RATES  # type: ignore[attr-defined]
+    return f"{rates['lora']:g} for LoRA/QLoRA, {rates['full']:g} for full"
+
+
 @dataclass
 class SFTArguments:
-    """Every knob of an SFT run (stored in the run's config.json)."""
+    """Every knob of an SFT run (stored in the run's config.json): the single source of each name, default,
+    help and choices; the ``%swift sft`` flags are made from these fields."""
 
-    model: str | None = None
-    dataset: Any = None
-    method: str = "auto"
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.05
-    target_modules: list[str] | None = None
-    lr: float | None = None  # default 2e-4 for LoRA/QLoRA, 2e-5 for full
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
-    packing: bool = False
-    seed: int = 42
-    eval_split: float = 0.0
-    eval_steps: float | None = None
-    logging_steps: int = 5
-    save_steps: int = 100
-    save_total_limit: int | None = 2
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool | None = None
-    assistant_only_loss: bool = True
-    on_bad_rows: str = "error"
-    early_stopping_patience: int | None = None
-    optim: str | None = None
-    device: str | None = None
-    trust_remote_code: bool | None = None
-    output_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    LEARNING_RATES: ClassVar[dict[str, float]] = {"lora": 2e-4, "full": 2e-5}  # when lr is None, by method
+    EVAL_EVERY: ClassVar[float] = 0.2  # eval_steps when None: a fraction of the run
+    NOT_ON_LINE: ClassVar[tuple[str, ...]] = ()  # inherited fields a subclass's command does not take
+
+    model: str | None = knob(
+        None, "model: 'tiny', a local folder or a hub id", short="-m", default_help="settings.default_model"
+    )
+    dataset: Any = knob(None, "jsonl/json/csv/parquet file, a save_to_disk folder or a hub dataset id", short="-d")
+    method: str = knob("auto", "lora, qlora (4-bit), full, or auto (by device and memory)", choices=METHODS)
+    lora_r: int = knob(LoraSpec.r, "LoRA rank")
+    lora_alpha: int = knob(LoraSpec.alpha, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = knob(LoraSpec.dropout, "dropout on the LoRA input")
+    target_modules: list[str] | None = knob(
+        None, "modules that get LoRA, e.g. q_proj,v_proj", default_help="all-linear"
+    )
+    lr: float | None = knob(None, "learning rate", default_help=_lr_help)
+    epochs: float = knob(1.0, "passes over the data (ignored when --max-steps is set)")
+    max_steps: int | None = knob(None, "stop after this many optimizer steps")
+    batch_size: int = knob(4, "rows per device step")
+    grad_accum: int = knob(1, "steps accumulated per optimizer step")
+    max_length: int = knob(1024, "longest row in tokens after the chat template")
+    packing: bool = knob(False, "pack rows into max_length sequences (padding-free)")
+    seed: int = knob(42, "random seed (data order, LoRA init, dropout)")
+    eval_split: float = knob(0.0, "fraction of rows held out for eval loss (0: none)")
+    eval_steps: float | None = knob(
+        None, "evaluate every N steps (or a fraction of the run)", default_help=lambda cls: str(cls.EVAL_EVERY)
+    )
+    logging_steps: int = knob(5, "log metrics every N steps")
+    save_steps: int = knob(100, "write a checkpoint every N steps")
+    save_total_limit: int | None = knob(2, "checkpoints kept (older ones are deleted)")
+    warmup_ratio: float = knob(0.03, "fraction of steps with linear warm-up")
+    lr_scheduler: str = knob("cosine", "cosine, linear, constant, constant_with_warmup, ...")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    max_grad_norm: float = knob(1.0, "gradient clipping")
+    gradient_checkpointing: bool | None = knob(None, "recompute activations to save memory", default_help="on for CUDA")
+    assistant_only_loss: bool = knob(True, "loss only on assistant tokens (off: on every token)")
+    on_bad_rows: str = knob("error", "bad or over-long rows: stop, or skip and count", choices=ON_BAD_ROWS)
+    early_stopping_patience: int | None = knob(None, "stop when eval loss has not improved for N evals")
+    optim: str | None = knob(None, "optimizer", default_help="adamw_torch; paged_adamw_8bit for qlora")
+    device: str | None = knob(None, "auto, cpu, cuda, cuda:N or mps", default_help="settings.device")
+    trust_remote_code: bool | None = knob(None, "allow model code from the model's repository")
+    output_dir: str | None = knob(None, "run folder", short="-o", default_help="<workspace>/runs/<run-id>")
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})  # more TRL config options
 
     def check(self) -> None:
         """Raise a one-line :class:`SwiftConfigError` for values that cannot work."""
@@ -74,7 +92,9 @@ class SFTArguments:
             )
 
         if self.lr is not None and not self.lr > 0:
-            raise bad("lr", "> 0 (e.g. 2e-4 for LoRA, 2e-5 for full)")
+            raise bad(
+                "lr", f"> 0 (e.g. {self.LEARNING_RATES['lora']:g} for LoRA, {self.LEARNING_RATES['full']:g} for full)"
+            )
         if not self.epochs > 0:
             raise bad("epochs", "> 0")
         if self.max_steps is not None and self.max_steps <= 0:
@@ -96,7 +116,7 @@ class SFTArguments:
             raise bad("early_stopping_patience", ">= 1")
 
     def learning_rate(self, method: str) -> float:
-        return self.lr if self.lr is not None else (2e-5 if method == "full" else 2e-4)
+        return self.lr if self.lr is not None else self.LEARNING_RATES["full" if method == "full" else "lora"]
 
     def lora(self) -> LoraSpec:
         return LoraSpec(self.lora_r, self.lora_alpha, self.lora_dropout, self.target_modules)

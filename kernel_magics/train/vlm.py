@@ -15,16 +15,20 @@ from text SFT:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftConfigError, SwiftDataError, SwiftModelError
+from ..argspec import knob
+from ..data.processor import ImageTokens, load_processor, row_tokens
+from ..data.vision import TEMPLATES
+from ..errors import SwiftConfigError, SwiftDataError
+from ..hub import is_vision_model, read_model_config
 from .model import LoraSpec, load_base_for_training, ready_for_adapters
 from .plan import Plan
 from .sft import SFTArguments, has_generation_markers, trl_config
+from .vlm_samples import SAMPLE_ROWS, SamplesCallback, as_trainer_callback, sample_rows
 
 # Module-name parts that belong to the vision side of a VLM (tower and projector).
 VISION_PARTS = (
@@ -37,27 +41,6 @@ VISION_PARTS = (
     "mm_projector",
 )
 _VISION_RE = "|".join(VISION_PARTS)
-
-
-def read_model_config(model_path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def is_vision_model(model_path: Path | str) -> bool:
-    """True for a vision-language model folder (judged from ``config.json`` alone, no weights)."""
-    config = read_model_config(Path(model_path))
-    if not config:
-        return False
-    if "vision_config" in config:
-        return True
-    try:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-    except ImportError:
-        return False
-    return config.get("model_type") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 
 def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | None:
@@ -74,16 +57,18 @@ def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | N
 
 @dataclass
 class VisionArguments(SFTArguments):
-    """The SFT knobs plus the vision ones."""
+    """The SFT knobs plus the vision ones (``%swift sft`` takes them all; they apply to image rows)."""
 
-    train_vision: bool = False
-    max_pixels: int | None = None
-    template: str = "auto"
+    train_vision: bool = knob(False, "vision-language models: train the vision tower too")
+    max_pixels: int | None = knob(None, "vision-language models: resize images to at most this many pixels")
+    template: str = knob(
+        "auto",
+        "image rows: vqa (image/question/answer), caption (image/caption), grounding (image/ref/bbox)",
+        choices=TEMPLATES,
+    )
 
     def check(self) -> None:
         super().check()
-        from ..data.vision import TEMPLATES
-
         if self.template not in TEMPLATES:
             from ..errors import did_you_mean
 
@@ -95,129 +80,6 @@ class VisionArguments(SFTArguments):
             raise SwiftConfigError(f"max_pixels must be at least {28 * 28} (one 28x28 patch), got {self.max_pixels}")
         if self.packing:
             raise SwiftConfigError("packing is not supported for image rows; drop --packing")
-
-
-# -- processor -----------------------------------------------------------------------------------------
-def _image_only_processor_class(name: str) -> Any:
-    """``name`` (e.g. Qwen2VLProcessor) limited to image processor + tokenizer.
-
-    Video processors need torchvision; without it ``AutoProcessor`` fails although images would work.
-    """
-    import transformers
-
-    base = getattr(transformers, name, None)
-    if base is None:
-        return None
-
-    class ImageTextProcessor(base):  # type: ignore[misc, valid-type]
-        @classmethod
-        def get_attributes(cls) -> list[str]:
-            return [a for a in super().get_attributes() if a in ("image_processor", "tokenizer")]
-
-    ImageTextProcessor.__name__ = name
-    return ImageTextProcessor
-
-
-def _known_processor(name: str, model_path: Path) -> str:
-    """A processor class transformers has: ``name``, a class it ends with, or the model type's processor."""
-    import transformers
-
-    if hasattr(transformers, name):
-        return name
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
-    model_type = read_model_config(model_path).get("model_type")
-    by_type = PROCESSOR_MAPPING_NAMES.get(model_type)
-    if by_type and hasattr(transformers, by_type):
-        return by_type
-    suffixes = [n for n in dir(transformers) if n.endswith("Processor") and name.endswith(n)]
-    return max(suffixes, key=len) if suffixes else name
-
-
-def load_processor(model_path: Path, trust_remote_code: bool = False, max_pixels: int | None = None) -> Any:
-    """The model's processor (images + text), with the ``max_pixels`` budget applied."""
-    from transformers import AutoProcessor
-
-    processor = None
-    try:
-        processor = AutoProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
-        if not hasattr(processor, "image_processor"):
-            processor = None
-    except Exception:  # noqa: BLE001 - fall back to the image-only processor below
-        processor = None
-    if processor is None:
-        name = None
-        for file_name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-            try:
-                name = json.loads((model_path / file_name).read_text()).get("processor_class")
-            except (OSError, ValueError):
-                continue
-            if name:
-                break
-        cls = _image_only_processor_class(_known_processor(name, model_path)) if name else None
-        if cls is None:
-            raise SwiftModelError(
-                f"cannot load an image processor for {model_path}; the folder needs processor/preprocessor config files"
-            )
-        try:
-            processor = cls.from_pretrained(str(model_path))
-        except Exception as exc:  # noqa: BLE001
-            raise SwiftModelError(f"cannot load the processor of {model_path}: {str(exc).splitlines()[0]}") from None
-    tokenizer = processor.tokenizer
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None):
-        processor.chat_template = tokenizer.chat_template
-    if max_pixels is not None:
-        set_max_pixels(processor, max_pixels)
-    return processor
-
-
-def set_max_pixels(processor: Any, max_pixels: int) -> None:
-    """Cap the pixels an image keeps after resizing (Qwen-VL style ``size.longest_edge`` / ``max_pixels``)."""
-    image_processor = processor.image_processor
-    size = getattr(image_processor, "size", None)
-    if size is not None and ("longest_edge" in size or getattr(size, "longest_edge", None) is not None):
-        shortest = size["shortest_edge"] if "shortest_edge" in size else None
-        shortest = min(shortest, max_pixels) if shortest else shortest
-        image_processor.size = {"shortest_edge": shortest, "longest_edge": max_pixels}
-    if hasattr(image_processor, "max_pixels"):
-        image_processor.max_pixels = max_pixels
-
-
-class ImageTokens:
-    """Tokens one image costs after the processor's resize, per image size (cached)."""
-
-    def __init__(self, processor: Any) -> None:
-        self.processor = processor
-        self._cache: dict[tuple[int, int], int] = {}
-        tokenizer = processor.tokenizer
-        self.token = getattr(processor, "image_token", None) or "<image>"
-        self.token_id = getattr(processor, "image_token_id", None) or tokenizer.convert_tokens_to_ids(self.token)
-
-    def __call__(self, size: tuple[int, int]) -> int:
-        if size not in self._cache:
-            from PIL import Image
-
-            blank = Image.new("RGB", size, (128, 128, 128))
-            out = self.processor(text=[self.token], images=[blank], return_tensors="pt")
-            self._cache[size] = int((out["input_ids"] == self.token_id).sum())
-        return self._cache[size]
-
-
-def row_tokens(
-    row: dict[str, Any], processor: Any, image_tokens: ImageTokens, sizes: dict[str, tuple[int, int]]
-) -> int:
-    """Tokens of one row after the chat template, image tokens included."""
-    from ..data.vision import image_size
-
-    text = processor.apply_chat_template(row["messages"], tokenize=False)
-    n = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    for path in row["images"]:
-        if path not in sizes:
-            sizes[path] = image_size(path)
-        n += image_tokens(sizes[path]) - 1  # the placeholder itself was counted once
-    return n
 
 
 @dataclass
@@ -303,7 +165,7 @@ class VisionCollator:
         )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        from ..data.vision import load_image
+        from ..data.images import load_image
 
         rows = []
         for example in examples:
@@ -314,104 +176,6 @@ class VisionCollator:
 
 
 # -- samples: the model's current answers on a few rows, a handful of times per run -------------------
-SAMPLE_ROWS = 4
-SAMPLE_TIMES = 5  # besides the one before training
-SAMPLE_TOKENS = 24
-
-
-def sample_rows(prepared: VisionInputs, n: int = SAMPLE_ROWS) -> list[tuple[str, dict[str, Any]]]:
-    """(label, row) of the rows to sample: held-out rows when there are some, else the first training rows."""
-    source = prepared.eval if prepared.eval is not None else prepared.train
-    return list(zip(source.labels[:n], source.rows[:n], strict=False))
-
-
-class SamplesCallback:
-    """Every ``every`` steps (and before the first), answer a few rows greedily and publish them.
-
-    The run gets a ``samples`` event ``{"step", "samples": [{"label", "images", "question", "expected",
-    "answer"}]}``, keeps the latest in ``run.samples`` and appends it to ``samples.jsonl`` in its folder.
-    """
-
-    def __init__(self, run: Any, processor: Any, rows: list[tuple[str, dict[str, Any]]], every: int = 0) -> None:
-        self.run = run
-        self.processor = processor
-        self.rows = rows
-        self.every = every
-        self._done_steps: set[int] = set()
-
-    def _question(self, row: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
-        from ..data.vision import message_text
-
-        messages = row.get("messages") or [*row["prompt"], *row["completion"]]
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        prompt = messages[:last]
-        return prompt, message_text(prompt, "user"), message_text(messages[: last + 1], "assistant")
-
-    def answers(self, model: Any) -> list[dict[str, Any]]:
-        """Greedy answers of ``model`` to the sample rows."""
-        import torch
-
-        from ..data.vision import load_image
-
-        out = []
-        was_training = model.training
-        model.eval()
-        for module in model.modules():  # bitsandbytes repacks 4-bit weights for CPU inference in eval mode,
-            if type(module).__name__ == "Linear4bit":  # which training cannot use afterwards: keep them as is
-                module.train(was_training)
-        try:
-            for label, row in self.rows:
-                prompt, question, expected = self._question(row)
-                text = self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-                images = [load_image(p) for p in row["images"]]
-                inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
-                device = next(model.parameters()).device
-                inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
-                with torch.no_grad():
-                    ids = model.generate(**inputs, max_new_tokens=SAMPLE_TOKENS, do_sample=False, use_cache=True)
-                start = inputs["input_ids"].shape[1]
-                answer = self.processor.tokenizer.decode(ids[0, start:], skip_special_tokens=True)
-                out.append(
-                    {
-                        "label": label,
-                        "images": list(row["images"]),
-                        "question": question,
-                        "expected": expected,
-                        "answer": answer,
-                    }
-                )
-        finally:
-            if was_training:
-                model.train()
-        return out
-
-    def publish(self, step: int, model: Any) -> None:
-        if step in self._done_steps or not self.rows:
-            return
-        self._done_steps.add(step)
-        payload = {"step": step, "samples": self.answers(model)}
-        self.run.samples = payload
-        with open(self.run.output_dir / "samples.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
-        self.run._emit("samples", payload)
-
-    # TrainerCallback hooks
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if not self.every:
-            self.every = max(1, -(-int(state.max_steps or 0) // SAMPLE_TIMES)) if state.max_steps else 50
-        if model is not None:
-            self.publish(int(state.global_step), model)
-
-    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if model is not None and self.every and state.global_step % self.every == 0:
-            self.publish(int(state.global_step), model)
-
-    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if model is not None:
-            self.publish(int(state.global_step), model)
-
-
-# -- model -------------------------------------------------------------------------------------------
 def vision_module_names(model: Any) -> list[str]:
     """Names of the modules on the vision side (tower and projector)."""
     pattern = re.compile(rf"(^|\.)({_VISION_RE})(\.|$)")
@@ -525,26 +289,8 @@ def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTraine
         trainer.remove_callback(noisy)
     if args.early_stopping_patience:
         trainer.add_callback(EarlyStopCallback(args.early_stopping_patience))
-    trainer.add_callback(_as_trainer_callback(SamplesCallback(run, prepared.processor, sample_rows(prepared))))
+    trainer.add_callback(as_trainer_callback(SamplesCallback(run, prepared.processor, sample_rows(prepared))))
     return trainer
-
-
-def _as_trainer_callback(callback: SamplesCallback) -> Any:
-    from transformers import TrainerCallback
-
-    class _Samples(TrainerCallback):
-        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
-            callback.on_train_begin(*args, **kwargs)
-
-        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            callback.on_step_end(*args, **kwargs)
-
-        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
-            callback.on_train_end(*args, **kwargs)
-
-    wrapper = _Samples()
-    wrapper.samples = callback  # type: ignore[attr-defined]
-    return wrapper
 
 
 # -- launching -----------------------------------------------------------------------------------------
@@ -574,6 +320,7 @@ def create_run(args: VisionArguments, *, verbose: bool = True) -> tuple[Any, Any
     vision = {"train_vision": args.train_vision, "max_pixels": args.max_pixels, "template": args.template}
     run = write_run(
         start,
+        command="sft",
         kind="sft",
         trainer="kernel_magics.train.vlm:build_trainer",
         args=args,

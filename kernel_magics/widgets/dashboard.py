@@ -24,16 +24,11 @@ PANELS = (
     ("tokens_per_s", "tokens/s"),
     ("memory_gb", "memory (GiB)"),
 )
-# Preference runs (km.dpo) get a third row: rewards (chosen / rejected / margin), reward accuracy, and the
-# loss's own signal, whose metric keys are listed here per loss.
-PREFERENCE_PANELS = {
-    "dpo": ("logps/chosen", "logps/rejected"),
-    "simpo": ("logps/chosen", "logps/rejected"),
-    "orpo": ("log_odds_ratio",),
-    "kto": ("kl",),
-}
-PREFERENCE_TITLES = {
+# Runs of methods that log more (km.dpo: rewards, reward accuracy, the loss's own signal) get a third row,
+# one chart per group of metric keys that kernel_magics.train.methods lists for the run's kind.
+PANEL_TITLES = {
     "logps/chosen": "log-probs: <span style='color:#2e7d32'>chosen</span> · <span style='color:#c62828'>rejected</span>",
+    "rewards/accuracies": "reward accuracy",
     "log_odds_ratio": "log-odds ratio",
     "kl": "KL",
 }
@@ -96,19 +91,15 @@ class Dashboard(W.VBox):
 
     # -- figure ----------------------------------------------------------------------------------
     def _preference_panels(self) -> list[tuple[tuple[str, ...], str]]:
-        """Extra panels of a preference run (empty for SFT)."""
-        own = PREFERENCE_PANELS.get(str(self.run.config.get("kind")))
-        if own is None:
-            return []
+        """The third row's charts for this run's method (empty for SFT)."""
+        from ..train.methods import panels
+
         rewards = "rewards: " + " · ".join(
             f"<span style='color:{color}'>{key.split('/')[1].rstrip('s')}</span>"
             for key, color in REWARD_COLORS.items()
         )
-        return [
-            (tuple(REWARD_COLORS), rewards),
-            (("rewards/accuracies",), "reward accuracy"),
-            (own, PREFERENCE_TITLES[own[0]]),
-        ]
+        titles = {**PANEL_TITLES, next(iter(REWARD_COLORS)): rewards}
+        return [(keys, titles.get(keys[0], " · ".join(keys))) for keys in panels(self.run.config)]
 
     def _make_figure(self) -> go.FigureWidget:
         extra = self._preference_panels()

@@ -15,7 +15,6 @@ they hold on ``shutdown()``.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import weakref
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ...adapters import adapter_config, base_mismatch, find_adapter
 from ...errors import SwiftModelError
 
 
@@ -237,64 +237,35 @@ class ServingProcess(Protocol):
 
 
 # -- adapters ----------------------------------------------------------------------------------------
-ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-
-
 def adapter_folder(path: str | Path) -> Path:
     """The folder holding ``adapter_config.json`` (a run folder with an ``adapter/`` subfolder works too)."""
     folder = Path(path).expanduser()
     if not folder.exists():
         raise SwiftModelError(f"adapter folder {folder} does not exist; pass the adapter_dir of a finished run")
-    for candidate in (folder, folder / "adapter", folder / "final" / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise SwiftModelError(f"{folder} has no adapter_config.json; pass a peft adapter folder (e.g. run.adapter_dir)")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SwiftModelError(f"cannot read {path}: {exc}") from None
+    found = find_adapter(folder)
+    if found is None:
+        raise SwiftModelError(f"{folder} has no adapter_config.json; pass a peft adapter folder (e.g. run.adapter_dir)")
+    return found
 
 
 def check_adapter(name: str, path: str | Path, base_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Check that the adapter at ``path`` is a LoRA adapter for the model in ``base_dir``.
 
-    Returns the adapter folder and its ``adapter_config.json``. The base it was trained on is read from
-    ``base_model_name_or_path``; when that folder (or hub cache entry) is at hand, its architecture must
-    match ours (type, sizes, vocabulary).
+    Returns the adapter folder and its ``adapter_config.json``. When the base it was trained on is at hand,
+    its architecture must match ours (:func:`kernel_magics.adapters.base_mismatch`).
     """
     folder = adapter_folder(path)
-    config = _read_json(folder / "adapter_config.json")
+    config = adapter_config(folder)
     peft_type = str(config.get("peft_type", "")).upper()
     if peft_type not in ("LORA", ""):
         raise SwiftModelError(
             f"adapter '{name}' at {folder} is a {peft_type} adapter; only LoRA adapters can be served"
         )
-    ours = _read_json(base_dir / "config.json")
-    trained_on = str(config.get("base_model_name_or_path") or "")
-    theirs = _base_config(trained_on)
-    if theirs is not None:
-        for key in ARCH_FIELDS:
-            if key in theirs and key in ours and theirs[key] != ours[key]:
-                raise SwiftModelError(
-                    f"adapter '{name}' was trained on {trained_on} ({key}={theirs[key]}) but the served model "
-                    f"has {key}={ours[key]}; serve it with --model {trained_on} or pick an adapter of this model"
-                )
+    mismatch = base_mismatch(folder, base_dir)
+    if mismatch is not None:
+        key, trained_on = mismatch.field, mismatch.trained_on
+        raise SwiftModelError(
+            f"adapter '{name}' was trained on {trained_on} ({key}={mismatch.theirs}) but the served model "
+            f"has {key}={mismatch.ours}; serve it with --model {trained_on} or pick an adapter of this model"
+        )
     return folder, config
-
-
-def _base_config(name_or_path: str) -> dict[str, Any] | None:
-    if not name_or_path:
-        return None
-    path = Path(name_or_path).expanduser()
-    if (path / "config.json").is_file():
-        return _read_json(path / "config.json")
-    try:
-        from ...hub import resolve_model
-
-        folder = resolve_model(name_or_path, allow_download=False)
-    except Exception:  # noqa: BLE001 - not at hand: nothing to compare against
-        return None
-    return _read_json(folder / "config.json") if (folder / "config.json").is_file() else None

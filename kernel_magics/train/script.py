@@ -5,6 +5,10 @@ The script reproduces a training run outside Jupyter with the project's CLI (she
 when cached), uses a copy of the data kept next to the script (checked by sha256), trains with the exact
 recorded arguments, merges the adapter and, when asked, serves the result. Every step is skipped when its
 output is already there, so running the script twice does the work once.
+
+Every recorded value reaches the script quoted: shell words through :func:`shlex.quote`, Python values
+through ``repr``, and text in comments and the docstring with its control characters and quotes escaped,
+so a run id or a path can never run code of its own.
 """
 
 from __future__ import annotations
@@ -19,25 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ..argspec import Arg, Command
-from ..errors import SwiftUsageError
+from ..errors import SwiftUsageError, did_you_mean
+from .methods import command_of, method_of
 
-KINDS = ("shell", "python")
+SCRIPT_KINDS = ("shell", "python")
 # arguments the script sets itself
 _OWN = ("model", "dataset", "output_dir")
-
-
-def _load_run(run: Any) -> Any:
-    """A Run object from a Run, a run folder or a run id in the workspace."""
-    if hasattr(run, "config") and hasattr(run, "output_dir"):
-        return run
-    from ..config import settings
-    from ..train.run import Run
-
-    text = str(run)
-    for folder in (Path(text).expanduser(), settings.workspace_path / "runs" / text):
-        if (folder / "config.json").is_file():
-            return Run.load(folder)
-    raise SwiftUsageError(f"no run '{text}': give a run folder or an id listed by %swift runs")
 
 
 def _sha256(path: Path) -> str:
@@ -88,10 +79,8 @@ def _install_spec() -> list[str]:
 
 def _plan(run: Any, folder: Path, stem: str) -> dict[str, Any]:
     """Everything the templates need, with the data copied next to the script."""
-    from ..cli import command
-
     config = run.config
-    kind = config.get("kind", "sft")
+    command = command_of(method_of(config).name)
     arguments = dict(config.get("arguments") or {})
     source = config.get("dataset_copy") or arguments.get("dataset")
     data_ref, data_sha = str(source), None
@@ -112,17 +101,16 @@ def _plan(run: Any, folder: Path, stem: str) -> dict[str, Any]:
         for name in ("transformers", "trl", "peft", "datasets", "accelerate")
         if versions.get(name)
     ]
-    cmd = command(kind)
     return {
         "run_id": run.run_id if hasattr(run, "run_id") else run.name,
-        "kind": kind,
+        "command": command.name,
         "model": model,
         "hub_model": "/" in model and not Path(model).exists(),
         "data": data_ref,
         "data_local": data_sha is not None,
         "data_sha": data_sha,
-        "flags": _flags(cmd, arguments),
-        "kwargs": {k: v for k, v in arguments.items() if k not in _OWN and k in {a.name for a in cmd.args}},
+        "flags": _flags(command, arguments),
+        "kwargs": {k: v for k, v in arguments.items() if k not in _OWN and k in {a.name for a in command.args}},
         "torch": pins,
         "libs": libs,
         "install": _install_spec(),
@@ -135,20 +123,26 @@ def _final_loss(run: Any) -> float | None:
     return rows[-1]["loss"] if rows else None
 
 
+def _escaped(text: Any) -> str:
+    """``text`` on one line with backslashes, control characters and quotes escaped (comments, docstrings)."""
+    return str(text).encode("unicode_escape").decode("ascii").replace('"', '\\"').replace("'", "\\'")
+
+
 def _shell(p: dict[str, Any]) -> str:
     q = shlex.quote
     flags = " ".join(q(t) for t in p["flags"])
     data = f'"$HERE"/{q(p["data"])}' if p["data_local"] else q(p["data"])
     lines = [
         "#!/usr/bin/env bash",
-        f"# Reproduces kernel_magics run {p['run_id']} outside Jupyter (written by run.to_script).",
+        f"# Reproduces kernel_magics run {_escaped(p['run_id'])} outside Jupyter (written by run.to_script).",
         "# Idempotent: each step is skipped when its output exists. Usage:",
         "#   bash THIS_SCRIPT            # creates ./.venv-kernel-magics when needed",
         "#   KM_PYTHON=/path/python bash THIS_SCRIPT   # use an existing environment",
         "#   SERVE=1 bash THIS_SCRIPT    # also serve the merged model at the end",
         "set -euo pipefail",
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
-        f'OUT="${{OUT:-$HERE/{p["run_id"]}-repro}}"',
+        f'DEFAULT_OUT="$HERE"/{q(p["run_id"] + "-repro")}',
+        'OUT="${OUT:-$DEFAULT_OUT}"',
         "",
         "# 1. environment",
         'if [ -n "${KM_PYTHON:-}" ]; then',
@@ -169,12 +163,12 @@ def _shell(p: dict[str, Any]) -> str:
     if p["hub_model"]:
         lines.append(f'"$PY" -m kernel_magics download {q(p["model"])}')
     else:
-        lines.append(f"echo 'model: {p['model']} (local, nothing to download)'")
+        lines.append(f"echo model: {q(p['model'])} '(local, nothing to download)'")
     lines += ["", "# 3. data"]
     if p["data_local"]:
         lines += [
             f"DATA={data}",
-            f'echo "{p["data_sha"]}  $DATA" | sha256sum --check --status || {{ echo "the data file $DATA has changed" >&2; exit 1; }}',
+            f'echo {q(p["data_sha"])}"  $DATA" | sha256sum --check --status || {{ echo "the data file $DATA has changed" >&2; exit 1; }}',
         ]
     else:
         lines.append(f"DATA={data}")
@@ -184,7 +178,7 @@ def _shell(p: dict[str, Any]) -> str:
         'if [ -f "$OUT/adapter/adapter_config.json" ] || [ -f "$OUT/adapter/config.json" ]; then',
         '  echo "training already done: $OUT/adapter"',
         "else",
-        f'  "$PY" -m kernel_magics {p["kind"]} --model {q(p["model"])} --dataset "$DATA" --output-dir "$OUT" {flags}',
+        f'  "$PY" -m kernel_magics {q(p["command"])} --model {q(p["model"])} --dataset "$DATA" --output-dir "$OUT" {flags}',
         "fi",
         "",
         "# 5. merge the adapter into the (unquantized) base",
@@ -206,7 +200,7 @@ def _shell(p: dict[str, Any]) -> str:
 def _python(p: dict[str, Any]) -> str:
     data = repr(p["data"])
     return f'''#!/usr/bin/env python3
-"""Reproduces kernel_magics run {p["run_id"]} outside Jupyter (written by run.to_script).
+"""Reproduces kernel_magics run {_escaped(p["run_id"])} outside Jupyter (written by run.to_script).
 
 Idempotent: each step is skipped when its output exists. Run it with a Python that has kernel_magics,
 or let it install the training stack into the running interpreter:  python THIS_SCRIPT [--serve]
@@ -249,7 +243,7 @@ adapter = OUT / "adapter"
 if (adapter / "adapter_config.json").is_file() or (adapter / "config.json").is_file():
     print(f"training already done: {{adapter}}")
 else:
-    run = km.{p["kind"]}(model=MODEL, dataset=DATA, output_dir=str(OUT), **ARGUMENTS)
+    run = km.{p["command"]}(model=MODEL, dataset=DATA, output_dir=str(OUT), **ARGUMENTS)
     if run.wait() != "finished":
         sys.exit(f"training ended {{run.status}}: {{run.error}}")
     print("final loss", run.metrics["loss"].dropna().iloc[-1])
@@ -271,16 +265,16 @@ if "--serve" in sys.argv:
 
 
 def to_script(run: Any, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:
-    """Write a standalone script that reproduces ``run``; returns its path.
+    """Write a standalone script that reproduces ``run`` (a :class:`~kernel_magics.train.run.Run`); returns
+    its path.
 
     ``kind``: "shell" (bash, the project's CLI) or "python" (the Python API). ``path`` defaults to
     ``reproduce-<run-id>.sh`` / ``.py`` in the run folder. The training data is copied next to the script.
     """
-    if kind not in KINDS:
-        from ..errors import did_you_mean
-
-        raise SwiftUsageError(f"kind must be shell or python, got '{kind}'{did_you_mean(str(kind), KINDS)}")
-    run = _load_run(run)
+    if kind not in SCRIPT_KINDS:
+        raise SwiftUsageError(f"kind must be shell or python, got '{kind}'{did_you_mean(str(kind), SCRIPT_KINDS)}")
+    if not (hasattr(run, "config") and hasattr(run, "output_dir")):
+        raise SwiftUsageError(f"to_script takes a run (km.sft(...), km.runs()), got {type(run).__name__}")
     suffix = ".sh" if kind == "shell" else ".py"
     target = Path(path).expanduser() if path else Path(run.output_dir) / f"reproduce-{run.name}{suffix}"
     if target.is_dir() or not target.suffix:  # a folder (existing, or a name without a suffix)
@@ -293,24 +287,3 @@ def to_script(run: Any, path: str | os.PathLike[str] | None = None, kind: str = 
     tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     os.replace(tmp, target)
     return target
-
-
-def export_script(run: str, path: str | None = None, kind: str = "shell") -> Path:
-    """``%swift export-script RUN``: the script's path (see :func:`to_script`)."""
-    target = to_script(run, path, kind)
-    print(f"wrote {target}; run it with: {'bash' if kind == 'shell' else 'python'} {target}")
-    return target
-
-
-COMMANDS = [
-    Command(
-        name="export-script",
-        help="write a standalone script that reproduces a run (environment, model, data, train, merge, serve)",
-        target="kernel_magics.export.script:export_script",
-        args=(
-            Arg("run", positional=True, help="run id (see %swift runs) or run folder"),
-            Arg("path", short="-o", help="script path [default: <run folder>/reproduce-<run-id>.sh]"),
-            Arg("kind", default="shell", choices=KINDS, help="shell (CLI) or python (API)"),
-        ),
-    ),
-]

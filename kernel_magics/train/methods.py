@@ -1,0 +1,160 @@
+"""The training methods: one :class:`TrainingMethod` per subcommand, the only list of them.
+
+An entry names, as ``"module:attribute"`` strings imported on first use (so this module stays light):
+
+* ``arguments``: the argument dataclass, the single source of every knob (name, type, default, help,
+  choices); the subcommand's flags are made from its fields (:func:`kernel_magics.argspec.args_from`);
+* ``api``: the public function (``km.<name>``) with the same keywords, which starts a run;
+* ``trainer``: ``build_trainer(run, inputs)``, called in the run's thread (and on resume);
+* ``prepare``: ``prepare_inputs(args, model_path, *, trust_remote_code)``, everything the trainer needs
+  except the weights (rows read and checked, tokenizer), run in the caller's thread so bad input fails
+  at once.
+
+and, as plain data, the ``variants`` of one method (the values of its ``variant`` argument, e.g. the
+preference losses; a run's ``kind``), the dashboard's third row of charts per variant (``panels``: the
+metric keys of each chart) and the ``metrics``
+that the terminal view prints after the loss. ``config.json`` stores the subcommand as ``command``
+and the variant as ``kind``; ``export-script``, the dashboard and ``watch`` look the run up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..argspec import Arg, Command, args_from, load
+from ..errors import SwiftUsageError, did_you_mean
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """One training method: a subcommand, its arguments, its trainer and what its runs show."""
+
+    name: str  # subcommand, km.<name> and config.json "command"
+    help: str
+    arguments: str  # "module:Class" argument dataclass
+    api: str  # "module:function" public function
+    trainer: str  # "module:function" build_trainer(run, inputs)
+    prepare: str  # "module:function" prepare_inputs(args, model_path, *, trust_remote_code)
+    variant: str | None = None  # the argument that picks a variant ("loss"); None: one kind, the name
+    panels: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # by kind: row 3's charts
+    metrics: tuple[tuple[str, str], ...] = ()  # (metric key, label) printed after the loss by `watch`
+    aliases: tuple[tuple[str, str, str], ...] = ()  # (subcommand, its name for the variant, "module:function")
+
+    def argument_class(self) -> type:
+        return load(self.arguments)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The ``kind`` s its runs record: the variant's choices, or the method's name."""
+        if self.variant is None:
+            return (self.name,)
+        import dataclasses
+
+        spec = next(f for f in dataclasses.fields(self.argument_class()) if f.name == self.variant)
+        return tuple(spec.metadata["choices"])
+
+
+_REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
+
+METHODS: tuple[TrainingMethod, ...] = (
+    TrainingMethod(
+        name="sft",
+        help="supervised fine-tuning (LoRA / QLoRA / full) in the background with a live dashboard",
+        arguments="kernel_magics.train.vlm:VisionArguments",
+        api="kernel_magics.train.api:sft",
+        trainer="kernel_magics.train.sft:build_trainer",
+        prepare="kernel_magics.train.sft:prepare_inputs",
+    ),
+    TrainingMethod(
+        name="dpo",
+        help="preference tuning (DPO, ORPO, KTO, SimPO), from a base model or continuing an SFT adapter",
+        arguments="kernel_magics.train.dpo:PreferenceArguments",
+        api="kernel_magics.train.api:dpo",
+        trainer="kernel_magics.train.dpo:build_trainer",
+        prepare="kernel_magics.train.dpo:prepare_inputs",
+        variant="loss",
+        panels={
+            loss: (_REWARDS, ("rewards/accuracies",), own)
+            for loss, own in (
+                ("dpo", ("logps/chosen", "logps/rejected")),
+                ("simpo", ("logps/chosen", "logps/rejected")),
+                ("orpo", ("log_odds_ratio",)),
+                ("kto", ("kl",)),
+            )
+        },
+        metrics=(("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("kl", "kl")),
+        aliases=(("rlhf", "type", "kernel_magics.train.api:rlhf"),),
+    ),
+)
+
+
+def method(name: str) -> TrainingMethod:
+    """The method whose subcommand is ``name``."""
+    for entry in METHODS:
+        if entry.name == name:
+            return entry
+    names = [m.name for m in METHODS]
+    raise SwiftUsageError(f"unknown training method '{name}'{did_you_mean(name, names)}; one of {', '.join(names)}")
+
+
+def public_functions() -> dict[str, str]:
+    """``km.<name>`` -> ``"module:function"`` for every method and alias (kernel_magics' lazy names)."""
+    names = {entry.name: entry.api for entry in METHODS}
+    names.update({alias: target for entry in METHODS for alias, _, target in entry.aliases})
+    return names
+
+
+def method_of(config: Mapping[str, Any]) -> TrainingMethod:
+    """The method of a run, from its ``config.json`` (``command``; runs written before it: ``kind``)."""
+    if config.get("command"):
+        return method(str(config["command"]))
+    kind = str(config.get("kind") or "sft")
+    for entry in METHODS:
+        if kind in entry.kinds:
+            return entry
+    return method(kind)
+
+
+def panels(config: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """The dashboard's third row for a run: one tuple of metric keys per chart (empty: no third row)."""
+    try:
+        entry = method_of(config)
+    except SwiftUsageError:
+        return ()
+    return tuple(entry.panels.get(str(config.get("kind")), ()))
+
+
+def metrics(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The ``(metric key, label)`` pairs the terminal view prints after the loss for a run."""
+    try:
+        return method_of(config).metrics
+    except SwiftUsageError:
+        return ()
+
+
+# -- subcommands ----------------------------------------------------------------------------------------
+_DASHBOARD = "kernel_magics.widgets.dashboard:show"
+_WATCH = "kernel_magics.train.api:watch"
+
+
+def method_commands(entry: TrainingMethod) -> list[Command]:
+    """The subcommand of a training method and its aliases (an alias names the variant its own way)."""
+    args = args_from(load(entry.arguments))
+    commands = [Command(entry.name, entry.help, entry.api, args, notebook=_DASHBOARD, terminal=_WATCH)]
+    for alias, variant_name, target in entry.aliases:
+        renamed = tuple(
+            Arg(variant_name, a.type, a.default, f"{a.help}; the {a.name} by ms-swift's name", a.choices)
+            if a.name == entry.variant
+            else a
+            for a in args
+        )
+        help_text = f"ms-swift spelling of {entry.name}: {alias} --{variant_name} {'|'.join(entry.kinds)}"
+        commands.append(Command(alias, help_text, target, renamed, notebook=_DASHBOARD, terminal=_WATCH))
+    return commands
+
+
+def command_of(name: str) -> Command:
+    """The subcommand of the training method ``name`` (what ``export-script`` writes)."""
+    return method_commands(method(name))[0]

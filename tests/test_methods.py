@@ -1,0 +1,94 @@
+"""The training-method registry: each knob is written once (its argument dataclass), and the flags, the
+public functions' keywords, the help text and what runs record all follow from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from kernel_magics import cli
+from kernel_magics.argspec import args_from, load
+from kernel_magics.errors import SwiftUsageError
+from kernel_magics.train.methods import METHODS, method, method_of, metrics, panels, public_functions
+
+
+def _on_line(cls: type) -> dict[str, dataclasses.Field]:
+    hidden = set(getattr(cls, "NOT_ON_LINE", ()))
+    return {f.name: f for f in dataclasses.fields(cls) if f.name not in hidden and f.metadata.get("cli", True)}
+
+
+@pytest.mark.parametrize("entry", METHODS, ids=lambda m: m.name)
+def test_public_function_keywords_are_the_dataclass_fields_with_its_defaults(entry):
+    cls = entry.argument_class()
+    params = inspect.signature(load(entry.api)).parameters
+    keywords = {name: p for name, p in params.items() if name != "verbose"}
+    fields = _on_line(cls)
+    assert set(keywords) == set(fields), set(keywords) ^ set(fields)
+    for name, spec in fields.items():
+        assert keywords[name].default == spec.default, f"{entry.api}: {name} defaults differ from {cls.__name__}"
+    assert [a.name for a in cli.command(entry.name).args] == [a.name for a in args_from(cls)]
+    assert {a.name for a in cli.command(entry.name).args} == set(fields)
+
+
+@pytest.mark.parametrize("entry", METHODS, ids=lambda m: m.name)
+def test_registry_entries_name_what_exists(entry):
+    assert dataclasses.is_dataclass(entry.argument_class())
+    for target in (entry.api, entry.trainer, entry.prepare):
+        assert callable(load(target)), target
+    params = list(inspect.signature(load(entry.prepare)).parameters)
+    assert params[:2] == ["args", "model_path"] and "trust_remote_code" in params
+    assert public_functions()[entry.name] == entry.api
+    for kind in entry.panels:
+        assert kind in entry.kinds
+
+
+def test_help_defaults_come_from_the_dataclasses():
+    from kernel_magics.train.dpo import DEFAULT_BETA, LOSSES, PreferenceArguments
+    from kernel_magics.train.sft import SFTArguments
+
+    for entry in METHODS:
+        for spec in dataclasses.fields(entry.argument_class()):
+            assert "[default" not in spec.metadata.get("help", ""), f"{spec.name}: a default written in prose"
+    sft_help = cli.command("sft").parser().format_help().replace("\n", " ")
+    dpo_help = cli.command("dpo").parser().format_help().replace("\n", " ")
+    for help_text, cls in ((sft_help, SFTArguments), (dpo_help, PreferenceArguments)):
+        flat = " ".join(help_text.split())
+        assert f"{cls.LEARNING_RATES['lora']:g} for LoRA/QLoRA, {cls.LEARNING_RATES['full']:g} for full" in flat
+        assert f"LoRA rank [default: {cls.lora_r}]" in flat
+    flat = " ".join(dpo_help.split())
+    assert f"{DEFAULT_BETA['dpo']:g} for dpo/orpo/kto" in flat and f"{DEFAULT_BETA['simpo']:g} for simpo" in flat
+    assert method("dpo").kinds == LOSSES
+    assert "--packing" not in dpo_help and "--assistant-only-loss" not in dpo_help
+
+
+def test_rlhf_is_dpo_with_the_loss_named_type():
+    dpo_args = [a.name for a in cli.command("dpo").args]
+    rlhf_args = [a.name for a in cli.command("rlhf").args]
+    assert rlhf_args == ["type" if name == "loss" else name for name in dpo_args]
+    assert cli.parse("rlhf --type kto").kwargs == {"type": "kto"}
+
+
+def test_a_run_finds_its_method_old_and_new_configs():
+    assert method_of({"command": "dpo", "kind": "orpo"}).name == "dpo"
+    assert method_of({"kind": "simpo"}).name == "dpo"  # written before config.json had "command"
+    assert method_of({"kind": "sft"}).name == "sft"
+    assert panels({"command": "dpo", "kind": "kto"})[-1] == ("kl",)
+    assert panels({"command": "sft", "kind": "sft"}) == ()
+    assert ("rewards/margins", "margin") in metrics({"kind": "dpo"}) and metrics({"kind": "sft"}) == ()
+    with pytest.raises(SwiftUsageError, match="did you mean 'sft'"):
+        method_of({"command": "sfft"})
+
+
+def test_typed_flags_follow_the_annotations():
+    call = cli.parse("sft --max-steps none --lr 3e-4 --target-modules q_proj,v_proj --no-packing --max-pixels 1000")
+    assert call.kwargs == {
+        "max_steps": None,
+        "lr": 3e-4,
+        "target_modules": ["q_proj", "v_proj"],
+        "packing": False,
+        "max_pixels": 1000,
+    }
+    with pytest.raises(SwiftUsageError, match="did you mean 'grounding'"):
+        cli.parse("sft --template groundin")
