@@ -59,6 +59,13 @@ def sft(
     device: str | None = None,
     trust_remote_code: bool | None = None,
     output_dir: str | os.PathLike[str] | None = None,
+    num_processes: int = 1,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str | None = None,
+    master_port: int | None = None,
+    strategy: str = "ddp",
+    deepspeed: str | None = None,
     train_vision: bool = False,
     max_pixels: int | None = None,
     template: str = "auto",
@@ -76,6 +83,11 @@ def sft(
     :mod:`kernel_magics.train.vlm`): ``template`` ("auto", "vqa", "caption", "grounding", "messages") turns
     simple rows into chats, ``max_pixels`` caps each image's resolution (and so its tokens), and the vision
     tower stays frozen unless ``train_vision``.
+
+    Several processes (``num_processes``, ``nnodes``, ``node_rank``, ``master_addr``, ``master_port``,
+    ``strategy`` "ddp" | "fsdp" | "zero2" | "zero3" | "zero3-offload", ``deepspeed`` JSON): the run is trained
+    by a ``torchrun`` process group and watched from here exactly like a one-process run (docs/distributed.md);
+    ``batch_size`` is per process.
     """
     from ..config import settings
     from ..device import select_device
@@ -156,6 +168,13 @@ def dpo(
     device: str | None = None,
     trust_remote_code: bool | None = None,
     output_dir: str | os.PathLike[str] | None = None,
+    num_processes: int = 1,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str | None = None,
+    master_port: int | None = None,
+    strategy: str = "ddp",
+    deepspeed: str | None = None,
     verbose: bool = True,
 ) -> Run:
     """Start preference tuning (DPO, ORPO, KTO or SimPO) in the background and return its :class:`Run`.

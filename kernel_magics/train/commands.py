@@ -19,6 +19,26 @@ def _number(value: object) -> float:
     return float(str(value).strip())
 
 
+DISTRIBUTED_ARGS = (  # kernel_magics.train.distributed.DistributedArguments
+    Arg(
+        "num_processes",
+        type=int,
+        default=1,
+        help="training processes on this machine, one per GPU (1: the kernel's own thread)",
+    ),
+    Arg("nnodes", type=int, default=1, help="machines taking part (node 0 prints the others' command)"),
+    Arg("node_rank", type=int, default=0, help="this machine's index among --nnodes"),
+    Arg("master_addr", help="address of node 0 (needed with --nnodes > 1)"),
+    Arg("master_port", type=_optional_int, help="rendezvous port on node 0 [default: a free one]"),
+    Arg(
+        "strategy",
+        default="ddp",
+        choices=("ddp", "fsdp", "zero2", "zero3", "zero3-offload"),
+        help="how processes share the model: ddp, fsdp, zero2, zero3, zero3-offload",
+    ),
+    Arg("deepspeed", help="a DeepSpeed JSON config file (used instead of the strategy's preset)"),
+)
+
 _MODEL = Arg("model", short="-m", help="model: 'tiny', a local folder or a hub id [default: settings.default_model]")
 
 SFT_ARGS = (
@@ -61,6 +81,7 @@ SFT_ARGS = (
     Arg("device", help="auto, cpu, cuda, cuda:N or mps [default: settings.device]"),
     Arg("trust_remote_code", flag=True, help="allow model code from the model's repository"),
     Arg("output_dir", short="-o", help="run folder [default: <workspace>/runs/<run-id>]"),
+    *DISTRIBUTED_ARGS,
     Arg("train_vision", flag=True, default=False, help="vision-language models: train the vision tower too"),
     Arg("max_pixels", type=_optional_int, help="vision-language models: resize images to at most this many pixels"),
     Arg(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SwiftConfigError
 from .arguments import training_kwargs
+from .distributed import DistributedArguments
 from .model import LoraSpec, load_for_training, load_tokenizer
 from .packing import has_varlen_attention, use_packed_rows
 from .plan import Plan
@@ -28,7 +29,7 @@ _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
 @dataclass
-class SFTArguments:
+class SFTArguments(DistributedArguments):
     """Every knob of an SFT run (stored in the run's config.json)."""
 
     model: str | None = None
@@ -94,6 +95,7 @@ class SFTArguments:
             raise bad("lr_scheduler", "one of " + ", ".join(LR_SCHEDULERS))
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise bad("early_stopping_patience", ">= 1")
+        self.check_distributed()
 
     def learning_rate(self, method: str) -> float:
         return self.lr if self.lr is not None else (2e-5 if method == "full" else 2e-4)
