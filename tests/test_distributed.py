@@ -19,7 +19,7 @@ import pytest
 import kernel_magics as km
 from kernel_magics.errors import SwiftError
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.distributed import group_alive, port_is_free
+from kernel_magics.train.distributed import pid_alive, port_is_free
 
 SFT = str(tiny_dataset("sft"))
 # no dropout: a different batch layout must not change the random draws; the bar is 2e-4
@@ -73,9 +73,11 @@ def test_stop_ends_every_rank_with_a_checkpoint_and_resume_continues_on_one_proc
     run = km.sft(str(tiny_model), SFT, batch_size=2, num_processes=2, max_steps=400, save_steps=1000, **COMMON)
     _wait_for_step(run, 3)
     group = run.group
+    ranks = group.members() - {group.pgid}
+    assert len(ranks) >= 2
     run.stop()
     assert run.wait(300) == "stopped", run.error
-    assert not group_alive(group.pgid), "a rank outlived the stop"
+    assert not group.alive() and not any(pid_alive(pid) for pid in ranks), "a rank outlived the stop"
     port = int(re.search(r"rendezvous 127\.0\.0\.1:(\d+)", " ".join(run.notes)).group(1))
     assert port_is_free(port)
     checkpoint = run.checkpoints[-1]
@@ -96,12 +98,13 @@ def test_a_rank_that_dies_fails_the_run_with_its_line_and_ends_the_others(tiny_m
     run = km.sft(str(tiny_model), SFT, batch_size=2, num_processes=2, max_steps=400, save_steps=1000, **COMMON)
     _wait_for_step(run, 2)
     group = run.group
-    victim = next(pid for pid in _group_pids(group.pgid) if _environ(pid).get("RANK") == "1")
+    ranks = group.members() - {group.pgid}
+    victim = next(pid for pid in ranks if _environ(pid).get("RANK") == "1")
     os.kill(victim, signal.SIGKILL)
     assert run.wait(300) == "failed"
     assert run.error.startswith("rank 1") and "SIGKILL" in run.error, run.error
     assert len(run.error) <= 300
-    assert not group_alive(group.pgid)
+    assert not group.alive() and not any(pid_alive(pid) for pid in ranks)
 
 
 @pytest.mark.slow
@@ -121,19 +124,6 @@ def test_two_nodes_on_loopback_train_like_one_process(tiny_model, workspace, tmp
     assert run.wait(300) == "finished", run.error
     losses = run.metrics["loss"].tolist()
     assert max(abs(a - b) for a, b in zip(losses, one_process_losses, strict=True)) < 2e-4, (losses, one_process_losses)
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.append(int(entry.name))
-    return pids
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -203,7 +193,10 @@ def test_strategies_map_to_trainer_options():
     assert trainer_options({"num_processes": 2}, "cpu") == {"ddp_backend": "gloo", "ddp_find_unused_parameters": False}
     zero3 = trainer_options({"num_processes": 8, "strategy": "zero3-offload"}, "cuda")["deepspeed"]
     assert zero3["zero_optimization"]["stage"] == 3 and zero3["zero_optimization"]["offload_param"]["device"] == "cpu"
-    assert trainer_options({"num_processes": 8, "strategy": "zero2"}, "cuda")["deepspeed"]["zero_optimization"]["stage"] == 2
+    assert (
+        trainer_options({"num_processes": 8, "strategy": "zero2"}, "cuda")["deepspeed"]["zero_optimization"]["stage"]
+        == 2
+    )
     fsdp = trainer_options({"num_processes": 8, "strategy": "fsdp"}, "cuda")
     assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["fsdp_config"]["use_orig_params"]
     assert trainer_options({"num_processes": 2, "deepspeed": "/x/ds.json"}, "cuda")["deepspeed"] == "/x/ds.json"

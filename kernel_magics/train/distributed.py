@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,17 +227,18 @@ def group_environment(device_type: str) -> dict[str, str]:
 
 
 def first_error(folder: Path, returncode: int) -> str:
-    """The one line of the rank that failed first, or the launcher's exit code and log."""
-    errors = sorted(folder.glob("error-rank*.txt"), key=lambda p: p.stat().st_mtime)
-    if errors:
-        rank = errors[0].stem.removeprefix("error-rank")
-        line = errors[0].read_text(encoding="utf-8", errors="replace").splitlines()[0]
-        return f"rank {rank}: {line}"[:300]
-    cause = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-    try:  # torchrun's report names the first rank that failed ("Root Cause"), e.g. one the OOM killer ended
+    """One line naming the rank that failed first: torchrun's "Root Cause" (a rank ended by a signal, such as
+    the out-of-memory killer's), else that rank's own error line, else the earliest error line written."""
+    errors = {p.stem.removeprefix("error-rank"): p for p in folder.glob("error-rank*.txt")}
+
+    def own_line(rank: str) -> str:
+        text = errors[rank].read_text(encoding="utf-8", errors="replace").splitlines()
+        return f"rank {rank}: {text[0] if text else 'failed'}"[:300]
+
+    try:
         report = (folder / LAUNCH_LOG).read_text(encoding="utf-8", errors="replace").split("Root Cause", 1)[1]
     except (OSError, IndexError):
-        return f"a training process ended with {cause}; see {folder / LAUNCH_LOG}"
+        report = ""
     rank = re.search(r"rank\s*:\s*(\d+)", report)
     code = re.search(r"exitcode\s*:\s*(-?\d+)", report)
     if rank and code and int(code.group(1)) < 0:
@@ -244,13 +246,17 @@ def first_error(folder: Path, returncode: int) -> str:
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"rank {rank.group(1)} was ended by signal {number} ({name}){hint}; the other ranks were stopped"
-    if rank and code:
-        return f"rank {rank.group(1)} exited with code {code.group(1)}; see {folder / LAUNCH_LOG}"
+    if rank and rank.group(1) in errors:
+        return own_line(rank.group(1))
+    if errors:
+        return own_line(min(errors, key=lambda r: errors[r].stat().st_mtime))
+    cause = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
     return f"a training process ended with {cause}; see {folder / LAUNCH_LOG}"
 
 
 class GroupProcess:
-    """The torchrun process group of one run: started in its own session, stopped as a whole."""
+    """The torchrun process of one run and the ranks it starts (torchrun gives each rank its own session,
+    so a stop reaches them by their process ids, not by one process group)."""
 
     live: set[GroupProcess] = set()
 
@@ -260,36 +266,78 @@ class GroupProcess:
             self.process = subprocess.Popen(
                 command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self.seen: set[int] = {self.process.pid}
         GroupProcess.live.add(self)
 
     @property
     def pgid(self) -> int:
-        return self.process.pid  # the session leader's id is its group's id
+        return self.process.pid
+
+    def members(self) -> set[int]:
+        """torchrun and every process below it that is alive now (remembered, so orphans are found too)."""
+        self.seen |= descendants(self.process.pid)
+        return {pid for pid in self.seen if pid_alive(pid)}
+
+    def alive(self) -> bool:
+        return bool(self.members())
 
     def terminate(self, grace_s: float = 10.0) -> None:
-        """SIGTERM to every process of the group, SIGKILL to what is left after ``grace_s``."""
+        """SIGTERM to torchrun (it ends its ranks), then SIGKILL to every member still alive."""
+        self.members()
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.pgid, sig)
-            except ProcessLookupError:
+            targets = [self.process.pid] if sig == signal.SIGTERM else sorted(self.members())
+            for pid in targets:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    continue
+            deadline = time.monotonic() + wait
+            while self.members() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not self.members():
                 break
-            try:
-                self.process.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            if not group_alive(self.pgid):
-                break
+        try:
+            self.process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
         GroupProcess.live.discard(self)
 
 
-def group_alive(pgid: int) -> bool:
+def descendants(root: int) -> set[int]:
+    """Process ids below ``root`` (Linux ``/proc``; psutil elsewhere when installed)."""
+    parents: dict[int, int] = {}
+    proc = Path("/proc")
+    if proc.is_dir():
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                try:
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+    else:
+        try:
+            import psutil
+        except ImportError:
+            return set()
+        return {child.pid for child in psutil.Process(root).children(recursive=True)}
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def pid_alive(pid: int) -> bool:
     try:
-        os.killpg(pgid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def stop_all_groups() -> None:

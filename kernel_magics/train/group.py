@@ -19,7 +19,6 @@ from .distributed import (
     GroupProcess,
     first_error,
     free_port,
-    group_alive,
     group_environment,
     launch_command,
 )
@@ -125,7 +124,7 @@ def train_group(run: Any, resume_from: Path | None) -> None:
             time.sleep(0.2)
         _mirror(run, rows, events)
     finally:
-        if group_alive(group.pgid) or group.process.poll() is None:
+        if group.alive():
             group.terminate()
         GroupProcess.live.discard(group)
     if group.process.returncode != 0:
