@@ -79,6 +79,23 @@ def other_node_command(run: Any, args: DistributedArguments, port: int, node_ran
     return " ".join(shlex.quote(t) for t in tokens)
 
 
+def other_node_lines(run: Any) -> list[str]:
+    """For node 0 of several: the command each other node runs to join (its port fixed in the config now)."""
+    args = distributed_arguments(run.config)
+    if args.nnodes < 2 or args.node_rank != 0:
+        return []
+    if args.master_port is None:
+        args.master_port = free_port()
+        run.config["arguments"]["master_port"] = args.master_port
+        from .run import atomic_write
+
+        atomic_write(run.output_dir / "config.json", json.dumps(run.config, indent=2, ensure_ascii=False, default=str))
+    return [
+        f"node {rank} of {args.nnodes}: run there: {other_node_command(run, args, args.master_port, rank)}"
+        for rank in range(1, args.nnodes)
+    ]
+
+
 def _mirror(run: Any, rows: Tail, events: Tail) -> None:
     for row in rows.records():
         with run._log_lock:
@@ -100,9 +117,6 @@ def train_group(run: Any, resume_from: Path | None) -> None:
     for stale in (folder / STOP_FILE, folder / EVENTS_FILE, *folder.glob("error-rank*.txt")):
         stale.unlink(missing_ok=True)
     port = int(args.master_port or free_port())
-    if args.nnodes > 1 and args.node_rank == 0:
-        for rank in range(1, args.nnodes):
-            run.log(f"node {rank} of {args.nnodes}: run there: {other_node_command(run, args, port, rank)}")
     command = launch_command(args, folder, port, resume_from)
     run.log(
         f"{args.num_processes} process(es) on this node, {args.world_size} in all, strategy {args.strategy}, "

@@ -169,7 +169,9 @@ def write_run(
     }
     atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
     run = Run(folder, config)
-    for line in [*lines, f"run {folder.name} -> {folder}"]:
+    from .group import other_node_lines
+
+    for line in [*lines, f"run {folder.name} -> {folder}", *other_node_lines(run)]:
         run.log(line)
         if verbose:
             print(line, flush=True)
