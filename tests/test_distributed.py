@@ -216,3 +216,23 @@ def test_strategies_train_on_gpus(tiny_model, workspace, strategy):
     assert run.wait(600) == "finished", run.error
     losses = run.metrics["loss"].tolist()
     assert losses[-1] < losses[0]
+
+
+def test_estimate_per_device_divides_what_the_strategy_shards():
+    one = km.estimate("tiny", method="full", device="cpu")
+    eight = {s: km.estimate("tiny", method="full", device="cpu", num_processes=8, strategy=s) for s in
+             ("ddp", "zero2", "zero3", "zero3-offload", "fsdp")}  # fmt: skip
+    rows = one.breakdown["full"]
+    assert eight["ddp"].breakdown["full"].equals(rows)
+    zero2 = eight["zero2"].breakdown["full"]
+    assert zero2["optimizer states"] == pytest.approx(rows["optimizer states"] / 8)
+    assert zero2["gradients"] == pytest.approx(rows["gradients"] / 8) and zero2["weights"] == rows["weights"]
+    zero3 = eight["zero3"].breakdown["full"]
+    assert zero3["weights"] == pytest.approx(rows["weights"] / 8) and zero3["activations"] == rows["activations"]
+    assert eight["fsdp"].breakdown["full"].equals(zero3)
+    offload = eight["zero3-offload"].breakdown["full"]
+    assert offload["weights"] == 0 and offload["optimizer states"] == 0
+    assert eight["zero3"].total_gb < eight["zero2"].total_gb < one.total_gb
+    assert eight["zero3"].settings["num_processes"] == 8
+    with pytest.raises(SwiftError, match="strategy 'zero5'"):
+        km.estimate("tiny", num_processes=8, strategy="zero5")

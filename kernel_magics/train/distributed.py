@@ -143,6 +143,37 @@ def deepspeed_preset(strategy: str) -> dict[str, Any]:
     }
 
 
+# which memory components each strategy divides among the processes (the rest is per device)
+SHARDED = {
+    "ddp": (),
+    "fsdp": ("weights", "lora params", "gradients", "optimizer states"),
+    "zero2": ("gradients", "optimizer states"),
+    "zero3": ("weights", "lora params", "gradients", "optimizer states"),
+    "zero3-offload": ("gradients",),
+}
+OFFLOADED = {"zero3-offload": ("weights", "optimizer states")}  # kept in CPU memory instead
+
+
+def per_device(parts: dict[str, dict[str, float]], strategy: str, processes: int) -> dict[str, dict[str, float]]:
+    """The estimate's bytes per method and component, as one of ``processes`` devices holds them."""
+    if strategy not in SHARDED:
+        hint = did_you_mean(str(strategy), STRATEGIES)
+        raise SwiftConfigError(f"strategy '{strategy}' is not one of {', '.join(STRATEGIES)}{hint}")
+    if processes < 1:
+        raise SwiftConfigError(f"num_processes must be >= 1, got {processes}")
+    out = {}
+    for method, components in parts.items():
+        out[method] = {
+            name: 0.0
+            if name in OFFLOADED.get(strategy, ())
+            else value / processes
+            if name in SHARDED[strategy]
+            else value
+            for name, value in components.items()
+        }
+    return out
+
+
 def check_group_device(args: DistributedArguments, device_type: str) -> None:
     """Checks that need the device type: enough GPUs, a strategy this device and install can do, a free port.
 
