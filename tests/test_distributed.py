@@ -236,3 +236,24 @@ def test_estimate_per_device_divides_what_the_strategy_shards():
     assert eight["zero3"].settings["num_processes"] == 8
     with pytest.raises(SwiftError, match="strategy 'zero5'"):
         km.estimate("tiny", num_processes=8, strategy="zero5")
+
+
+def test_a_group_run_asks_a_child_process_about_the_device(tiny_model, workspace, monkeypatch):
+    """With a CUDA build of torch the kernel must not create a CUDA context for a run its ranks train, so every
+    device question of the launch is answered by a child process. Forced here on the CPU build by pretending
+    it is a CUDA build and counting the device descriptions made in this process."""
+    import torch
+
+    import kernel_magics.device as device_module
+    from kernel_magics.train.distributed import probe_device
+
+    asked_here = []
+    real = device_module._cpu
+    monkeypatch.setattr(device_module, "_cpu", lambda *a: asked_here.append(a) or real(*a))
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    with pytest.raises(SwiftError, match="FSDP needs CUDA devices"):  # raised after the plan's device questions
+        km.sft(str(tiny_model), SFT, num_processes=2, strategy="fsdp", max_steps=2, **COMMON)
+    assert asked_here == []
+    assert device_module._probed.get() is None  # nothing leaks out of the call
+    info = probe_device("cpu")
+    assert (info.type, info.name) == ("cpu", device_module.cpu_name()) and asked_here == []

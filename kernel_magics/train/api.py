@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftError, SwiftUsageError
+from .distributed import kernel_stays_off_cuda
 from .run import Run
 
 
@@ -26,6 +27,7 @@ def _arguments(cls: Any, given: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+@kernel_stays_off_cuda
 def sft(
     model: str | None = None,
     dataset: Any = None,
@@ -131,6 +133,7 @@ def sft(
     return run.start(prepared=data)
 
 
+@kernel_stays_off_cuda
 def dpo(
     model: str | None = None,
     dataset: Any = None,

@@ -174,6 +174,54 @@ def per_device(parts: dict[str, dict[str, float]], strategy: str, processes: int
     return out
 
 
+def probe_device(preference: str | None) -> Any:
+    """The device as a fresh Python process sees it, so that the kernel creates no CUDA context for a run
+    its ranks train (on a CPU-only torch, or once CUDA is up in the kernel anyway, it is asked here)."""
+    import dataclasses
+
+    import torch
+
+    from ..device import DeviceInfo, select_device
+
+    if torch.version.cuda is None or torch.cuda.is_initialized():
+        return select_device(preference)
+    code = (
+        "import dataclasses, json, sys\n"
+        "from kernel_magics.device import select_device\n"
+        "from kernel_magics.errors import SwiftError\n"
+        "try:\n    print(json.dumps(dataclasses.asdict(select_device(sys.argv[1] or None))))\n"
+        "except SwiftError as exc:\n    print(json.dumps({'error': str(exc)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, preference or ""], capture_output=True, text=True,
+                          env=group_environment("cuda"), timeout=300)  # fmt: skip
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SwiftDeviceError(
+            f"could not describe the device in a child process: {done.stderr.strip()[-200:]}"
+        ) from None
+    if "error" in answer:
+        raise SwiftDeviceError(answer["error"])
+    return DeviceInfo(**{f.name: answer[f.name] for f in dataclasses.fields(DeviceInfo)})
+
+
+def kernel_stays_off_cuda(launcher: Any) -> Any:
+    """Decorator of a public training function: for a process-group run, every device question inside it is
+    answered by :func:`probe_device` (a child process), so the kernel never holds a CUDA context the ranks need."""
+    import functools
+
+    @functools.wraps(launcher)
+    def launch(*args: Any, **kwargs: Any) -> Any:
+        if not is_group(kwargs):
+            return launcher(*args, **kwargs)
+        from ..device import probed_device
+
+        with probed_device(probe_device(kwargs.get("device"))):
+            return launcher(*args, **kwargs)
+
+    return launch
+
+
 def check_group_device(args: DistributedArguments, device_type: str) -> None:
     """Checks that need the device type: enough GPUs, a strategy this device and install can do, a free port.
 
