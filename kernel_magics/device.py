@@ -7,6 +7,9 @@ says what it chose and why, so nothing silently assumes CUDA.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from .config import settings
@@ -62,8 +65,24 @@ def cpu_name() -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+_probed: ContextVar[DeviceInfo | None] = ContextVar("kernel_magics_probed_device", default=None)
+
+
+@contextmanager
+def probed_device(info: DeviceInfo | None) -> Iterator[None]:
+    """Inside the block, :func:`select_device` answers ``info`` (a device described by another process)."""
+    token = _probed.set(info)
+    try:
+        yield
+    finally:
+        _probed.reset(token)
+
+
 def select_device(preference: str | None = None) -> DeviceInfo:
     """Pick the device for ``preference`` ("auto", "cpu", "cuda", "cuda:N", "mps")."""
+    probed = _probed.get()
+    if probed is not None:
+        return probed
     pref = (preference or settings.device or "auto").strip().lower()
     try:
         import torch

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftError, SwiftUsageError
+from .distributed import kernel_stays_off_cuda
 from .dpo import PreferenceArguments as _DPO
 from .run import Run
 from .vlm import VisionArguments as _SFT
@@ -31,6 +32,7 @@ def _arguments(cls: Any, given: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+@kernel_stays_off_cuda
 def sft(
     model: str | None = _SFT.model,
     dataset: Any = _SFT.dataset,
@@ -64,6 +66,13 @@ def sft(
     device: str | None = _SFT.device,
     trust_remote_code: bool | None = _SFT.trust_remote_code,
     output_dir: str | os.PathLike[str] | None = _SFT.output_dir,
+    num_processes: int = _SFT.num_processes,
+    nnodes: int = _SFT.nnodes,
+    node_rank: int = _SFT.node_rank,
+    master_addr: str | None = _SFT.master_addr,
+    master_port: int | None = _SFT.master_port,
+    strategy: str = _SFT.strategy,
+    deepspeed: str | None = _SFT.deepspeed,
     train_vision: bool = _SFT.train_vision,
     max_pixels: int | None = _SFT.max_pixels,
     template: str = _SFT.template,
@@ -81,6 +90,11 @@ def sft(
     :mod:`kernel_magics.train.vlm`): ``template`` ("auto", "vqa", "caption", "grounding", "messages") turns
     simple rows into chats, ``max_pixels`` caps each image's resolution (and so its tokens), and the vision
     tower stays frozen unless ``train_vision``.
+
+    Several processes (``num_processes``, ``nnodes``, ``node_rank``, ``master_addr``, ``master_port``,
+    ``strategy`` "ddp" | "fsdp" | "zero2" | "zero3" | "zero3-offload", ``deepspeed`` JSON): the run is trained
+    by a ``torchrun`` process group and watched from here exactly like a one-process run (docs/distributed.md);
+    ``batch_size`` is per process.
     """
     from ..config import settings
     from ..device import select_device
@@ -125,6 +139,7 @@ def sft(
     return run.start(prepared=data)
 
 
+@kernel_stays_off_cuda
 def dpo(
     model: str | None = _DPO.model,
     dataset: Any = _DPO.dataset,
@@ -162,6 +177,13 @@ def dpo(
     device: str | None = _DPO.device,
     trust_remote_code: bool | None = _DPO.trust_remote_code,
     output_dir: str | os.PathLike[str] | None = _DPO.output_dir,
+    num_processes: int = _DPO.num_processes,
+    nnodes: int = _DPO.nnodes,
+    node_rank: int = _DPO.node_rank,
+    master_addr: str | None = _DPO.master_addr,
+    master_port: int | None = _DPO.master_port,
+    strategy: str = _DPO.strategy,
+    deepspeed: str | None = _DPO.deepspeed,
     verbose: bool = True,
 ) -> Run:
     """Start preference tuning (DPO, ORPO, KTO or SimPO) in the background and return its :class:`Run`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .distributed import trainer_options
 from .plan import Plan
 
 
@@ -56,4 +57,5 @@ def training_kwargs(
         include_num_input_tokens_seen="non_padding",
         dataset_num_proc=None,
     )
+    kwargs.update(trainer_options(args, plan.device))  # DDP / FSDP / DeepSpeed for a process group
     return kwargs

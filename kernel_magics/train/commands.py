@@ -29,6 +29,13 @@ COMMANDS = [
             Arg("target_modules", type=csv_list, help="LoRA targets [default: all-linear]"),
             Arg("gradient_checkpointing", flag=True, help="recompute activations [default: on for CUDA]"),
             Arg("device", help="device to check against [default: settings.device]"),
+            Arg("num_processes", type=int, default=1, help="processes (devices) sharing the run: memory per device"),
+            Arg(
+                "strategy",
+                default="ddp",
+                choices=("ddp", "fsdp", "zero2", "zero3", "zero3-offload"),
+                help="how the processes share the model",
+            ),
             Arg(
                 "dtype", choices=("bf16", "fp16", "fp32"), help="compute dtype [default: bf16 on GPUs, fp32 on the CPU]"
             ),

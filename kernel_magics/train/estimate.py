@@ -166,6 +166,8 @@ def estimate(
     image_pixels: int | None = None,
     images_per_row: int | None = None,
     train_vision: bool = False,
+    num_processes: int = 1,
+    strategy: str = "ddp",
 ) -> Estimate:
     """Estimate training memory for ``model`` from its config alone, for every method.
 
@@ -174,6 +176,9 @@ def estimate(
     (bf16 / fp16 / fp32) defaults to what training would use on ``device``. Vision-language models:
     ``image_pixels`` per image (``--max-pixels``; default 448x448), ``images_per_row`` (default 1) and
     ``train_vision`` (the tower trains: its gradients, optimizer states and activations count).
+    ``num_processes`` and ``strategy`` ("ddp", "fsdp", "zero2", "zero3", "zero3-offload"): memory per device
+    when that many processes share the run (FSDP / ZeRO-3 divide weights, gradients and optimizer states,
+    ZeRO-2 gradients and optimizer states, ZeRO-3 offload keeps weights and optimizer states in CPU memory).
     """
     import pandas as pd
 
@@ -213,6 +218,9 @@ def estimate(
         image_pixels=image_pixels,
         train_vision=train_vision,
     )
+    from .distributed import per_device
+
+    parts = per_device(parts, strategy, num_processes)
     frame = pd.DataFrame(parts) / GB
     frame.loc["total"] = frame.sum()
     totals = {m: float(frame.loc["total", m]) for m in METHODS}
@@ -235,6 +243,9 @@ def estimate(
             target_modules=target_modules or "all-linear",
             gradient_checkpointing=gradient_checkpointing,
             dtype=dtype,
+            **(
+                {"num_processes": num_processes, "strategy": strategy} if num_processes > 1 or strategy != "ddp" else {}
+            ),
             **(
                 {
                     "images_per_row": images_per_row,

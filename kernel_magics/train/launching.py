@@ -61,6 +61,7 @@ def plan_run(
 
     ``rows_per_step``: sequences in one micro-batch for the estimate (a preference pair is two).
     """
+    from .distributed import check_group_device, is_group
     from .estimate import estimate
     from .plan import make_plan
 
@@ -79,6 +80,8 @@ def plan_run(
         ).totals
     except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
         pass
+    if is_group(vars(args)):
+        check_group_device(args, device.type)
     plan = make_plan(
         args.method,
         device,
@@ -164,10 +167,14 @@ def write_run(
         "device": {"type": device.type, "name": device.name, "free_gb": device.memory_free_gb, "reason": device.reason},
         "estimate_gb": estimates,
         "versions": versions(),
+        "world_size": getattr(args, "world_size", 1),
+        "strategy": getattr(args, "strategy", "ddp"),
     }
     atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
     run = Run(folder, config)
-    for line in [*lines, f"run {folder.name} -> {folder}"]:
+    from .group import other_node_lines
+
+    for line in [*lines, f"run {folder.name} -> {folder}", *other_node_lines(run)]:
         run.log(line)
         if verbose:
             print(line, flush=True)

@@ -6,6 +6,7 @@ Shared by every trainer (SFT, preference tuning): the method-specific trainers o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def load_base_for_training(
         if skip_quantizing:
             quant.llm_int8_skip_modules = list(skip_quantizing)
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else "cuda:0"}
+        local = int(os.environ.get("LOCAL_RANK", "0"))  # a rank of a process group: its own GPU
+        kwargs["device_map"] = {"": plan.device if plan.device != "cuda" else f"cuda:{local}"}
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the dashboard shows progress; no tqdm bars in the cell output
     try:

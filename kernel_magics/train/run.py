@@ -215,10 +215,15 @@ class Run(Job):
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return state
 
-    def resume(self) -> Run:
-        """Continue from the last complete checkpoint: same folder, ``global_step`` and LR schedule."""
+    def resume(self, num_processes: int | None = None) -> Run:
+        """Continue from the last complete checkpoint: same folder, ``global_step`` and LR schedule.
+
+        ``num_processes``: resume on another number of processes than the run had (e.g. a checkpoint that
+        2 processes wrote, continued by 1)."""
         if not self.done:
             raise SwiftUsageError(f"run {self.name} is {self.status}; resume() works once it has stopped or failed")
+        if num_processes is not None:
+            self._set_processes(num_processes)
         last = self.checkpoints[-1] if self.checkpoints else None
         if last is None:
             raise SwiftUsageError(f"run {self.name} has no checkpoint in {self.output_dir}; start a new run instead")
@@ -231,6 +236,18 @@ class Run(Job):
             _live.add(self)
         self.log(f"resuming {self.name} from {last.name}")
         return self.start(resume_from=last)
+
+    def _set_processes(self, num_processes: int) -> None:
+        from dataclasses import replace
+
+        from .group import distributed_arguments
+
+        changed = replace(distributed_arguments(self.config), num_processes=num_processes)
+        changed.check_distributed()
+        self.config.setdefault("arguments", {})["num_processes"] = num_processes
+        atomic_write(
+            self.output_dir / "config.json", json.dumps(self.config, indent=2, ensure_ascii=False, default=str)
+        )
 
     def _truncate_log(self, step: int) -> None:
         with self._log_lock:
@@ -247,6 +264,7 @@ class Run(Job):
     def _train(self, prepared: Any, resume_from: Path | None) -> None:
         from ..argspec import load
         from .callbacks import RunCallback
+        from .distributed import is_group
 
         if not self._wait_for_slot():
             self._release()
@@ -256,15 +274,20 @@ class Run(Job):
             self._set_state(RUNNING)
             if self._stop_event.is_set():
                 self._set_state(STOPPING)
-            builder: Callable[..., Any] = load(self.config["trainer"])
-            trainer = builder(self, prepared)
-            trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
-            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-            self._emit("saving", str(self.adapter_dir))
-            trainer.save_model(str(self.adapter_dir))
-            tokenizer = getattr(trainer, "processing_class", None)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(str(self.adapter_dir))
+            if is_group(self.config.get("arguments") or {}):
+                from .group import train_group
+
+                train_group(self, resume_from)  # torchrun trains; this thread mirrors rank 0's logs
+            else:
+                builder: Callable[..., Any] = load(self.config["trainer"])
+                trainer = builder(self, prepared)
+                trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
+                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+                self._emit("saving", str(self.adapter_dir))
+                trainer.save_model(str(self.adapter_dir))
+                tokenizer = getattr(trainer, "processing_class", None)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(str(self.adapter_dir))
             final = STOPPED if self._stop_event.is_set() else FINISHED
             self._release()
             self._set_state(final)

@@ -18,6 +18,7 @@ from ..argspec import knob
 from ..data.prepare import ON_BAD_ROWS
 from ..errors import SwiftConfigError
 from .arguments import training_kwargs
+from .distributed import DistributedArguments
 from .model import LoraSpec, load_for_training, load_tokenizer
 from .packing import has_varlen_attention, use_packed_rows
 from .plan import METHODS, Plan
@@ -35,7 +36,7 @@ def _lr_help(cls: type) -> str:
 
 
 @dataclass
-class SFTArguments:
+class SFTArguments(DistributedArguments):
     """Every knob of an SFT run (stored in the run's config.json): the single source of each name, default,
     help and choices; the ``%swift sft`` flags are made from these fields."""
 
@@ -114,6 +115,7 @@ class SFTArguments:
             raise bad("lr_scheduler", "one of " + ", ".join(LR_SCHEDULERS))
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise bad("early_stopping_patience", ">= 1")
+        self.check_distributed()
 
     def learning_rate(self, method: str) -> float:
         return self.lr if self.lr is not None else self.LEARNING_RATES["full" if method == "full" else "lora"]

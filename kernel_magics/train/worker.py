@@ -1,0 +1,98 @@
+"""``python -m kernel_magics.train.worker RUN_FOLDER [--resume CHECKPOINT]``: one rank of a run's process group.
+
+``torchrun`` starts one per process (see :mod:`.distributed`). Every rank builds the run's trainer from its
+``config.json`` exactly as a one-process run does; rank 0 alone writes ``logging.jsonl`` and
+``events.jsonl``. A failing rank writes ``error-rank<R>.txt`` (its one line first) and exits 1, after which
+torchrun ends the other ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .distributed import EVENTS_FILE, STOP_FILE
+
+
+class GroupStopCallback(TrainerCallback):
+    """Stop every rank at the same step boundary, with a checkpoint, once any rank sees the stop file."""
+
+    def __init__(self, stop_file: Path) -> None:
+        self.stop_file = stop_file
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if self.stop_file.exists() else 0.0])
+        if dist.is_available() and dist.is_initialized():
+            if dist.get_backend() == "nccl":
+                flag = flag.to(args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0:
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def _record_events(folder: Path):  # noqa: ANN202 - a Job subscriber
+    path = folder / EVENTS_FILE
+
+    def record(event: str, payload: Any) -> None:
+        if event == "metrics":  # rank 0's rows go to logging.jsonl already
+            return
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"event": event, "payload": payload}, default=str) + "\n")
+
+    return record
+
+
+def train(folder: Path, resume: str | None, rank: int) -> None:
+    from ..argspec import load
+    from .callbacks import RunCallback
+    from .run import Run
+
+    run = Run.load(folder)
+    if rank == 0:
+        run.subscribe(_record_events(folder))
+    trainer = load(run.config["trainer"])(run, None)
+    trainer.add_callback(GroupStopCallback(folder / STOP_FILE))
+    if rank == 0:
+        trainer.add_callback(RunCallback(run._add_row, run._on_event, threading.Event()))
+    trainer.train(resume_from_checkpoint=resume)
+    if rank == 0:
+        run._emit("saving", str(run.adapter_dir))
+    trainer.save_model(str(run.adapter_dir))  # every rank: FSDP / ZeRO-3 gather; the main process writes
+    tokenizer = getattr(trainer, "processing_class", None)
+    if rank == 0 and tokenizer is not None:
+        tokenizer.save_pretrained(str(run.adapter_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--resume", default=None)
+    options = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        train(options.folder, options.resume, rank)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes this rank's one line
+        from .run import Run, atomic_write, describe_failure
+
+        try:
+            line = describe_failure(exc, Run.load(options.folder))
+        except Exception:  # noqa: BLE001
+            line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        atomic_write(options.folder / f"error-rank{rank}.txt", line + "\n\n" + traceback.format_exc())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
