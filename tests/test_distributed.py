@@ -257,3 +257,25 @@ def test_a_group_run_asks_a_child_process_about_the_device(tiny_model, workspace
     assert device_module._probed.get() is None  # nothing leaks out of the call
     info = probe_device("cpu")
     assert (info.type, info.name) == ("cpu", device_module.cpu_name()) and asked_here == []
+
+
+@pytest.mark.slow
+def test_a_torchrun_script_from_export_script_trains_the_run_on_two_processes(tiny_model, workspace, tmp_path):
+    from kernel_magics.train.api import export_script
+
+    run = km.sft(str(tiny_model), SFT, batch_size=2, max_steps=3, save_steps=100, **COMMON)
+    assert run.wait(300) == "finished", run.error
+    script = export_script(run.output_dir, str(tmp_path / "cluster"), launcher="torchrun")
+    env = {**os.environ, "NPROC": "2", "KM_PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trained = script.parent / f"{script.stem}-run"
+    assert (trained / "adapter" / "adapter_model.safetensors").is_file()
+    rows = [json.loads(line) for line in (trained / "logging.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("loss") is not None] == [1, 2, 3]
+    for launcher in ("accelerate", "slurm"):
+        other = export_script(run.output_dir, str(tmp_path / launcher), launcher=launcher)
+        assert subprocess.run(["bash", "-n", str(other)]).returncode == 0
+        text = other.read_text()
+        assert "kernel_magics.train.worker" in text
+    assert "#SBATCH --nodes=1" in text and "srun bash -c" in text and "SLURM_NODEID" in text

@@ -257,8 +257,16 @@ def load_run(run: Any) -> Run:
     raise SwiftUsageError(f"no run '{text}': give a run folder or an id listed by %swift runs")
 
 
-def export_script(run: Any, path: str | None = None, kind: str = "shell") -> Path:
-    """``%swift export-script RUN``: write the script that reproduces a run (see :meth:`Run.to_script`)."""
+def export_script(run: Any, path: str | None = None, kind: str = "shell", launcher: str | None = None) -> Path:
+    """``%swift export-script RUN``: write the script that reproduces a run (see :meth:`Run.to_script`);
+    with ``launcher`` ("torchrun", "accelerate" or "slurm") a script that trains its configuration on a cluster."""
+    if launcher:
+        from .cluster_script import write_cluster_script
+
+        target = write_cluster_script(load_run(run), launcher, path)
+        how = "sbatch" if launcher == "slurm" else "NNODES=.. NODE_RANK=.. MASTER_ADDR=.. bash"
+        print(f"wrote {target}; run it with: {how} {target}")
+        return target
     target = load_run(run).to_script(path, kind)
     print(f"wrote {target}; run it with: {'bash' if kind == 'shell' else 'python'} {target}")
     return target

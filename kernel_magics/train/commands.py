@@ -70,6 +70,11 @@ COMMANDS = [
             Arg("run", positional=True, help="run id (see %swift runs) or run folder"),
             Arg("path", short="-o", help="script path [default: <run folder>/reproduce-<run-id>.sh]"),
             Arg("kind", default="shell", choices=SCRIPT_KINDS, help="shell (CLI) or python (API)"),
+            Arg(
+                "launcher",
+                choices=("torchrun", "accelerate", "slurm"),
+                help="a cluster script instead: torchrun, accelerate or slurm (sbatch with srun torchrun)",
+            ),
         ),
     ),
 ]

@@ -59,6 +59,9 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
     from .run import Run
 
     run = Run.load(folder)
+    copy = run.config.get("dataset_copy")
+    if copy and not Path(copy).is_absolute():  # a cluster script's run folder keeps its data beside config.json
+        run.config["dataset_copy"] = str(folder.resolve() / copy)
     if rank == 0:
         run.subscribe(_record_events(folder))
     trainer = load(run.config["trainer"])(run, None)

@@ -1,0 +1,112 @@
+"""``%swift export-script RUN --launcher torchrun|accelerate|slurm``: a script that trains a run's recorded
+configuration on a cluster with an existing launcher.
+
+Next to the script it writes ``<stem>-run/``: the run's ``config.json`` (model by name, data copied beside it,
+``num_processes`` / ``nnodes`` as the launcher sets them) that every rank of
+:mod:`kernel_magics.train.worker` trains from, exactly as a process group started from the notebook does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+from ..errors import SwiftUsageError, did_you_mean
+
+LAUNCHERS = ("torchrun", "accelerate", "slurm")
+
+
+def _run_folder(run: Any, folder: Path) -> Path:
+    """A fresh run folder holding the run's config with its data beside it and the model by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads(json.dumps(run.config, default=str))
+    source = config.get("dataset_copy") or (config.get("arguments") or {}).get("dataset")
+    if source and Path(str(source)).is_file():
+        target = folder / Path(str(source)).name
+        if Path(str(source)).resolve() != target.resolve():
+            shutil.copy2(source, target)
+        config["dataset_copy"] = target.name  # relative: the worker runs in this folder
+    config["model_path"] = config.get("model")
+    config["run_id"] = folder.name
+    (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def _rendezvous(args: dict[str, Any]) -> list[str]:
+    return [
+        f'NPROC="${{NPROC:-{max(int(args.get("num_processes") or 1), 1)}}}"  # processes (GPUs) per node',
+        f'NNODES="${{NNODES:-{max(int(args.get("nnodes") or 1), 1)}}}"',
+        'NODE_RANK="${NODE_RANK:-0}"',
+        f'MASTER_ADDR="${{MASTER_ADDR:-{args.get("master_addr") or "127.0.0.1"}}}"',
+        f'MASTER_PORT="${{MASTER_PORT:-{args.get("master_port") or 29500}}}"',
+    ]
+
+
+TORCHRUN = (
+    '"$PY" -m torch.distributed.run --nproc-per-node "$NPROC" --nnodes "$NNODES" --node-rank "$NODE_RANK" '
+    '--master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" -m kernel_magics.train.worker "$RUN"'
+)
+ACCELERATE = (
+    '"$PY" -m accelerate.commands.launch --num_processes "$((NPROC * NNODES))" --num_machines "$NNODES" '
+    '--machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" '
+    '--multi_gpu -m kernel_magics.train.worker "$RUN"'
+)
+
+
+def _script(launcher: str, run_dir: str, args: dict[str, Any], run_id: str) -> str:
+    q = shlex.quote
+    head = ["#!/usr/bin/env bash"]
+    if launcher == "slurm":
+        nodes, gpus = max(int(args.get("nnodes") or 1), 1), max(int(args.get("num_processes") or 1), 1)
+        head += [
+            f"#SBATCH --job-name={q('km-' + run_id)[:60]}",
+            f"#SBATCH --nodes={nodes}",
+            "#SBATCH --ntasks-per-node=1  # one torchrun per node; it starts the node's ranks",
+            f"#SBATCH --gpus-per-node={gpus}",
+            "#SBATCH --output=%x-%j.log",
+        ]
+    head += [
+        f"# Trains kernel_magics run {q(run_id)}'s configuration with {launcher} (written by export-script).",
+        "# Every node needs kernel_magics, the model (by name or path) and this folder.",
+        "set -euo pipefail",
+        'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+        f'RUN="$HERE"/{q(run_dir)}',
+        'PY="${KM_PYTHON:-python3}"',
+        *_rendezvous(args),
+    ]
+    if launcher == "slurm":
+        body = [
+            'NNODES="$SLURM_NNODES"',
+            'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+            "export NPROC NNODES MASTER_ADDR MASTER_PORT RUN PY",
+            "srun bash -c 'NODE_RANK=$SLURM_NODEID; " + TORCHRUN.replace("'", "'\\''") + "'",
+        ]
+    else:
+        body = [TORCHRUN if launcher == "torchrun" else ACCELERATE]
+    return "\n".join(head + body) + "\n"
+
+
+def write_cluster_script(run: Any, launcher: str, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write the ``launcher`` script for ``run`` (and its run folder beside it); return the script's path."""
+    if launcher not in LAUNCHERS:
+        raise SwiftUsageError(
+            f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'{did_you_mean(str(launcher), LAUNCHERS)}"
+        )
+    suffix = ".sbatch" if launcher == "slurm" else ".sh"
+    name = f"{launcher}-{run.name}{suffix}"
+    target = Path(path).expanduser() if path else Path(run.output_dir) / name
+    if target.is_dir() or not target.suffix:
+        target = target / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = _run_folder(run, target.parent / f"{target.stem}-run")
+    text = _script(launcher, run_dir.name, dict(run.config.get("arguments") or {}), str(run.name))
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    os.replace(tmp, target)
+    return target
