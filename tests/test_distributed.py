@@ -68,29 +68,35 @@ def test_two_processes_give_the_one_process_losses_and_the_same_dashboard(tiny_m
     assert any("2 process(es) on this node" in note for note in run.notes)
 
 
+def _stop_at_least(run, step: int) -> int:
+    """Stop ``run`` once it has logged ``step``; the step of the checkpoint it wrote."""
+    _wait_for_step(run, step)
+    run.stop()
+    assert run.wait(300) == "stopped", run.error
+    return int(run.checkpoints[-1].name.split("-")[1])
+
+
 @pytest.mark.slow
-def test_stop_ends_every_rank_with_a_checkpoint_and_resume_continues_on_one_process(tiny_model, workspace):
+def test_stop_leaves_no_rank_and_checkpoints_move_between_one_and_two_processes(tiny_model, workspace):
     run = km.sft(str(tiny_model), SFT, batch_size=2, num_processes=2, max_steps=400, save_steps=1000, **COMMON)
     _wait_for_step(run, 3)
     group = run.group
     ranks = group.members() - {group.pgid}
     assert len(ranks) >= 2
-    run.stop()
-    assert run.wait(300) == "stopped", run.error
+    first = _stop_at_least(run, 3)
     assert not group.alive() and not any(pid_alive(pid) for pid in ranks), "a rank outlived the stop"
     port = int(re.search(r"rendezvous 127\.0\.0\.1:(\d+)", " ".join(run.notes)).group(1))
     assert port_is_free(port)
-    checkpoint = run.checkpoints[-1]
-    stopped_at = int(checkpoint.name.split("-")[1])
-    assert stopped_at >= 3 and run.metrics["step"].max() == stopped_at
+    assert first >= 3 and run.metrics["step"].max() == first
 
-    run.config["arguments"]["max_steps"] = stopped_at + 3  # a short continuation, on one process
-    run.config["max_steps"] = stopped_at + 3
-    resumed = run.resume(num_processes=1)
+    run.resume(num_processes=1)  # written by 2 processes, continued by 1 (in the kernel's thread)
+    second = _stop_at_least(run, first + 2)
+    assert second > first
+    run.config["arguments"]["max_steps"] = run.config["max_steps"] = second + 2
+    resumed = run.resume(num_processes=2)  # written by 1 process, continued by 2
     assert resumed.wait(300) == "finished", resumed.error
-    steps = resumed.metrics["step"].tolist()
-    assert steps == list(range(1, stopped_at + 4))
-    assert json.loads((run.output_dir / "config.json").read_text())["arguments"]["num_processes"] == 1
+    assert resumed.metrics["step"].tolist() == list(range(1, second + 3))
+    assert json.loads((run.output_dir / "config.json").read_text())["arguments"]["num_processes"] == 2
 
 
 @pytest.mark.slow
@@ -143,6 +149,7 @@ def _environ(pid: int) -> dict[str, str]:
         (dict(strategy="zero4"), "strategy 'zero4' is not one of"),
         (dict(num_processes=2, master_port=70000), "master_port must be in 1..65535"),
         (dict(num_processes=2, strategy="fsdp"), "FSDP needs CUDA devices"),
+        (dict(num_processes=2, strategy="zero3"), "strategy zero3 needs DeepSpeed: pip install"),
     ],
 )
 def test_bad_options_fail_in_one_line_before_anything_starts(tiny_model, workspace, options, message):
