@@ -43,6 +43,7 @@ _LAZY = {
     "download": "kernel_magics.hub:download",
     "search": "kernel_magics.search.api:search",
     "catalog": "kernel_magics.search.api:catalog",
+    "refresh_catalog": "kernel_magics.search.refresh:refresh_catalog",
     "sft": "kernel_magics.train.api:sft",
     "dpo": "kernel_magics.train.api:dpo",
     "rlhf": "kernel_magics.train.api:rlhf",

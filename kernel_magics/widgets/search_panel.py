@@ -36,6 +36,7 @@ CARD_FIELDS = (
     "path",
     "score",
     "why",
+    "relaxed",
 )
 
 
