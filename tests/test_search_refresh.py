@@ -209,3 +209,28 @@ def test_hub_card_helpers():
     assert hubcards.family_of("meta-llama/Llama-3.1-8B-Instruct", "llama") == "llama3.1"
     assert hubcards.family_of("google/gemma-3-4b-it", "gemma3") == "gemma3"
     assert hubcards.family_of("Qwen/Qwen3-30B-A3B-Instruct-2507", "qwen3_moe") == "qwen3"
+
+
+def test_panel_refresh_button_and_magic_flag(hub, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from kernel_magics.widgets.search_panel import SearchPanel
+
+    panel = SearchPanel()
+    panel._settings.update(include_local=False, embedder="none")
+    panel.run_search("MoE chat model under 5B active", k=20)
+    assert "Qwen/Qwen3-30B-A3B-Instruct-2507" not in [r["id"] for r in panel.results]
+    panel.refresh(wait=True)
+    assert panel.status.startswith(f"pulled {len(NEW)} new model cards") and not panel.refreshing
+    assert "Qwen/Qwen3-30B-A3B-Instruct-2507" in [r["id"] for r in panel.results]  # searched again
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    panel.refresh(wait=True)
+    assert panel.status.startswith("offline (HF_HUB_OFFLINE=1)") and len(hub.requests) == 19
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "kernel_magics")
+    try:
+        shown = shell.run_line_magic("swift", "search --refresh --limit 5 --no-include-local --embedder none MoE")
+    finally:
+        shell.run_line_magic("unload_ext", "kernel_magics")
+    assert shown.status.startswith("offline (HF_HUB_OFFLINE=1)") and "nothing changed" in shown.status
+    assert shown.results and all(r["active_params_b"] for r in shown.results)
