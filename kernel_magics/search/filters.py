@@ -119,34 +119,11 @@ def explicit_filters(
         out.append(Filter(f"{modality} input", lambda c, m=modality: m in c["modalities"]))
     for task in _check([t.lower() for t in listify(tasks)], TASKS, "tasks"):
         out.append(Filter(task, lambda c, t=task: t in c["tasks"]))
-    known_langs = {lang for c in cards for lang in c["languages"]}
-    for lang in [language_code(v, known_langs) for v in listify(languages)]:
+    wanted_langs = listify(languages)
+    known_langs = {lang for c in cards for lang in c["languages"]} if wanted_langs else set()
+    for lang in [language_code(v, known_langs) for v in wanted_langs]:
         out.append(Filter(lang, lambda c, x=lang: x in c["languages"]))
-    licenses = [v.lower() for v in listify(license)]
-    if licenses:
-        known = sorted({c["license"] for c in cards if c["license"]} | set(LICENSE_GROUPS))
-        allowed: set[str] = set()
-        for value in _check(licenses, known, "license"):
-            allowed |= LICENSE_GROUPS.get(value, {value})
-        out.append(
-            Filter(
-                "license " + " or ".join(licenses),
-                lambda c, a=frozenset(allowed): c["license"] in a,
-                detail=lambda c: f"license {c['license']}",
-            )
-        )
-    wanted_formats = [f.lower() for f in listify(formats)]
-    if wanted_formats:
-        fset = frozenset(_check(wanted_formats, [*FORMATS, "quantized"], "formats"))
-        if "quantized" in fset:
-            fset = (fset - {"quantized"}) | QUANTIZED
-        out.append(
-            Filter(
-                " or ".join(wanted_formats) + " build",
-                lambda c, f=fset: bool(f & set(c["formats"])),
-                detail=lambda c, f=fset: _builds(c, f),
-            )
-        )
+    out += _license_filter(cards, listify(license)) + _format_filter(listify(formats))
     if min_context is not None:
         if min_context < 0:
             raise SwiftUsageError(f"--min-context must be a positive number of tokens, got {min_context}")
@@ -157,20 +134,57 @@ def explicit_filters(
                 detail=lambda c: f"context {c['context_length']:,}",
             )
         )
-    fams = [f.lower() for f in listify(family)]
-    if fams:
-        known_fams = sorted({c["family"].lower() for c in cards if c["family"]})
-        for fam in fams:
-            if not any(k.startswith(fam) for k in known_fams):
-                raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{did_you_mean(fam, known_fams)}")
-        out.append(
-            Filter(
-                "family " + " or ".join(fams),
-                lambda c, f=tuple(fams): c["family"].lower().startswith(f),
-                detail=lambda c: f"family {c['family']}",
-            )
+    return out + _family_filter(cards, listify(family))
+
+
+def _license_filter(cards: list[dict[str, Any]], values: list[str]) -> list[Filter]:
+    licenses = [v.lower() for v in values]
+    if not licenses:
+        return []
+    known = sorted({c["license"] for c in cards if c["license"]} | set(LICENSE_GROUPS))
+    allowed: set[str] = set()
+    for value in _check(licenses, known, "license"):
+        allowed |= LICENSE_GROUPS.get(value, {value})
+    return [
+        Filter(
+            "license " + " or ".join(licenses),
+            lambda c, a=frozenset(allowed): c["license"] in a,
+            detail=lambda c: f"license {c['license']}",
         )
-    return out
+    ]
+
+
+def _format_filter(values: list[str]) -> list[Filter]:
+    wanted = [f.lower() for f in values]
+    if not wanted:
+        return []
+    fset = frozenset(_check(wanted, [*FORMATS, "quantized"], "formats"))
+    if "quantized" in fset:
+        fset = (fset - {"quantized"}) | QUANTIZED
+    return [
+        Filter(
+            " or ".join(wanted) + " build",
+            lambda c, f=fset: bool(f & set(c["formats"])),
+            detail=lambda c, f=fset: _builds(c, f),
+        )
+    ]
+
+
+def _family_filter(cards: list[dict[str, Any]], values: list[str]) -> list[Filter]:
+    fams = [f.lower() for f in values]
+    if not fams:
+        return []
+    known_fams = sorted({c["family"].lower() for c in cards if c["family"]})
+    for fam in fams:
+        if not any(k.startswith(fam) for k in known_fams):
+            raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{did_you_mean(fam, known_fams)}")
+    return [
+        Filter(
+            "family " + " or ".join(fams),
+            lambda c, f=tuple(fams): c["family"].lower().startswith(f),
+            detail=lambda c: f"family {c['family']}",
+        )
+    ]
 
 
 def _range_label(low: float | None, high: float | None) -> str:

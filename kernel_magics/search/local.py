@@ -74,20 +74,7 @@ def card_from_folder(folder: str | os.PathLike[str], repo_id: str | None = None)
         return None
     architecture, kind = configs.architecture(config), configs.model_type(config)
     modalities = configs.input_modalities(config)
-    has_template = (folder / "chat_template.jinja").is_file() or "chat_template" in _read_json(
-        folder / "tokenizer_config.json"
-    )
-    tasks: list[str]
-    if "whisper" in kind:
-        tasks = ["asr"]
-    elif architecture.endswith("ForSequenceClassification"):
-        tasks = ["rerank"]
-    elif architecture.endswith("Model") and not architecture.endswith("LMHeadModel"):
-        tasks = ["embedding"]
-    else:
-        tasks = ["chat"] if has_template else ["base"]
-        if "image" in modalities:
-            tasks += ["vqa", "caption"]
+    tasks = _local_tasks(folder, architecture, kind, modalities)
     files = {p.suffix for p in folder.iterdir() if p.is_file()}
     formats = [f for f, ext in (("safetensors", ".safetensors"), ("gguf", ".gguf")) if ext in files]
     meta = _front_matter(folder)
@@ -116,6 +103,21 @@ def card_from_folder(folder: str | os.PathLike[str], repo_id: str | None = None)
         "path": str(folder),
     }
     return normalize_card(row, str(folder / "config.json"))
+
+
+def _local_tasks(folder: Path, architecture: str, kind: str, modalities: list[str]) -> list[str]:
+    """Tasks told by the architecture, and chat or base by whether a chat template ships with it."""
+    if "whisper" in kind:
+        return ["asr"]
+    if architecture.endswith("ForSequenceClassification"):
+        return ["rerank"]
+    if architecture.endswith("Model") and not architecture.endswith("LMHeadModel"):
+        return ["embedding"]
+    template = (folder / "chat_template.jinja").is_file() or "chat_template" in _read_json(
+        folder / "tokenizer_config.json"
+    )
+    tasks = ["chat"] if template else ["base"]
+    return tasks + (["vqa", "caption"] if "image" in modalities else [])
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -43,11 +43,11 @@ def select(cards: list[dict[str, Any]], filters: list[Filter], k: int) -> Select
     """The strict candidates, and when there are fewer than ``k``, the nearest relaxed ones."""
     if not filters:
         return Selection(np.arange(len(cards), dtype=np.int64))
+    strict = np.array([i for i, c in enumerate(cards) if all(f.test(c) for f in filters)], dtype=np.int64)
+    if len(strict) >= k:  # the usual case: no need to test every filter on every card
+        return Selection(strict)
     passes = np.array([[f.test(c) for f in filters] for c in cards], dtype=bool).reshape(len(cards), len(filters))
     strict_mask = passes.all(axis=1)
-    strict = np.flatnonzero(strict_mask).astype(np.int64)
-    if len(strict) >= k:
-        return Selection(strict)
     kept = np.ones(len(filters), dtype=bool)
     order: list[int] = []
     relaxable = [i for i, f in enumerate(filters) if f.relaxable]

@@ -209,10 +209,10 @@ class SearchPanel(anywidget.AnyWidget):
 
 
 def _options() -> dict[str, Any]:
-    from ..search.catalog import FORMATS, MODALITIES, load_catalog
+    from ..search.catalog import FORMATS, MODALITIES, catalog_cards
 
     try:
-        cards = load_catalog()
+        cards = catalog_cards()  # the packaged catalog and the Hub cards of the last refresh
     except SwiftError:
         cards = []
     licenses = sorted({c["license"] for c in cards if c["license"]})
