@@ -63,6 +63,12 @@ def test_search_panel_query_cards_and_use(lab, page):
     assert "nearest models outside" in answered.locator(".km-relaxed-divider").inner_text()
     assert "'≤ 1B' removed the most" in panel.locator(".km-note").inner_text()
     screenshot(page, "search_panel_relaxed")
+    panel.locator("button.km-refresh").click()  # the lab runs with HF_HUB_OFFLINE=1: one line, nothing changes
+    page.wait_for_function(
+        "() => (document.querySelector('.km-search .km-status') || {}).textContent?.includes('offline (HF_HUB_OFFLINE=1)')",
+        timeout=60_000,
+    )
+    assert not panel.locator("button.km-refresh").is_disabled()
     query.fill("")
     query.type("small code model", delay=20)  # the panel searches as you type
     answered = panel.locator(".km-search-results[data-query='small code model']")
