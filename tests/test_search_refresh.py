@@ -209,6 +209,7 @@ def test_hub_card_helpers():
     assert hubcards.family_of("meta-llama/Llama-3.1-8B-Instruct", "llama") == "llama3.1"
     assert hubcards.family_of("google/gemma-3-4b-it", "gemma3") == "gemma3"
     assert hubcards.family_of("Qwen/Qwen3-30B-A3B-Instruct-2507", "qwen3_moe") == "qwen3"
+    assert hubcards.family_of("distil-whisper/distil-large-v3.5", "whisper") == "distil-large-v3.5"
 
 
 def test_panel_refresh_button_and_magic_flag(hub, monkeypatch):

@@ -64,7 +64,7 @@ def family_of(repo_id: str, kind: str) -> str:
     """``Qwen/Qwen3-30B-A3B-Instruct-2507`` -> ``qwen3``; ``meta-llama/Llama-3.1-8B`` -> ``llama3.1``."""
     name = repo_id.split("/")[-1].lower()
     name = re.split(r"[-_](?:\d+(?:\.\d+)?[bm](?![a-z0-9])|\d+x\d+b|instruct|chat|it|base|hf)", name)[0]
-    name = re.sub(r"[-_](?=v?\d)", "", name)
+    name = re.sub(r"[-_](?=\d)", "", name)
     return name or kind.lower()
 
 
