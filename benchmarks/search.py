@@ -1,6 +1,7 @@
 """Model search: index build time and query latency over the packaged catalog.
 
     python benchmarks/search.py [--repeats 5]
+    python benchmarks/search.py --smoke   # CI: the 13-card test catalog, BM25 + understanding, a few queries
 
 Uses a fresh cache folder, so the first index build embeds every card (cold); a second build in the same
 process after forgetting the in-memory index reads the disk cache (warm). Latency is measured per query
@@ -33,61 +34,78 @@ def percentile(samples: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each query per mode")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI: test catalog, no dense channel")
     args = parser.parse_args()
 
-    from search_queries import QUERIES
+    from search_queries import QUERIES, write_mini_catalog
 
     import kernel_magics as km
     from kernel_magics.config import settings
     from kernel_magics.search import api, dense, index
 
     settings.cache_dir = tempfile.mkdtemp(prefix="km-search-bench-")
-    catalog_cards, _ = api.all_cards(include_local=False)
+    queries, modes, options = QUERIES, ("hybrid", "bm25", "dense"), {"include_local": False}
+    if args.smoke:
+        queries, modes, args.repeats = QUERIES[:4] + QUERIES[-3:], ("hybrid", "bm25"), 1
+        options.update(catalog=str(write_mini_catalog(Path(settings.cache_dir) / "mini.jsonl")), embedder="none")
+    catalog_cards, _ = api.all_cards(options.get("catalog"), include_local=False)
     cards = catalog_cards
-
-    t = time.perf_counter()
-    embedder = dense.load_embedder()
-    load_s = time.perf_counter() - t
-    t = time.perf_counter()
-    index.build_index(catalog_cards)
-    cold_s = time.perf_counter() - t
-    index.clear_memory()
-    t = time.perf_counter()
-    warm = index.build_index(catalog_cards)
-    warm_s = time.perf_counter() - t
-    assert warm.loaded_from_disk
-    t = time.perf_counter()
-    index.build_index(catalog_cards, dense=False)
-    bm25_build_s = time.perf_counter() - t
+    embedder, steps = _build_steps(catalog_cards, options.get("embedder"), index, dense)
 
     rows = []
-    for mode in ("hybrid", "bm25", "dense"):
-        for query, _ in QUERIES:  # warm-up: jieba's dictionary, the BM25 index of the mode, caches
-            km.search(query, k=5, mode=mode, include_local=False)
+    for mode in modes:
+        for query, _ in queries:  # warm-up: jieba's dictionary, the BM25 index of the mode, caches
+            km.search(query, k=5, mode=mode, **options)
         samples, cpu = [], []
         hits = possible = 0
-        for query, properties in QUERIES:
+        for query, properties in queries:
             for _ in range(args.repeats):
                 t, c = time.perf_counter(), time.process_time()
-                frame = km.search(query, k=5, mode=mode, include_local=False)
+                frame = km.search(query, k=5, mode=mode, **options)
                 samples.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
             good = sum(1 for row in frame.to_dict(orient="records") if all(p(row) for p in properties))
             hits += good
             possible += min(5, sum(1 for c in cards if all(p(c) for p in properties)))
-        rows.append(
-            (mode, statistics.median(samples), percentile(samples, 95), statistics.median(cpu), hits / possible)
-        )
+        precision = hits / possible if possible else float("nan")
+        rows.append((mode, statistics.median(samples), percentile(samples, 95), statistics.median(cpu), precision))
+    _report(cards, embedder, queries, args.repeats, steps, rows)
+
+
+def _build_steps(catalog_cards, embedder_name, index, dense) -> tuple[object, list[tuple[str, float]]]:
+    """Time loading the embedder and building the index cold (embedding every card) and warm (disk)."""
+    t = time.perf_counter()
+    embedder = dense.load_embedder(embedder_name)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    index.build_index(catalog_cards, embedder=embedder_name)
+    cold_s = time.perf_counter() - t
+    index.clear_memory()
+    t = time.perf_counter()
+    warm = index.build_index(catalog_cards, embedder=embedder_name)
+    warm_s = time.perf_counter() - t
+    assert warm.loaded_from_disk
+    t = time.perf_counter()
+    index.build_index(catalog_cards, dense=False)
+    bm25_build_s = time.perf_counter() - t
+    steps = [
+        ("load embedder", load_s),
+        ("build index, cold (embed all cards)", cold_s),
+        ("build index, warm (disk cache)", warm_s),
+        ("build BM25-only index (cold)", bm25_build_s),
+    ]
+    return embedder, steps
+
+
+def _report(cards, embedder, queries, repeats, steps, rows) -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"catalog: {len(cards)} cards; embedder: {embedder.name if embedder else 'none'}; "
-          f"{len(QUERIES)} queries x {args.repeats} runs; {os.cpu_count()} CPUs, load average {load:.1f}")  # fmt: skip
+          f"{len(queries)} queries x {repeats} runs; {os.cpu_count()} CPUs, load average {load:.1f}")  # fmt: skip
     print()
     print(f"{'step':<38}{'seconds':>10}")
-    print(f"{'load embedder':<38}{load_s:>10.2f}")
-    print(f"{'build index, cold (embed all cards)':<38}{cold_s:>10.2f}")
-    print(f"{'build index, warm (disk cache)':<38}{warm_s:>10.3f}")
-    print(f"{'build BM25-only index (cold)':<38}{bm25_build_s:>10.3f}")
+    for name, seconds in steps:
+        print(f"{name:<38}{seconds:>10.3f}")
     print()
     print(f"{'mode':<10}{'p50 ms':>10}{'p95 ms':>10}{'CPU p50 ms':>12}{'P@5':>8}")
     for mode, p50, p95, cpu_p50, precision in rows:

@@ -45,6 +45,7 @@ _LAZY = {
     "download": "kernel_magics.hub:download",
     "search": "kernel_magics.search.api:search",
     "catalog": "kernel_magics.search.api:catalog",
+    "refresh_catalog": "kernel_magics.search.refresh:refresh_catalog",
     "estimate": "kernel_magics.train.estimate:estimate",
     "runs": "kernel_magics.train.api:runs",
     "serve": "kernel_magics.serve.api:serve",

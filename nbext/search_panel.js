@@ -1,5 +1,6 @@
 // Search panel of kernel_magics (anywidget). Python side: kernel_magics/widgets/search_panel.py.
-// Typing or changing a filter sends {type: "search"}; "Use" and "Download" send {type: "use" | "download"}.
+// Typing or changing a filter sends {type: "search"}; "Use" and "Download" send {type: "use" | "download"};
+// "Refresh from Hub" sends {type: "refresh"}. Cards let through by a relaxed filter are marked km-relaxed.
 
 function el(tag, attrs = {}, children = []) {
   const node = document.createElement(tag);
@@ -36,7 +37,12 @@ function render({ model, el: root }) {
   });
   const k = el("select", { class: "km-search-k", title: "results" });
   for (const n of [5, 10, 20, 50]) k.append(el("option", { value: String(n), text: `${n} results` }));
-  const bar = el("div", { class: "km-search-bar" }, [query, k]);
+  const refresh = el("button", { class: "km-refresh", text: "Refresh from Hub", title: "pull new model cards from the Hub" });
+  refresh.addEventListener("click", () => {
+    refresh.disabled = true;
+    model.send({ type: "refresh" });
+  });
+  const bar = el("div", { class: "km-search-bar" }, [query, k, refresh]);
 
   const minSize = el("input", { class: "km-f-min", type: "number", min: "0", step: "0.1", placeholder: "min" });
   const maxSize = el("input", { class: "km-f-max", type: "number", min: "0", step: "0.1", placeholder: "max" });
@@ -131,10 +137,13 @@ function render({ model, el: root }) {
     const meta = [size(r.params_b) + (r.active_params_b ? ` (${size(r.active_params_b)} active)` : ""), context(r.context_length), r.license, r.release]
       .filter(Boolean)
       .join(" · ");
-    return el("div", { class: "km-card", "data-id": r.id }, [
+    const attrs = { class: r.relaxed ? "km-card km-relaxed" : "km-card", "data-id": r.id };
+    if (r.relaxed) attrs["data-relaxed"] = r.relaxed;
+    return el("div", attrs, [
       el("div", { class: "km-card-head" }, [
         el("span", { class: "km-card-id", text: r.id }),
         r.local ? el("span", { class: "km-badge", text: "local" }) : null,
+        r.relaxed ? el("span", { class: "km-badge km-badge-relaxed", text: `relaxed: ${r.relaxed}`, title: "outside this understood filter; the nearest such models" }) : null,
         el("span", { class: "km-card-meta", text: meta }),
       ]),
       el("div", { class: "km-card-chips" }, [
@@ -162,7 +171,14 @@ function render({ model, el: root }) {
     if (model.get("note")) parts.push(el("div", { class: "km-note", text: model.get("note") }));
     info.replaceChildren(...parts);
     const rows = model.get("results") || [];
-    results.replaceChildren(...rows.map(card));
+    const cards = [];
+    rows.forEach((r, i) => {
+      if (r.relaxed && (i === 0 || !rows[i - 1].relaxed)) {
+        cards.push(el("div", { class: "km-relaxed-divider", text: `nearest models outside “${r.relaxed}”` }));
+      }
+      cards.push(card(r));
+    });
+    results.replaceChildren(...cards);
     results.dataset.query = model.get("query"); // the query these cards answer
     if (!rows.length && !model.get("note") && !model.get("error")) {
       results.append(el("div", { class: "km-empty", text: "type what you need: size, inputs, language, task…" }));
@@ -174,6 +190,7 @@ function render({ model, el: root }) {
     ];
     if (status) footerParts.push(el("span", { class: "km-status", text: " — " + status }));
     footer.replaceChildren(...footerParts);
+    refresh.disabled = Boolean(model.get("refreshing"));
   }
 
   writeFilters();
@@ -185,6 +202,7 @@ function render({ model, el: root }) {
   model.on("change:default_model", draw);
   model.on("change:downloads", draw);
   model.on("change:status", draw);
+  model.on("change:refreshing", draw);
   model.on("change:filters", writeFilters);
   return () => clearTimeout(timer);
 }

@@ -63,6 +63,16 @@ def family_is(*prefixes: str) -> Callable[[Card], bool]:
     return lambda c: c["family"].lower().startswith(prefixes)
 
 
+def moe_active(low: float, high: float) -> Callable[[Card], bool]:
+    """A mixture of experts running ``low`` to ``high`` billion parameters per token."""
+
+    def test(c: Card) -> bool:
+        active = c["active_params_b"]  # None, or NaN in a DataFrame row, for dense models
+        return active is not None and active == active and low <= active <= high and active < c["params_b"]
+
+    return test
+
+
 def audio_in(c: Card) -> bool:
     return "audio" in c["modalities"]
 
@@ -136,6 +146,9 @@ QUERIES: list[tuple[str, list[Callable[[Card], bool]]]] = [
     ("文字识别 OCR 模型", [task("ocr")]),
     ("支持GGUF量化的7B中文模型", [fmt("gguf"), size_between(5.6, 8.75), zh]),
     ("深度思考推理模型", [task("reasoning")]),
+    ("mixture-of-experts chat model with fewer than 5B active parameters", [moe_active(0, 5), task("chat")]),
+    ("激活参数少于5B的混合专家模型", [moe_active(0, 5)]),
+    ("MoE model with about 3B activated parameters", [moe_active(2.4, 3.75)]),
 ]
 
 

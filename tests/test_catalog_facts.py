@@ -169,6 +169,10 @@ TRUTH: dict[str, dict] = {
     ),
     "Qwen/Qwen3-8B": dict(architecture="Qwen3ForCausalLM", license="apache-2.0", tasks={"reasoning"}),
     "Qwen/Qwen3-30B-A3B": dict(params_b=30.5, active_params_b=3.3, architecture="Qwen3MoeForCausalLM"),
+    "Qwen/Qwen1.5-MoE-A2.7B-Chat": dict(params_b=14.3, active_params_b=2.7, architecture="Qwen2MoeForCausalLM"),
+    "deepseek-ai/DeepSeek-V2-Lite-Chat": dict(params_b=15.7, active_params_b=2.4, architecture="DeepseekV2ForCausalLM"),
+    "allenai/OLMoE-1B-7B-0924-Instruct": dict(params_b=6.92, active_params_b=1.28, architecture="OlmoeForCausalLM"),
+    "microsoft/Phi-3.5-MoE-instruct": dict(params_b=41.9, active_params_b=6.6, architecture="PhiMoEForCausalLM"),
     "meta-llama/Llama-3.1-8B-Instruct": dict(
         params_b=8.03, architecture="LlamaForCausalLM", license="llama3.1", context_length=131072, tasks={"chat"}
     ),
@@ -340,11 +344,20 @@ def test_sorted_by_family_then_id(cards):
     assert keys == sorted(keys)
 
 
+MOE_ARCHITECTURES = re.compile(r"Mixtral|Moe|MoE|DeepseekV[23]|DeepseekVLV2|Olmoe|Jamba|Dbrx|GraniteMoe")
+
+
 def test_moe_cards_have_active_params(cards):
     moe = [c for c in cards if re.search(r"mixtral|moe|-a\d+(\.\d+)?b|8x\d+b", c["id"], re.I)]
-    assert moe
+    moe += [c for c in cards if MOE_ARCHITECTURES.search(c["architecture"])]
+    assert len({c["id"] for c in moe}) >= 20
     for c in moe:
         assert c["active_params_b"] is not None, c["id"]
+    for c in cards:  # and only mixtures of experts carry one, described as such for text search
+        if c["active_params_b"] is not None:
+            assert MOE_ARCHITECTURES.search(c["architecture"]), c["id"]
+            text = (c["description"] + " " + " ".join(c.get("aliases", []))).lower()
+            assert "moe" in text and "混合专家" in text, c["id"]
 
 
 def test_non_text_inputs(cards):

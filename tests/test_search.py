@@ -46,11 +46,15 @@ def _fake_hub_cache(root: Path, repo_id: str, source: Path) -> Path:
 def test_results_frame_filters_and_why(mini):
     frame = km.search("chinese vision chat model", k=3, catalog=mini)
     assert list(frame.columns) == list(api.RESULT_COLUMNS)
-    assert len(frame) == 2  # only two cards take images and speak Chinese
-    assert set(frame["id"]) == {"Qwen/Qwen2-VL-2B-Instruct", "openbmb/MiniCPM-V-2_6"}
-    assert all("image input" in why and "zh" in why for why in frame["why"])
-    assert list(frame["score"]) == sorted(frame["score"], reverse=True)
+    strict = frame[frame["relaxed"] == ""]
+    assert len(strict) == 2  # only two cards take images and speak Chinese
+    assert set(strict["id"]) == {"Qwen/Qwen2-VL-2B-Instruct", "openbmb/MiniCPM-V-2_6"}
+    assert all("image input" in why and "zh" in why for why in strict["why"])
+    assert list(strict["score"]) == sorted(strict["score"], reverse=True)
     assert "vision → image input" in frame.attrs["understood"]
+    # the third row is the nearest card outside the filter that removed the most (zh: llava speaks English)
+    assert list(frame["relaxed"]) == ["", "", "zh"] and frame["id"].iloc[2] == "llava-hf/llava-1.5-7b-hf"
+    assert "only 2 models pass every condition; 'zh' removed the most" in frame.attrs["note"]
 
 
 def test_explicit_filters(mini):
@@ -70,7 +74,7 @@ def test_explicit_filters(mini):
 
 def test_named_family_and_size(mini):
     frame = km.search("llama 3.1 8B", catalog=mini)
-    assert list(frame["id"]) == ["meta-llama/Llama-3.1-8B-Instruct"]
+    assert list(frame[frame["relaxed"] == ""]["id"]) == ["meta-llama/Llama-3.1-8B-Instruct"]
     assert any("family llama31" in u for u in frame.attrs["understood"])
 
 
@@ -105,8 +109,11 @@ def test_empty_query_only_filters_and_nonsense(mini):
     assert list(audio["id"]) == ["openai/whisper-small"]
     nothing = km.search("xqzv blorf", catalog=mini)
     assert len(nothing) == 0 and "nothing in the catalog matches" in nothing.attrs["note"]
-    impossible = km.search("speech recognition", license="llama3.1", catalog=mini)
-    assert len(impossible) == 0 and "no model in the catalog passes" in impossible.attrs["note"]
+    impossible = km.search(tasks="asr", license="llama3.1", catalog=mini)  # arguments are never relaxed
+    assert len(impossible) == 0 and "no model in the catalog passes asr, license llama3.1" in impossible.attrs["note"]
+    relaxed = km.search("speech recognition", license="llama3.1", catalog=mini)  # the query's words may be
+    assert len(relaxed) == 2 and set(relaxed["relaxed"]) == {"asr"} and set(relaxed["license"]) == {"llama3.1"}
+    assert relaxed.attrs["note"].startswith("no model passes every condition; 'asr' removed the most")
 
 
 def test_relaxes_understood_conditions_when_nothing_passes(mini):
@@ -116,7 +123,7 @@ def test_relaxes_understood_conditions_when_nothing_passes(mini):
 
 def test_chinese_query(mini):
     frame = km.search("能看图说话、支持中文对话的视觉问答模型", catalog=mini, k=5)
-    assert set(frame["id"]) == {"Qwen/Qwen2-VL-2B-Instruct", "openbmb/MiniCPM-V-2_6"}
+    assert set(frame[frame["relaxed"] == ""]["id"]) == {"Qwen/Qwen2-VL-2B-Instruct", "openbmb/MiniCPM-V-2_6"}
     phone = km.search("适合手机部署的小模型", catalog=mini, k=3)
     assert all(0 < p <= 4 for p in phone["params_b"])
 
@@ -161,7 +168,7 @@ def test_without_sentence_transformers_falls_back_and_says_so_once(mini, monkeyp
     index.clear_memory()
     first = km.search("chinese vision model", catalog=mini)
     second = km.search("code model", catalog=mini)
-    assert first.attrs["embedder"] is None and len(first) == 2 and len(second) > 0
+    assert first.attrs["embedder"] is None and sum(first["relaxed"] == "") == 2 and len(second) > 0
     assert capsys.readouterr().err.count("sentence-transformers is not installed") == 1
     index.clear_memory()
 
@@ -228,7 +235,10 @@ def test_magic_shows_prefilled_panel_and_use_sets_default(shell, mini, monkeypat
     panel = shell.run_line_magic("swift", f"search 看图 中文 -k 5 --max-params-b 3 --catalog {mini}")
     assert isinstance(panel, SearchPanel)
     assert panel.query == "看图 中文" and panel.filters["max_params_b"] == 3.0
-    assert [r["id"] for r in panel.results] == ["Qwen/Qwen2-VL-2B-Instruct"]
+    assert [r["id"] for r in panel.results if not r["relaxed"]] == ["Qwen/Qwen2-VL-2B-Instruct"]
+    assert all(r["params_b"] <= 3 for r in panel.results)  # an explicit bound is never relaxed
+    # no other image card is under 3B, so the image filter is the one relaxed (zh cards under 3B)
+    assert {r["relaxed"] for r in panel.results} == {"", "image input"} and "removed the most" in panel.note
     assert callable(km.search) and len(km.search("code", catalog=mini, k=1)) == 1  # the package forwards calls
     old = settings.default_model
     try:
@@ -242,7 +252,7 @@ def test_magic_shows_prefilled_panel_and_use_sets_default(shell, mini, monkeypat
 def test_cell_magic_yaml_body(shell, mini):
     panel = shell.run_cell_magic("swift", "search -k 2", f"query: reranker for RAG\ncatalog: {mini}\nk: 5")
     assert panel.k == 2  # the line wins over the body
-    assert [r["id"] for r in panel.results] == ["BAAI/bge-reranker-base"]
+    assert [r["id"] for r in panel.results if not r["relaxed"]] == ["BAAI/bge-reranker-base"]
 
 
 def test_embedder_choice(empty_hub_cache, monkeypatch):
@@ -277,7 +287,8 @@ def test_panel_messages_search_errors_and_download(mini, tiny_model, empty_hub_c
     panel = SearchPanel()
     assert "commercial" in panel.options["licenses"] and "gguf" in panel.options["formats"]
     panel._on_message(panel, {"type": "search", "query": "code", "filters": {"max_params_b": 2}, "k": 5}, None)
-    assert panel.searches == 1 and [r["id"] for r in panel.results] == ["Qwen/Qwen2.5-Coder-1.5B-Instruct"]
+    strict = [r["id"] for r in panel.results if not r["relaxed"]]
+    assert panel.searches == 1 and strict == ["Qwen/Qwen2.5-Coder-1.5B-Instruct"]
     panel._on_message(panel, {"type": "search", "query": "code", "filters": {"license": "apache"}}, None)
     assert panel.results == [] and "did you mean 'apache-2.0'" in panel.error
     _fake_hub_cache(empty_hub_cache, "acme/tiny-chat", tiny_model)

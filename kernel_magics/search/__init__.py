@@ -1,4 +1,5 @@
-"""kernel_magics.search: find models by describing them (``km.search``, ``km.catalog``, ``%swift search``).
+"""kernel_magics.search: find models by describing them (``km.search``, ``km.catalog``, ``%swift search``) and
+pull new ones from the Hub (``km.refresh_catalog``, ``%swift search --refresh``).
 
 Importing a submodule (``kernel_magics.search.commands`` is imported by the CLI) makes Python bind this
 package to the name ``kernel_magics.search``, over the lazily loaded function of the same name. The

@@ -3,6 +3,10 @@
 Every card has the columns in :data:`COLUMNS`. ``load_catalog()`` reads the packaged file, or the file
 named by ``KERNEL_MAGICS_CATALOG`` / the ``path`` argument (tests and users can point it elsewhere), and
 checks each row; a bad row fails with one line naming the file, the line and the field.
+
+``km.refresh_catalog()`` writes cards pulled from the Hub to ``hub_catalog_path()`` (in the kernel_magics
+cache); ``catalog_cards()`` joins them to the packaged catalog, whose hand-checked card wins for a model
+in both.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+from ..config import settings
 from ..errors import SwiftDataError
 
 CATALOG_FILE = Path(__file__).with_name("catalog.jsonl")
@@ -54,7 +60,10 @@ TASKS = (
 )
 FORMATS = ("safetensors", "gguf", "awq", "gptq", "bnb-4bit", "mlx")
 
+HUB_CATALOG_NAME = "hub-catalog.jsonl"
+
 _cache: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+_joined: dict[tuple[int, int], tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]] = {}
 
 
 def catalog_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -91,9 +100,42 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> list[dict[str, A
             cards.append(card)
     if not cards:
         raise SwiftDataError(f"model catalog {file} has no cards")
-    _cache.clear()
+    for old in [k for k in _cache if k[0] == key[0]] + list(_cache)[: max(0, len(_cache) - 3)]:
+        _cache.pop(old, None)  # the file's previous versions, and the oldest beyond four files
     _cache[key] = cards
     return cards
+
+
+def hub_catalog_path() -> Path:
+    """Where ``km.refresh_catalog()`` writes the cards it pulled from the Hub."""
+    return settings.cache_path / "search" / HUB_CATALOG_NAME
+
+
+def uses_packaged_catalog(path: str | os.PathLike[str] | None = None) -> bool:
+    return catalog_path(path).resolve() == CATALOG_FILE.resolve()
+
+
+def catalog_cards(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The catalog in use; the packaged one is joined by the Hub cards of the last refresh, if any.
+
+    The joined list is the same object while neither file changes, so indexes built on it stay warm.
+    """
+    base = load_catalog(path)
+    hub_file = hub_catalog_path()
+    if not uses_packaged_catalog(path) or not hub_file.is_file():
+        return base
+    try:
+        hub = load_catalog(hub_file)
+    except SwiftDataError as exc:
+        warnings.warn(f"{exc}; searching the packaged catalog only (run km.refresh_catalog() again)", stacklevel=2)
+        return base
+    entry = _joined.get((id(base), id(hub)))
+    if entry is None or entry[0] is not base or entry[1] is not hub:
+        known = {card["id"] for card in base}
+        entry = (base, hub, base + [card for card in hub if card["id"] not in known])
+        _joined.clear()
+        _joined[(id(base), id(hub))] = entry
+    return entry[2]
 
 
 def normalize_card(row: Any, where: str) -> dict[str, Any]:

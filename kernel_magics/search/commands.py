@@ -46,6 +46,8 @@ COMMANDS = [
             Arg("k", type=int, default=10, short="-k", help="how many results"),
             Arg("min_params_b", type=billions, help="at least this many billion parameters (e.g. 1.5 or 500M)"),
             Arg("max_params_b", type=billions, help="at most this many billion parameters"),
+            Arg("min_active_params_b", type=billions, help="mixture of experts with at least this many active (B)"),
+            Arg("max_active_params_b", type=billions, help="mixture of experts with at most this many active (B)"),
             Arg("modalities", type=csv_list, help="inputs it must accept: text,image,video,audio"),
             Arg("tasks", type=csv_list, help="tasks it must do, e.g. chat,code,vqa,embedding,asr"),
             Arg("languages", type=csv_list, help="languages it must support (ISO codes or names), e.g. zh,en"),
@@ -58,6 +60,8 @@ COMMANDS = [
             Arg("mode", choices=MODES, default="hybrid", help="ranking: hybrid, bm25 alone or dense alone"),
             Arg("embedder", help="sentence-transformers model for dense retrieval ('none' turns it off)"),
             Arg("catalog", help="another catalog .jsonl file"),
+            Arg("refresh", flag=True, default=False, help="first pull new model cards from the Hub (when online)"),
+            Arg("limit", type=int, help="with --refresh: how many models to pull per task (default 50)"),
         ),
     ),
 ]

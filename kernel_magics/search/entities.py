@@ -8,6 +8,7 @@ finds every version. Chinese maker names come from the cards' aliases (智谱, �
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,8 @@ class EntityIndex:
         self.bases: dict[str, set[str]] = {}
         self.owners: dict[str, set[str]] = {}
         self.brands: dict[str, set[str]] = {}
+        self._exact: dict[str, set[str]] | None = None  # family name (with or without dashes) -> card ids
+        self._sorted: list[str] = []
         for card in cards:
             family = _key(card.get("family", ""))
             if family:
@@ -63,11 +66,20 @@ class EntityIndex:
                     self.brands.setdefault(alias, set()).add(card["id"])
 
     def _family_ids(self, key: str) -> set[str]:
-        ids: set[str] = set()
-        for family, members in self.families.items():
-            series = any(ch.isdigit() for ch in key) and family.startswith(key + "-")  # qwen2.5 -> qwen2.5-coder
-            if family == key or series or family.replace("-", "") == key:
-                ids |= members
+        """Cards of family ``key`` (also written without dashes) and, for a versioned key, of its series."""
+        if self._exact is None:
+            self._exact = {}
+            for family, members in self.families.items():
+                for name in {family, family.replace("-", "")}:
+                    self._exact.setdefault(name, set()).update(members)
+            self._sorted = sorted(self.families)
+        ids = set(self._exact.get(key, ()))
+        if any(ch.isdigit() for ch in key):  # qwen2.5 -> qwen2.5-coder, qwen2.5-vl...
+            prefix = key + "-"
+            i = bisect.bisect_left(self._sorted, prefix)
+            while i < len(self._sorted) and self._sorted[i].startswith(prefix):
+                ids |= self.families[self._sorted[i]]
+                i += 1
         return ids
 
     def mentions(self, query: str) -> list[Mention]:

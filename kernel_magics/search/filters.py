@@ -3,6 +3,7 @@ understanding read from the words. Each filter knows how to say why a card passe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,18 +16,43 @@ from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED, Understanding
 LICENSE_GROUPS = {"commercial": COMMERCIAL, "permissive": PERMISSIVE}
 
 
+# tiers of relaxable filters: constraints (size, format, language, license, context, a named family) are
+# relaxed before the kind of model asked for (inputs, tasks, mixture of experts)
+CONSTRAINT, KIND = 0, 1
+
+
 @dataclass(frozen=True)
 class Filter:
-    """A test on a card, its one-line description for ``why`` and whether it may be relaxed."""
+    """A test on a card, its one-line description for ``why`` and whether it may be relaxed.
+
+    Filters read from the query's words are relaxable (explicit arguments never are): when fewer than
+    ``k`` cards pass, the one that removed the most is relaxed and the nearest cards it removed are shown,
+    marked. ``distance`` says how far a failing card is from passing (0 when the filter has no measure).
+    """
 
     label: str
     test: Callable[[dict[str, Any]], bool]
     relaxable: bool = False
-    relax_order: int = 0  # relaxable filters are dropped in this order when nothing passes
+    relax_order: int = CONSTRAINT
     detail: Callable[[dict[str, Any]], str] | None = None
+    distance: Callable[[dict[str, Any]], float] | None = None
 
     def why(self, card: dict[str, Any]) -> str:
         return self.detail(card) if self.detail else self.label
+
+    def gap(self, card: dict[str, Any]) -> float:
+        return self.distance(card) if self.distance else 0.0
+
+
+def outside(value: float | None, low: float | None, high: float | None) -> float:
+    """How far ``value`` lies outside ``[low, high]`` as a log ratio (0 inside, infinite when unknown)."""
+    if not value or value <= 0:
+        return math.inf
+    if low is not None and value < low:
+        return math.log(low / value)
+    if high is not None and value > high:
+        return math.log(value / high)
+    return 0.0
 
 
 def listify(value: Any) -> list[str]:
@@ -62,7 +88,18 @@ def language_code(value: str, known: set[str]) -> str:
 
 
 def _size(card: dict[str, Any]) -> str:
-    return f"{card['params_b']:g}B"
+    return f"{card['params_b']:g}B" if card["params_b"] else "size unknown"
+
+
+def _builds(card: dict[str, Any], wanted: frozenset[str]) -> str:
+    have = [x for x in card["formats"] if x in wanted]
+    return "builds: " + ", ".join(have) if have else "no " + " or ".join(sorted(wanted)) + " build"
+
+
+def _active(card: dict[str, Any]) -> str:
+    if not card["active_params_b"]:
+        return f"dense, {_size(card)}"
+    return f"{card['active_params_b']:g}B active of {_size(card)}"
 
 
 def explicit_filters(
@@ -82,34 +119,11 @@ def explicit_filters(
         out.append(Filter(f"{modality} input", lambda c, m=modality: m in c["modalities"]))
     for task in _check([t.lower() for t in listify(tasks)], TASKS, "tasks"):
         out.append(Filter(task, lambda c, t=task: t in c["tasks"]))
-    known_langs = {lang for c in cards for lang in c["languages"]}
-    for lang in [language_code(v, known_langs) for v in listify(languages)]:
+    wanted_langs = listify(languages)
+    known_langs = {lang for c in cards for lang in c["languages"]} if wanted_langs else set()
+    for lang in [language_code(v, known_langs) for v in wanted_langs]:
         out.append(Filter(lang, lambda c, x=lang: x in c["languages"]))
-    licenses = [v.lower() for v in listify(license)]
-    if licenses:
-        known = sorted({c["license"] for c in cards if c["license"]} | set(LICENSE_GROUPS))
-        allowed: set[str] = set()
-        for value in _check(licenses, known, "license"):
-            allowed |= LICENSE_GROUPS.get(value, {value})
-        out.append(
-            Filter(
-                "license " + " or ".join(licenses),
-                lambda c, a=frozenset(allowed): c["license"] in a,
-                detail=lambda c: f"license {c['license']}",
-            )
-        )
-    wanted_formats = [f.lower() for f in listify(formats)]
-    if wanted_formats:
-        fset = frozenset(_check(wanted_formats, [*FORMATS, "quantized"], "formats"))
-        if "quantized" in fset:
-            fset = (fset - {"quantized"}) | QUANTIZED
-        out.append(
-            Filter(
-                " or ".join(wanted_formats) + " build",
-                lambda c, f=fset: bool(f & set(c["formats"])),
-                detail=lambda c, f=fset: "builds: " + ", ".join(x for x in c["formats"] if x in f),
-            )
-        )
+    out += _license_filter(cards, listify(license)) + _format_filter(listify(formats))
     if min_context is not None:
         if min_context < 0:
             raise SwiftUsageError(f"--min-context must be a positive number of tokens, got {min_context}")
@@ -120,64 +134,110 @@ def explicit_filters(
                 detail=lambda c: f"context {c['context_length']:,}",
             )
         )
-    fams = [f.lower() for f in listify(family)]
-    if fams:
-        known_fams = sorted({c["family"].lower() for c in cards if c["family"]})
-        for fam in fams:
-            if not any(k.startswith(fam) for k in known_fams):
-                raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{did_you_mean(fam, known_fams)}")
-        out.append(
-            Filter(
-                "family " + " or ".join(fams),
-                lambda c, f=tuple(fams): c["family"].lower().startswith(f),
-                detail=lambda c: f"family {c['family']}",
-            )
+    return out + _family_filter(cards, listify(family))
+
+
+def _license_filter(cards: list[dict[str, Any]], values: list[str]) -> list[Filter]:
+    licenses = [v.lower() for v in values]
+    if not licenses:
+        return []
+    known = sorted({c["license"] for c in cards if c["license"]} | set(LICENSE_GROUPS))
+    allowed: set[str] = set()
+    for value in _check(licenses, known, "license"):
+        allowed |= LICENSE_GROUPS.get(value, {value})
+    return [
+        Filter(
+            "license " + " or ".join(licenses),
+            lambda c, a=frozenset(allowed): c["license"] in a,
+            detail=lambda c: f"license {c['license']}",
         )
-    return out
+    ]
+
+
+def _format_filter(values: list[str]) -> list[Filter]:
+    wanted = [f.lower() for f in values]
+    if not wanted:
+        return []
+    fset = frozenset(_check(wanted, [*FORMATS, "quantized"], "formats"))
+    if "quantized" in fset:
+        fset = (fset - {"quantized"}) | QUANTIZED
+    return [
+        Filter(
+            " or ".join(wanted) + " build",
+            lambda c, f=fset: bool(f & set(c["formats"])),
+            detail=lambda c, f=fset: _builds(c, f),
+        )
+    ]
+
+
+def _family_filter(cards: list[dict[str, Any]], values: list[str]) -> list[Filter]:
+    fams = [f.lower() for f in values]
+    if not fams:
+        return []
+    known_fams = sorted({c["family"].lower() for c in cards if c["family"]})
+    for fam in fams:
+        if not any(k.startswith(fam) for k in known_fams):
+            raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{did_you_mean(fam, known_fams)}")
+    return [
+        Filter(
+            "family " + " or ".join(fams),
+            lambda c, f=tuple(fams): c["family"].lower().startswith(f),
+            detail=lambda c: f"family {c['family']}",
+        )
+    ]
+
+
+def _range_label(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{low:g}B-{high:g}B"
+    return f"≤ {high:g}B" if high is not None else f"≥ {low:g}B"
 
 
 def size_filter(u: Understanding) -> Filter | None:
-    """The parameter range (explicit and understood bounds merged in ``u``)."""
+    """The total parameter range (explicit and understood bounds merged in ``u``)."""
     low, high = u.min_params_b, u.max_params_b
     if low is None and high is None:
         return None
-    if low is not None and high is not None:
-        label = f"{low:g}B-{high:g}B"
-    elif high is not None:
-        label = f"≤ {high:g}B"
-    else:
-        label = f"≥ {low:g}B"
+    label = _range_label(low, high)
+    return Filter(
+        label,
+        lambda c: outside(c["params_b"], low, high) == 0.0,
+        relaxable=not u.explicit_size,
+        detail=lambda c: f"{label} ({_size(c)})",
+        distance=lambda c: outside(c["params_b"], low, high),
+    )
 
-    def test(card: dict[str, Any]) -> bool:
-        size = card["params_b"] or 0.0
-        if size <= 0:
-            return False
-        return (low is None or size >= low) and (high is None or size <= high)
 
-    return Filter(label, test, detail=lambda c: f"{label} ({_size(c)})")
+def active_filter(u: Understanding) -> Filter | None:
+    """The active parameter range of a mixture of experts (cards without ``active_params_b`` fail it)."""
+    low, high = u.min_active_b, u.max_active_b
+    if low is None and high is None:
+        return None
+    label = _range_label(low, high) + " active"
+    return Filter(
+        label,
+        lambda c: outside(c["active_params_b"], low, high) == 0.0,
+        relaxable=not u.explicit_active,
+        detail=lambda c: f"{label} ({c['active_params_b']:g}B)" if c["active_params_b"] else f"{label} (dense)",
+        distance=lambda c: outside(c["active_params_b"], low, high),
+    )
 
 
 def understood_filters(u: Understanding) -> list[Filter]:
-    """Hard filters read from the query words (a format wish may be relaxed when nothing passes)."""
-    out: list[Filter] = []
-    for modality in sorted(u.modalities):
-        out.append(Filter(f"{modality} input", lambda c, m=modality: m in c["modalities"]))
-    for lang in sorted(u.languages):
-        out.append(Filter(lang, lambda c, x=lang: x in c["languages"]))
-    if u.multilingual:
-        out.append(
-            Filter(
-                "multilingual",
-                lambda c: len(c["languages"]) >= 5,
-                detail=lambda c: f"{len(c['languages'])} languages",
-            )
-        )
+    """Filters read from the query words: the kind of model asked for, then its constraints (all relaxable)."""
+    return _kind_filters(u) + _constraint_filters(u)
+
+
+def _kind_filters(u: Understanding) -> list[Filter]:
+    out = [Filter(f"{m} input", lambda c, m=m: m in c["modalities"], True, KIND) for m in sorted(u.modalities)]
     if u.moe:
         out.append(
             Filter(
                 "mixture of experts",
                 lambda c: bool(c["active_params_b"]) and c["active_params_b"] < (c["params_b"] or 0),
-                detail=lambda c: f"MoE, {c['active_params_b']:g}B active of {c['params_b']:g}B",
+                True,
+                KIND,
+                detail=lambda c: "MoE, " + _active(c) if c["active_params_b"] else "dense",
             )
         )
     if u.speech:
@@ -185,16 +245,34 @@ def understood_filters(u: Understanding) -> list[Filter]:
             Filter(
                 "speech/audio",
                 lambda c: "audio" in c["modalities"] or bool({"asr", "tts"} & set(c["tasks"])),
+                True,
+                KIND,
                 detail=lambda c: "audio input" if "audio" in c["modalities"] else "speech output",
             )
         )
     for group in u.task_groups:
-        out.append(Filter(" or ".join(sorted(group)), lambda c, g=group: bool(g & set(c["tasks"]))))
+        out.append(Filter(" or ".join(sorted(group)), lambda c, g=group: bool(g & set(c["tasks"])), True, KIND))
+    return out
+
+
+def _constraint_filters(u: Understanding) -> list[Filter]:
+    out = [f for f in (size_filter(u), active_filter(u)) if f is not None]
+    out += [Filter(lang, lambda c, x=lang: x in c["languages"], True) for lang in sorted(u.languages)]
+    if u.multilingual:
+        out.append(
+            Filter(
+                "multilingual",
+                lambda c: len(c["languages"]) >= 5,
+                True,
+                detail=lambda c: f"{len(c['languages'])} languages",
+            )
+        )
     if u.licenses is not None:
         out.append(
             Filter(
                 u.license_label or "license",
                 lambda c, a=u.licenses: c["license"] in a,
+                True,
                 detail=lambda c: f"license {c['license']}",
             )
         )
@@ -203,8 +281,8 @@ def understood_filters(u: Understanding) -> list[Filter]:
             Filter(
                 "quantized build" if u.formats == QUANTIZED else " or ".join(sorted(u.formats)) + " build",
                 lambda c, f=u.formats: bool(f & set(c["formats"])),
-                relaxable=True,
-                detail=lambda c, f=u.formats: "builds: " + ", ".join(x for x in c["formats"] if x in f),
+                True,
+                detail=lambda c, f=u.formats: _builds(c, f),
             )
         )
     if u.min_context is not None:
@@ -212,7 +290,9 @@ def understood_filters(u: Understanding) -> list[Filter]:
             Filter(
                 f"context ≥ {u.min_context:,}",
                 lambda c, n=u.min_context: c["context_length"] >= n,
+                True,
                 detail=lambda c: f"context {c['context_length']:,}",
+                distance=lambda c, n=u.min_context: outside(c["context_length"], n, None),
             )
         )
     return out

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import configs
 from .catalog import normalize_card
 
 _scan_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -71,37 +72,9 @@ def card_from_folder(folder: str | os.PathLike[str], repo_id: str | None = None)
         return None
     if not isinstance(config, dict):
         return None
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-    architecture = (config.get("architectures") or [""])[0]
-    model_type = str(config.get("model_type") or text_config.get("model_type") or "")
-    context = (
-        config.get("max_position_embeddings")
-        or text_config.get("max_position_embeddings")
-        or config.get("n_positions")
-        or config.get("max_target_positions")
-        or 0
-    )
-    modalities = ["text"]
-    if "vision_config" in config or "image_token_id" in config or "image_token_index" in config:
-        modalities.append("image")
-    if "video_token_id" in config:
-        modalities.append("video")
-    if "audio_config" in config or "whisper" in model_type:
-        modalities = [*([] if "whisper" in model_type else modalities), "audio"]
-    has_template = (folder / "chat_template.jinja").is_file() or "chat_template" in _read_json(
-        folder / "tokenizer_config.json"
-    )
-    tasks: list[str]
-    if "whisper" in model_type:
-        tasks = ["asr"]
-    elif architecture.endswith("ForSequenceClassification"):
-        tasks = ["rerank"]
-    elif architecture.endswith("Model") and not architecture.endswith("LMHeadModel"):
-        tasks = ["embedding"]
-    else:
-        tasks = ["chat"] if has_template else ["base"]
-        if "image" in modalities:
-            tasks += ["vqa", "caption"]
+    architecture, kind = configs.architecture(config), configs.model_type(config)
+    modalities = configs.input_modalities(config)
+    tasks = _local_tasks(folder, architecture, kind, modalities)
     files = {p.suffix for p in folder.iterdir() if p.is_file()}
     formats = [f for f, ext in (("safetensors", ".safetensors"), ("gguf", ".gguf")) if ext in files]
     meta = _front_matter(folder)
@@ -109,26 +82,42 @@ def card_from_folder(folder: str | os.PathLike[str], repo_id: str | None = None)
     languages = [languages] if isinstance(languages, str) else [str(x) for x in languages]
     params = safetensors_params(folder)
     params_b = round(params / 1e9, 9) if params else 0.0  # 9 decimals keep the exact count
+    active = configs.active_params(config, params or 0)
     name = repo_id or folder.name
     row = {
         "id": name,
-        "family": model_type,
+        "family": kind,
         "architecture": architecture,
         "params_b": params_b,
-        "active_params_b": None,
+        "active_params_b": round(active / 1e9, 9) if active else None,
         "modalities": modalities,
         "tasks": tasks,
         "languages": languages,
         "license": str(meta.get("license") or ""),
-        "context_length": int(context or 0),
+        "context_length": configs.context_length(config),
         "formats": formats,
         "release": time.strftime("%Y-%m", time.gmtime((folder / "config.json").stat().st_mtime)),
-        "description": f"Local model at {folder}: {architecture or model_type}, {params_b:g}B parameters.",
+        "description": f"Local model at {folder}: {architecture or kind}, {params_b:g}B parameters.",
         "aliases": ["local", "本地"],
         "local": True,
         "path": str(folder),
     }
     return normalize_card(row, str(folder / "config.json"))
+
+
+def _local_tasks(folder: Path, architecture: str, kind: str, modalities: list[str]) -> list[str]:
+    """Tasks told by the architecture, and chat or base by whether a chat template ships with it."""
+    if "whisper" in kind:
+        return ["asr"]
+    if architecture.endswith("ForSequenceClassification"):
+        return ["rerank"]
+    if architecture.endswith("Model") and not architecture.endswith("LMHeadModel"):
+        return ["embedding"]
+    template = (folder / "chat_template.jinja").is_file() or "chat_template" in _read_json(
+        folder / "tokenizer_config.json"
+    )
+    tasks = ["chat"] if template else ["base"]
+    return tasks + (["vqa", "caption"] if "image" in modalities else [])
 
 
 def _read_json(path: Path) -> dict[str, Any]:

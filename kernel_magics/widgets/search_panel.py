@@ -1,9 +1,11 @@
 """The search panel shown by ``%swift search``: a query box, filters, result cards, "Use" and "Download".
 
-The browser side is ``nbext/search_panel.js`` / ``.css`` (anywidget). It sends ``search``, ``use`` and
-``download`` messages; this class answers with :func:`kernel_magics.search.api.search`, sets the default
-model (the core ``settings`` and the ``SwiftMagics`` trait) or downloads with
-:func:`kernel_magics.hub.download` in a background thread.
+The browser side is ``nbext/search_panel.js`` / ``.css`` (anywidget). It sends ``search``, ``use``,
+``download`` and ``refresh`` messages; this class answers with :func:`kernel_magics.search.api.search`,
+sets the default model (the core ``settings`` and the ``SwiftMagics`` trait), downloads with
+:func:`kernel_magics.hub.download` or pulls new cards with
+:func:`kernel_magics.search.refresh.refresh_catalog` in a background thread. Cards let through by a
+relaxed filter (fewer than ``k`` passed every one) carry its name in ``relaxed`` and are drawn marked.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ CARD_FIELDS = (
     "path",
     "score",
     "why",
+    "relaxed",
 )
 
 
@@ -89,6 +92,7 @@ class SearchPanel(anywidget.AnyWidget):
     status = t.Unicode("").tag(sync=True)
     downloads = t.Dict({}).tag(sync=True)  # id -> "running" | "done: <path>" | "failed: <line>"
     searches = t.Int(0).tag(sync=True)  # how many searches the kernel answered (tests wait on it)
+    refreshing = t.Bool(False).tag(sync=True)  # a Hub refresh is running
 
     def __init__(self, frame: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -152,6 +156,31 @@ class SearchPanel(anywidget.AnyWidget):
         if wait:
             thread.join()
 
+    def refresh(self, wait: bool = False) -> None:
+        """The "Refresh from Hub" button: pull new cards (one line when offline), then search again."""
+        from ..search.refresh import refresh_catalog
+
+        if self.refreshing:
+            return
+        self.refreshing = True
+        self.status = "pulling new model cards from the Hub…"
+
+        def work() -> None:
+            try:
+                message = refresh_catalog().message
+            except SwiftError as exc:
+                message = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a thread must not die with a traceback
+                message = f"refresh failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            self.refreshing = False
+            self.run_search(self.query, self.filters, self.k)
+            self.status = message
+
+        thread = threading.Thread(target=work, name="km-refresh-catalog", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         kind = content.get("type")
         if kind == "search":
@@ -160,6 +189,8 @@ class SearchPanel(anywidget.AnyWidget):
             self.use(str(content["id"]))
         elif kind == "download" and content.get("id"):
             self.download(str(content["id"]))
+        elif kind == "refresh":
+            self.refresh()
 
     def _show(self, frame: Any) -> None:
         attrs = frame.attrs
@@ -173,13 +204,15 @@ class SearchPanel(anywidget.AnyWidget):
         self.understood = list(attrs.get("understood") or [])
         self.note = attrs.get("note") or ""
         self.error = ""
+        if attrs.get("refresh"):
+            self.status = attrs["refresh"]
 
 
 def _options() -> dict[str, Any]:
-    from ..search.catalog import FORMATS, MODALITIES, load_catalog
+    from ..search.catalog import FORMATS, MODALITIES, catalog_cards
 
     try:
-        cards = load_catalog()
+        cards = catalog_cards()  # the packaged catalog and the Hub cards of the last refresh
     except SwiftError:
         cards = []
     licenses = sorted({c["license"] for c in cards if c["license"]})

@@ -1,4 +1,5 @@
-"""JupyterLab in Chromium: %swift search shows the panel, typing a query shows cards, "Use" sets the default."""
+"""JupyterLab in Chromium: %swift search shows the panel, typing a query shows cards, cards let through by a
+relaxed filter are marked, "Use" sets the default."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def test_search_panel_query_cards_and_use(lab, page):
     cards = panel.locator(".km-card")
     cards.first.wait_for(timeout=60_000)
     prefilled = cards.evaluate_all("els => els.map(e => e.dataset.id)")
+    assert panel.locator(".km-relaxed").count() == 0  # three image cards: nothing to relax
     assert set(prefilled) == {"Qwen/Qwen2-VL-2B-Instruct", "openbmb/MiniCPM-V-2_6", "llava-hf/llava-1.5-7b-hf"}
     assert "看图 → image input" in panel.locator(".km-understood").inner_text()
 
@@ -44,14 +46,34 @@ def test_search_panel_query_cards_and_use(lab, page):
     query.fill("中文向量模型")  # Chinese goes through jieba, the lexicon and query understanding
     answered = panel.locator(".km-search-results[data-query='中文向量模型']")
     answered.wait_for(timeout=60_000)
-    assert answered.locator(".km-card").evaluate_all("els => els.map(e => e.dataset.id)") == ["BAAI/bge-small-zh-v1.5"]
+    strict = answered.locator(".km-card:not(.km-relaxed)").evaluate_all("els => els.map(e => e.dataset.id)")
+    assert strict == ["BAAI/bge-small-zh-v1.5"]
     assert "中文 → Chinese" in panel.locator(".km-understood").inner_text()
     screenshot(page, "search_panel_chinese")
+
+    query.fill("Chinese OCR model under 1B")  # no card passes: the size bound is relaxed, nearest first
+    answered = panel.locator(".km-search-results[data-query='Chinese OCR model under 1B']")
+    answered.wait_for(timeout=60_000)
+    relaxed = answered.locator(".km-card.km-relaxed")
+    assert relaxed.evaluate_all("els => els.map(e => e.dataset.id)") == [
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "openbmb/MiniCPM-V-2_6",
+    ]
+    assert relaxed.first.locator(".km-badge-relaxed").inner_text() == "relaxed: ≤ 1B"
+    assert "nearest models outside" in answered.locator(".km-relaxed-divider").inner_text()
+    assert "'≤ 1B' removed the most" in panel.locator(".km-note").inner_text()
+    screenshot(page, "search_panel_relaxed")
+    panel.locator("button.km-refresh").click()  # the lab runs with HF_HUB_OFFLINE=1: one line, nothing changes
+    page.wait_for_function(
+        "() => (document.querySelector('.km-search .km-status') || {}).textContent?.includes('offline (HF_HUB_OFFLINE=1)')",
+        timeout=60_000,
+    )
+    assert not panel.locator("button.km-refresh").is_disabled()
     query.fill("")
     query.type("small code model", delay=20)  # the panel searches as you type
     answered = panel.locator(".km-search-results[data-query='small code model']")
     answered.wait_for(timeout=60_000)
-    ids = answered.locator(".km-card").evaluate_all("els => els.map(e => e.dataset.id)")
+    ids = answered.locator(".km-card:not(.km-relaxed)").evaluate_all("els => els.map(e => e.dataset.id)")
     assert ids and all("coder" in i.lower() for i in ids)
     first = answered.locator(".km-card").first
     chosen = first.get_attribute("data-id")
