@@ -46,6 +46,7 @@ _LAZY = {
     "sft": "kernel_magics.train.api:sft",
     "dpo": "kernel_magics.train.api:dpo",
     "rlhf": "kernel_magics.train.api:rlhf",
+    "grpo": "kernel_magics.train.api:grpo",
     "estimate": "kernel_magics.train.estimate:estimate",
     "runs": "kernel_magics.train.api:runs",
     "serve": "kernel_magics.serve.api:serve",

@@ -1,4 +1,4 @@
-"""Python API of training: ``km.sft(...) -> Run``, ``km.dpo(...) -> Run`` and ``km.runs()``.
+"""Python API of training: ``km.sft(...) -> Run``, ``km.dpo(...) -> Run``, ``km.grpo(...) -> Run`` and ``km.runs()``.
 
 ``sft`` checks everything that can be checked cheaply in the caller's thread (arguments, model folder,
 data rows, output folder, the plan for this device) so mistakes fail at once with one line; then the
@@ -175,6 +175,74 @@ def dpo(
 
     args = _arguments(PreferenceArguments, locals())  # adapter: a Run or a folder; launch() resolves it
     return launch(args, verbose=verbose)
+
+
+def grpo(
+    model: str | None = None,
+    dataset: Any = None,
+    reward: Any = None,
+    reward_weights: list[float] | None = None,
+    num_generations: int = 8,
+    max_completion_length: int = 256,
+    beta: float = 0.04,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    loss: str = "dapo",
+    epsilon: float | None = None,
+    epsilon_high: float | None = None,
+    scale_rewards: str | None = None,
+    num_iterations: int = 1,
+    mask_truncated_completions: bool = False,
+    adapter: Any = None,
+    format_pattern: str | None = None,
+    length_target: int | None = None,
+    use_vllm: bool | None = None,
+    vllm_gpu_memory_utilization: float = 0.3,
+    lr: float | None = None,
+    method: str = "auto",
+    lora_r: int = 64,
+    lora_alpha: int = 128,
+    lora_dropout: float = 0.05,
+    target_modules: list[str] | None = None,
+    epochs: float = 1.0,
+    max_steps: int | None = None,
+    batch_size: int = 8,
+    grad_accum: int = 1,
+    max_length: int = 512,
+    seed: int = 42,
+    logging_steps: int = 1,
+    save_steps: int = 100,
+    save_total_limit: int | None = 2,
+    warmup_ratio: float = 0.03,
+    lr_scheduler: str = "cosine",
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    gradient_checkpointing: bool | None = None,
+    on_bad_rows: str = "error",
+    optim: str | None = None,
+    device: str | None = None,
+    trust_remote_code: bool | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+) -> Run:
+    """Start online RL with GRPO (TRL's ``GRPOTrainer``) in the background and return its :class:`Run`.
+
+    ``dataset``: prompt-only rows (``prompt`` as text or messages, or ``messages`` without the final
+    assistant turn) plus any columns the rewards read. ``reward``: a function ``fn(completions, **columns)
+    -> list[float]`` (``prompts`` and every extra column arrive as keyword arguments), a list of them, a
+    built-in ("format", "exact", "numeric", "length") or "module:function"; ``reward_weights`` weighs a
+    list. ``loss``: "dapo" (TRL's default), "grpo", "dr_grpo", "bnpo" or "gspo" (sequence-level importance
+    sampling). ``batch_size`` counts completions per device step (a multiple of ``num_generations`` with
+    ``grad_accum``); ``max_length`` is the longest prompt. ``adapter``: an SFT run (or its adapter folder)
+    to continue. ``use_vllm``: rollouts with vLLM colocated in this process (default: on CUDA when vllm is
+    installed). ``Run.metrics`` gets reward, reward_std, rewards/<fn>/mean|std, completions/mean_length,
+    kl, entropy and clip ratios; ``run.samples`` the latest scored completions.
+    """
+    from .grpo import DEFAULT_FORMAT, GRPOArgs, launch
+
+    given = dict(locals())
+    given["format_pattern"] = format_pattern or DEFAULT_FORMAT
+    return launch(_arguments(GRPOArgs, given), verbose=verbose)
 
 
 def rlhf(type: str = "dpo", **kwargs: Any) -> Run:  # noqa: A002 - ms-swift's name for the loss

@@ -1,4 +1,4 @@
-"""Subcommands of training: ``sft``, ``dpo`` (and its ms-swift spelling ``rlhf --type``), ``estimate``, ``runs``.
+"""Subcommands of training: ``sft``, ``dpo`` (and its ms-swift spelling ``rlhf --type``), ``grpo``, ``estimate``, ``runs``.
 
 Light module: no heavy imports. The ``Arg`` names are the keyword names of
 :func:`kernel_magics.train.api.sft`, :func:`kernel_magics.train.api.dpo`, :func:`kernel_magics.train.api.rlhf`
@@ -106,6 +106,75 @@ RLHF_ARGS = _preference_args(
     )
 )
 
+GRPO_LOSSES = ("dapo", "grpo", "dr_grpo", "bnpo", "gspo")  # kernel_magics.train.grpo.LOSSES
+_GRPO_SHARED = (
+    "packing",
+    "assistant_only_loss",
+    "lr",
+    "train_vision",
+    "max_pixels",
+    "template",
+    "model",
+    "dataset",
+    "batch_size",
+    "max_length",
+    "logging_steps",
+    "eval_split",
+    "eval_steps",
+    "early_stopping_patience",
+)
+
+
+def _floats(value: object) -> list[float]:
+    return [float(v) for v in csv_list(value)]
+
+
+GRPO_ARGS = (
+    _MODEL,
+    Arg(
+        "dataset", short="-d", help="prompt rows: 'prompt' (text or messages) or 'messages', plus columns rewards read"
+    ),
+    Arg(
+        "reward",
+        type=csv_list,
+        help="reward function(s): a name defined in the notebook, format, exact, numeric, length, or module:function",
+    ),
+    Arg("reward_weights", type=_floats, help="one weight per reward, e.g. 1,0.5 [default: all 1]"),
+    Arg("loss", default="dapo", choices=GRPO_LOSSES, help="dapo, grpo, dr_grpo, bnpo or gspo (sequence-level)"),
+    Arg("num_generations", type=int, default=8, help="completions sampled per prompt"),
+    Arg("max_completion_length", type=int, default=256, help="longest completion in tokens"),
+    Arg("beta", type=_number, default=0.04, help="KL coefficient against the reference (0: no reference)"),
+    Arg("temperature", type=_number, default=1.0, help="sampling temperature of the rollouts"),
+    Arg("top_p", type=_number, default=1.0, help="nucleus sampling of the rollouts"),
+    Arg("epsilon", type=_number, help="clipping range [default: 0.2; 3e-4 for gspo]"),
+    Arg("epsilon_high", type=_number, help="upper clipping range [default: epsilon; 4e-4 for gspo]"),
+    Arg(
+        "scale_rewards", choices=("group", "batch", "none"), help="advantage scaling [default: group; none for dr_grpo]"
+    ),
+    Arg("num_iterations", type=int, default=1, help="optimizer passes over each generation batch"),
+    Arg(
+        "mask_truncated_completions",
+        flag=True,
+        default=False,
+        help="leave completions cut at the limit out of the loss",
+    ),
+    Arg("adapter", help="continue this LoRA adapter (an SFT run's adapter folder) [default: a new LoRA]"),
+    Arg("format_pattern", help="regex of the 'format' reward [default: <think>...</think><answer>...</answer>]"),
+    Arg("length_target", type=_optional_int, help="'length' reward: tokens allowed before the penalty [default: half]"),
+    Arg("use_vllm", flag=True, help="rollouts with vLLM colocated in this process [default: on CUDA if installed]"),
+    Arg("vllm_gpu_memory_utilization", type=_number, default=0.3, help="share of GPU memory vLLM may take"),
+    Arg("lr", type=_number, help="learning rate [default: 1e-5 for LoRA/QLoRA, 1e-6 for full]"),
+    Arg(
+        "batch_size",
+        type=int,
+        default=8,
+        help="completions per device step (x grad_accum: a multiple of num_generations)",
+    ),
+    Arg("max_length", type=int, default=512, help="longest prompt in tokens after the chat template"),
+    Arg("logging_steps", type=int, default=1, help="log metrics and samples every N steps"),
+    *(a for a in SFT_ARGS if a.name not in _GRPO_SHARED),
+)
+
 COMMANDS = [
     Command(
         name="sft",
@@ -130,6 +199,14 @@ COMMANDS = [
         notebook="kernel_magics.widgets.dashboard:show",
         terminal="kernel_magics.train.api:watch",
         args=RLHF_ARGS,
+    ),
+    Command(
+        name="grpo",
+        help="online RL: GRPO (and DAPO, Dr. GRPO, GSPO) with reward functions written in the notebook",
+        target="kernel_magics.train.api:grpo",
+        notebook="kernel_magics.widgets.dashboard:show",
+        terminal="kernel_magics.train.api:watch",
+        args=GRPO_ARGS,
     ),
     Command(
         name="estimate",
