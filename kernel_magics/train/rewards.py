@@ -340,8 +340,15 @@ def _globals_used(func: Any) -> tuple[list[str], list[str]]:
         code = stack.pop()
         names.update(code.co_names)
         stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    scope = dict(func.__globals__)
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=False):
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        names.add(name)
     for name in sorted(names):
-        value = func.__globals__.get(name)
+        value = scope.get(name)
         if isinstance(value, types.ModuleType):
             line = f"import {value.__name__}" + (f" as {name}" if value.__name__ != name else "")
             imports.append(line if "." not in value.__name__ or value.__name__ != name else f"import {value.__name__}")
