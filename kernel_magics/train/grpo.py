@@ -19,7 +19,6 @@ what a :class:`~kernel_magics.train.run.Run` calls in its thread.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -270,50 +269,6 @@ def trainer_class() -> type:
     return KmGRPOTrainer
 
 
-class SamplesSink:
-    """Turns TRL's last generation batch into ``{"step", "samples": [{prompt, completion, reward, rewards}]}``:
-    kept in ``run.samples``, appended to ``samples.jsonl`` and published as the run's ``grpo_samples`` event."""
-
-    def __init__(self, run: Any, weights: list[float] | None, shown: int = SAMPLES_SHOWN) -> None:
-        self.run, self.weights, self.shown = run, weights, shown
-
-    def __call__(self, step: int, logs: dict[str, Any]) -> None:
-        from .rewards import completion_text
-
-        prompts, completions = list(logs["prompt"])[-self.shown :], list(logs["completion"])[-self.shown :]
-        per_function = {name: list(values)[-self.shown :] for name, values in logs["rewards"].items()}
-        weights = self.weights or [1.0] * len(per_function)
-        samples = []
-        for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
-            scores = {name: _finite(values[i]) for name, values in per_function.items() if i < len(values)}
-            total = sum(w * v for w, v in zip(weights, scores.values(), strict=False) if v is not None)
-            samples.append(
-                {
-                    "prompt": _prompt_text(prompt),
-                    "completion": completion_text(completion),
-                    "reward": total,
-                    "rewards": scores,
-                }
-            )
-        payload = {"step": step, "samples": samples}
-        self.run.samples = payload
-        with open(self.run.output_dir / "samples.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
-        self.run._emit("grpo_samples", payload)
-
-
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return value if value == value else None
-
-
-def _prompt_text(prompt: Any) -> str:
-    if isinstance(prompt, list):
-        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return str(users[-1]) if users else str(prompt)
-    return str(prompt)
-
-
 def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 - a TRL trainer
     """Build the GRPO trainer of ``run`` (called in the run's thread; re-checks inputs on resume)."""
     import datasets
@@ -321,6 +276,7 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
 
     from ..hub import resolve_model
     from .dpo import REF_ADAPTER, load_model
+    from .grpo_samples import SamplesSink
 
     config = run.config
     args = GRPOArgs.from_config(config["arguments"])
@@ -351,7 +307,7 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
     peft_config = getattr(trainer.model, "peft_config", None)
     if inputs.adapter_dir is None and isinstance(peft_config, dict) and REF_ADAPTER in peft_config:
         trainer.model.delete_adapter(REF_ADAPTER)  # a fresh LoRA starts as the identity: disabling it is the reference
-    trainer.samples_sink = SamplesSink(run, args.reward_weights)
+    trainer.samples_sink = SamplesSink(run, args.reward_weights, SAMPLES_SHOWN)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     rollout = "vLLM (colocated)" if trainer.args.use_vllm else "transformers generate"
     run.log(

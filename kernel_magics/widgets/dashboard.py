@@ -136,7 +136,7 @@ class Dashboard(W.VBox):
         }
         panels = []
         for keys, per_function, title in GRPO_PANELS:
-            functions = tuple(per_function.format(n) for n in names) if per_function and len(names) > 1 else ()
+            functions = tuple(per_function.format(n) for n in names) if per_function else ()
             if functions:
                 title += ": total · " + " · ".join(
                     f"<span style='color:{self._colors[f]}'>{html.escape(n)}</span>"
