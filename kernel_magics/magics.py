@@ -74,6 +74,8 @@ class SwiftMagics(Magics):
             if call.help is not None:
                 print(call.help)
                 return None
+            if call.command.name == "grpo" and self.shell is not None:
+                call.kwargs["reward"] = _notebook_rewards(call.kwargs.get("reward"), self.shell.user_ns)
             result = call.run()
             if call.command.notebook and result is not None:
                 return load(call.command.notebook)(result)
@@ -82,6 +84,15 @@ class SwiftMagics(Magics):
             if settings.verbose_errors:
                 raise
             raise UsageError(str(exc)) from None
+
+
+def _notebook_rewards(names: Any, namespace: dict[str, Any]) -> Any:
+    """``%%swift grpo --reward my_reward``: names of functions defined in the notebook become the functions
+    (other names — built-ins, module:function — pass through)."""
+    if names is None:
+        return None
+    items = names if isinstance(names, list) else [names]
+    return [namespace[n] if isinstance(n, str) and callable(namespace.get(n)) else n for n in items]
 
 
 def unregister(ipython: Any) -> None:

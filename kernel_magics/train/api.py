@@ -1,4 +1,4 @@
-"""Python API of training: ``km.sft(...) -> Run``, ``km.dpo(...) -> Run`` and ``km.runs()``.
+"""Python API of training: ``km.sft(...) -> Run``, ``km.dpo(...) -> Run``, ``km.grpo(...) -> Run`` and ``km.runs()``.
 
 ``sft`` checks everything that can be checked cheaply in the caller's thread (arguments, model folder,
 data rows, output folder, the plan for this device) so mistakes fail at once with one line; then the
@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import SwiftError, SwiftUsageError
 from .distributed import kernel_stays_off_cuda
 from .dpo import PreferenceArguments as _DPO
+from .grpo import GRPOArgs as _GRPO
 from .run import Run
 from .vlm import VisionArguments as _SFT
 
@@ -203,6 +204,80 @@ def dpo(
 
     args = _arguments(PreferenceArguments, locals())  # adapter: a Run or a folder; launch() resolves it
     return launch(args, verbose=verbose)
+
+
+@kernel_stays_off_cuda
+def grpo(
+    model: str | None = _GRPO.model,
+    dataset: Any = _GRPO.dataset,
+    reward: Any = _GRPO.reward,
+    reward_weights: list[float] | None = _GRPO.reward_weights,
+    num_generations: int = _GRPO.num_generations,
+    max_completion_length: int = _GRPO.max_completion_length,
+    beta: float = _GRPO.beta,
+    temperature: float = _GRPO.temperature,
+    top_p: float = _GRPO.top_p,
+    loss: str = _GRPO.loss,
+    epsilon: float | None = _GRPO.epsilon,
+    epsilon_high: float | None = _GRPO.epsilon_high,
+    scale_rewards: str | None = _GRPO.scale_rewards,
+    num_iterations: int = _GRPO.num_iterations,
+    mask_truncated_completions: bool = _GRPO.mask_truncated_completions,
+    adapter: Any = _GRPO.adapter,
+    format_pattern: str = _GRPO.format_pattern,
+    length_target: int | None = _GRPO.length_target,
+    use_vllm: bool | None = _GRPO.use_vllm,
+    vllm_gpu_memory_utilization: float = _GRPO.vllm_gpu_memory_utilization,
+    lr: float | None = _GRPO.lr,
+    method: str = _GRPO.method,
+    lora_r: int = _GRPO.lora_r,
+    lora_alpha: int = _GRPO.lora_alpha,
+    lora_dropout: float = _GRPO.lora_dropout,
+    target_modules: list[str] | None = _GRPO.target_modules,
+    epochs: float = _GRPO.epochs,
+    max_steps: int | None = _GRPO.max_steps,
+    batch_size: int = _GRPO.batch_size,
+    grad_accum: int = _GRPO.grad_accum,
+    max_length: int = _GRPO.max_length,
+    seed: int = _GRPO.seed,
+    logging_steps: int = _GRPO.logging_steps,
+    save_steps: int = _GRPO.save_steps,
+    save_total_limit: int | None = _GRPO.save_total_limit,
+    warmup_ratio: float = _GRPO.warmup_ratio,
+    lr_scheduler: str = _GRPO.lr_scheduler,
+    weight_decay: float = _GRPO.weight_decay,
+    max_grad_norm: float = _GRPO.max_grad_norm,
+    gradient_checkpointing: bool | None = _GRPO.gradient_checkpointing,
+    on_bad_rows: str = _GRPO.on_bad_rows,
+    optim: str | None = _GRPO.optim,
+    device: str | None = _GRPO.device,
+    trust_remote_code: bool | None = _GRPO.trust_remote_code,
+    output_dir: str | os.PathLike[str] | None = _GRPO.output_dir,
+    num_processes: int = _GRPO.num_processes,
+    nnodes: int = _GRPO.nnodes,
+    node_rank: int = _GRPO.node_rank,
+    master_addr: str | None = _GRPO.master_addr,
+    master_port: int | None = _GRPO.master_port,
+    strategy: str = _GRPO.strategy,
+    deepspeed: str | None = _GRPO.deepspeed,
+    verbose: bool = True,
+) -> Run:
+    """Start online RL with GRPO (TRL's ``GRPOTrainer``) in the background and return its :class:`Run`.
+
+    ``dataset``: prompt-only rows (``prompt`` as text or messages, or ``messages`` without the final
+    assistant turn) plus any columns the rewards read. ``reward``: a function ``fn(completions, **columns)
+    -> list[float]`` (``prompts`` and every extra column arrive as keyword arguments), a list of them, a
+    built-in ("format", "exact", "numeric", "length") or "module:function"; ``reward_weights`` weighs a
+    list. ``loss``: "dapo" (TRL's default), "grpo", "dr_grpo", "bnpo" or "gspo" (sequence-level importance
+    sampling). ``batch_size`` counts completions per device step (a multiple of ``num_generations`` with
+    ``grad_accum``); ``max_length`` is the longest prompt. ``adapter``: an SFT run (or its adapter folder)
+    to continue. ``use_vllm``: rollouts with vLLM colocated in this process (default: on CUDA when vllm is
+    installed). ``Run.metrics`` gets reward, reward_std, rewards/<fn>/mean|std, completions/mean_length,
+    kl, entropy and clip ratios; ``run.samples`` the latest scored completions.
+    """
+    from .grpo import launch
+
+    return launch(_arguments(_GRPO, locals()), verbose=verbose)
 
 
 def rlhf(type: str = "dpo", **kwargs: Any) -> Run:  # noqa: A002 - ms-swift's name for the loss

@@ -51,7 +51,9 @@ class DistributedArguments:
     nnodes: int = field(default=1, metadata={"help": "machines taking part (node 0 prints the others' command)"})
     node_rank: int = field(default=0, metadata={"help": "this machine's index among --nnodes"})
     master_addr: str | None = field(default=None, metadata={"help": "address of node 0 (needed with --nnodes > 1)"})
-    master_port: int | None = field(default=None, metadata={"help": "rendezvous port on node 0", "default_help": "a free one"})
+    master_port: int | None = field(
+        default=None, metadata={"help": "rendezvous port on node 0", "default_help": "a free one"}
+    )
     strategy: str = field(
         default="ddp",
         metadata={

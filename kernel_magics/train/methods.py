@@ -87,6 +87,15 @@ METHODS: tuple[TrainingMethod, ...] = (
         metrics=(("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("kl", "kl")),
         aliases=(("rlhf", "type", "kernel_magics.train.api:rlhf"),),
     ),
+    TrainingMethod(
+        name="grpo",
+        help="online RL: GRPO (and DAPO, Dr. GRPO, GSPO) with reward functions written in the notebook",
+        arguments="kernel_magics.train.grpo:GRPOArgs",
+        api="kernel_magics.train.api:grpo",
+        trainer="kernel_magics.train.grpo:build_trainer",
+        prepare="kernel_magics.train.grpo:prepare_inputs",
+        metrics=(("reward", "reward"), ("reward_std", "reward_std"), ("kl", "kl")),
+    ),
 )
 
 

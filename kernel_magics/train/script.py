@@ -91,6 +91,8 @@ def _plan(run: Any, folder: Path, stem: str) -> dict[str, Any]:
         if Path(str(source)).resolve() != target.resolve():
             shutil.copy2(source, target)
         data_ref, data_sha = f"{stem}-data/{target.name}", _sha256(target)
+    if config.get("reward_file"):
+        arguments["reward"] = _copy_rewards(run, arguments.get("reward") or [], folder / f"{stem}-data")
     model = str(config.get("model"))
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
@@ -116,6 +118,18 @@ def _plan(run: Any, folder: Path, stem: str) -> dict[str, Any]:
         "install": _install_spec(),
         "final_loss": _final_loss(run),
     }
+
+
+def _copy_rewards(run: Any, specs: list[str], data_dir: Path) -> list[str]:
+    """GRPO runs: the reward functions saved with the run go next to the data; specs point at the copy."""
+    saved = Path(run.output_dir) / str(run.config["reward_file"])
+    prefix = f"{run.config['reward_file']}:"
+    if not saved.is_file() or not any(str(s).startswith(prefix) for s in specs):
+        return specs
+    data_dir.mkdir(parents=True, exist_ok=True)
+    target = data_dir / saved.name
+    shutil.copy2(saved, target)
+    return [f"{target.resolve()}:{s[len(prefix) :]}" if str(s).startswith(prefix) else s for s in specs]
 
 
 def _final_loss(run: Any) -> float | None:

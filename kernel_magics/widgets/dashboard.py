@@ -32,6 +32,15 @@ PANEL_TITLES = {
     "log_odds_ratio": "log-odds ratio",
     "kl": "KL",
 }
+# GRPO runs (km.grpo) get reward panels instead: TRL's keys, one trace per reward function next to the total.
+GRPO_PANELS = (
+    (("reward",), "rewards/{}/mean", "reward mean"),
+    (("reward_std",), "rewards/{}/std", "reward std"),
+    (("completions/mean_length",), None, "completion length"),
+    (("kl",), None, "KL"),
+    (("clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean"), None, "clip ratio"),
+)
+FUNCTION_COLORS = ("#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#558b2f")
 REWARD_COLORS = {"rewards/chosen": "#2e7d32", "rewards/rejected": "#c62828", "rewards/margins": "#1565c0"}
 PAIR_COLORS = {**REWARD_COLORS, "logps/chosen": "#2e7d32", "logps/rejected": "#c62828"}
 TERMINAL = ("finished", "stopped", "failed")
@@ -80,6 +89,11 @@ class Dashboard(W.VBox):
 
             self.samples = SamplesPanel(run)
             body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
+        elif run.config.get("kind") == "grpo":  # GRPO runs: the latest scored completions
+            from .grpo_samples import GRPOSamplesPanel
+
+            self.samples = GRPOSamplesPanel(run)
+            body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
         super().__init__([self.title, self.status, bar, body, self.notes])
         self.add_class("km-dashboard")
 
@@ -91,9 +105,11 @@ class Dashboard(W.VBox):
 
     # -- figure ----------------------------------------------------------------------------------
     def _preference_panels(self) -> list[tuple[tuple[str, ...], str]]:
-        """The third row's charts for this run's method (empty for SFT)."""
-        from ..train.methods import panels
+        """The third row's charts for this run's method (empty for SFT); GRPO's follow its reward functions."""
+        from ..train.methods import method_of, panels
 
+        if method_of(self.run.config).name == "grpo":
+            return self._grpo_panels()
         rewards = "rewards: " + " · ".join(
             f"<span style='color:{color}'>{key.split('/')[1].rstrip('s')}</span>"
             for key, color in REWARD_COLORS.items()
@@ -101,17 +117,38 @@ class Dashboard(W.VBox):
         titles = {**PANEL_TITLES, next(iter(REWARD_COLORS)): rewards}
         return [(keys, titles.get(keys[0], " · ".join(keys))) for keys in panels(self.run.config)]
 
+    def _grpo_panels(self) -> list[tuple[tuple[str, ...], str]]:
+        """GRPO panels: the total and each reward function's mean / std, completion length, KL, clip ratio."""
+        names = [str(n) for n in self.run.config.get("rewards") or []]
+        self._colors = {
+            f"rewards/{n}/{s}": FUNCTION_COLORS[i % len(FUNCTION_COLORS)]
+            for i, n in enumerate(names)
+            for s in ("mean", "std")
+        }
+        panels = []
+        for keys, per_function, title in GRPO_PANELS:
+            functions = tuple(per_function.format(n) for n in names) if per_function else ()
+            if functions:
+                title += ": total · " + " · ".join(
+                    f"<span style='color:{self._colors[f]}'>{html.escape(n)}</span>"
+                    for n, f in zip(names, functions, strict=True)
+                )
+            panels.append(((*keys, *functions), title))
+        return panels
+
     def _make_figure(self) -> go.FigureWidget:
+        self._colors: dict[str, str] = {}
         extra = self._preference_panels()
         titles = [title for _, title in PANELS]
         if extra:
             titles += [""] + [title for _, title in extra]
+        extra_rows = -(-len(extra) // 3)
         fig = make_subplots(
-            rows=3 if extra else 2,
+            rows=2 + extra_rows,
             cols=3,
             subplot_titles=titles,
             horizontal_spacing=0.07,
-            vertical_spacing=0.11 if extra else 0.16,
+            vertical_spacing=0.16 if not extra else 0.11 if extra_rows == 1 else 0.08,
         )
         positions = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
         widget = go.FigureWidget(fig)
@@ -123,20 +160,27 @@ class Dashboard(W.VBox):
             x=[], y=[], mode="lines+markers", name="eval_loss", row=1, col=1, marker={"size": 7, "symbol": "diamond"}
         )
         self._trace_index["eval_loss"] = len(widget.data) - 1
-        for col, (keys, _) in enumerate(extra, start=1):
+        for index, (keys, _) in enumerate(extra):
             for key in keys:
-                line = {"color": PAIR_COLORS[key]} if key in PAIR_COLORS else {}
+                color = PAIR_COLORS.get(key) or self._colors.get(key)
                 widget.add_scatter(
-                    x=[], y=[], mode="lines+markers", name=key, row=3, col=col, marker={"size": 4}, line=line
+                    x=[],
+                    y=[],
+                    mode="lines+markers",
+                    name=key,
+                    row=3 + index // 3,
+                    col=1 + index % 3,
+                    marker={"size": 4},
+                    line={"color": color} if color else {},
                 )
                 self._trace_index[key] = len(widget.data) - 1
         widget.update_layout(
-            height=660 if extra else 460,
+            height=460 + 200 * extra_rows,
             margin={"l": 40, "r": 10, "t": 40, "b": 30},
             showlegend=False,
             template="plotly_white",
         )
-        widget.update_xaxes(title_text="step", row=3 if extra else 2)
+        widget.update_xaxes(title_text="step", row=2 + extra_rows)
         return widget
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
