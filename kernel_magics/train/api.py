@@ -53,6 +53,7 @@ def sft(
     max_grad_norm: float = 1.0,
     gradient_checkpointing: bool | None = None,
     assistant_only_loss: bool = True,
+    token_metrics: bool = False,
     on_bad_rows: str = "error",
     early_stopping_patience: int | None = None,
     optim: str | None = None,

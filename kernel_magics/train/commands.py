@@ -53,6 +53,7 @@ SFT_ARGS = (
     Arg("max_grad_norm", type=_number, default=1.0, help="gradient clipping"),
     Arg("gradient_checkpointing", flag=True, help="recompute activations to save memory [default: on for CUDA]"),
     Arg("assistant_only_loss", flag=True, default=True, help="loss only on assistant tokens (off: on every token)"),
+    Arg("token_metrics", flag=True, help="also log per-token entropy and accuracy (slower steps)"),
     Arg(
         "on_bad_rows", default="error", choices=("error", "skip"), help="bad or over-long rows: stop, or skip and count"
     ),
@@ -72,7 +73,7 @@ SFT_ARGS = (
 )
 
 PREFERENCE_LOSSES = ("dpo", "orpo", "kto", "simpo")  # kernel_magics.train.dpo.LOSSES
-_SFT_ONLY = ("packing", "assistant_only_loss", "lr", "train_vision", "max_pixels", "template")
+_SFT_ONLY = ("packing", "assistant_only_loss", "token_metrics", "lr", "train_vision", "max_pixels", "template")
 _PREFERENCE_KNOBS = (
     Arg("adapter", help="continue this LoRA adapter (an SFT run's adapter folder) [default: a new LoRA]"),
     Arg("beta", type=_number, help="strength of the preference term [default: 0.1; 2.0 for simpo]"),
