@@ -31,7 +31,9 @@ def build(trainer_class, model_path, tmp_path, *, steps=STEPS, dropout=0.05, **t
     datasets.disable_progress_bars()
     set_seed(42)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=8, lora_alpha=16, lora_dropout=dropout, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+    )
     config = SFTConfig(
         output_dir=str(tmp_path / trainer_class.__name__),
         max_steps=steps,
