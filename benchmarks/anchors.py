@@ -224,7 +224,11 @@ def main() -> None:
     settings.cache_dir = str(work / "cache")
     data = tiny_dataset("sft")
     for name in options.models.split(","):
-        model = model_folder(name.strip(), work).resolve()
+        try:
+            model = model_folder(name.strip(), work).resolve()
+        except (SystemExit, Exception) as exc:  # noqa: BLE001 - one line, then the other models
+            print(f"model {name}: unavailable ({str(exc)[:200]}); left out")
+            continue
         results: dict[str, list[Timing]] = {tool: [] for tool in tools}
         for i in range(options.rounds):
             order = list(tools) if i % 2 == 0 else list(reversed(tools))

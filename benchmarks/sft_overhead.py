@@ -212,6 +212,12 @@ def _dataset() -> Path:
     return tiny_dataset("sft")
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def summary(label: str, runs: list[Measured]) -> str:
     steps = [s for run in runs for s in run.step_s]
     tps = sum(run.tokens for run in runs) / sum(sum(run.step_s) for run in runs)
@@ -229,8 +235,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip", type=int, default=3, help="first steps left out of the per-step figures")
     parser.add_argument("--bare-thread", choices=("worker", "main"), default="worker")
+    parser.add_argument(
+        "--threads", type=int, help="torch intra-op threads, both sides (1 is steadier on a busy machine)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps, 1 round (CI)")
     options = parser.parse_args()
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)  # training threads inherit it (checked: torch 2.13)
     if options.smoke:
         options.model, options.steps, options.rounds, options.skip = "tiny", 6, 1, 1
 
@@ -242,7 +255,7 @@ def main() -> None:
     model = model_folder(options.model, work)
     main_thread = options.bare_thread == "main"
 
-    warm = 2 if options.smoke else 4
+    warm = 2
     kernel_magics_sft(model, warm, work / "warmup-km", 0)  # imports and first-step costs off the clock
     bare_trl(model, warm, work / "warmup-trl", 0, main_thread)
     sides: dict[str, list[Measured]] = {"trl": [], "km": []}
@@ -265,7 +278,8 @@ def main() -> None:
     print()
     print(
         f"{Path(str(model)).name}, LoRA r {LORA['r']} on q/v, batch {BATCH} x {MAX_LENGTH} tokens, {options.steps} "
-        f"steps x {options.rounds} rounds, {OPTIM}, bare TRL on the {options.bare_thread} thread, CPU"
+        f"steps x {options.rounds} rounds, {OPTIM}, bare TRL on the {options.bare_thread} thread, CPU, "
+        f"{torch_threads()} torch threads"
     )
     print(f"{'side':<26}{'end-to-end s':>12}{'mean s/st':>12}{'median':>12}{'max':>10}{'tokens/s':>12}")
     print(summary("bare trl.SFTTrainer", sides["trl"]))
