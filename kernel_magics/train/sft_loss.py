@@ -66,6 +66,8 @@ def unsupported_reason(trainer: Any) -> str | None:
         return "a mixture-of-experts auxiliary loss"
     if config is not None and any(getattr(config, name, None) is not None for name in _LOGIT_SCALES):
         return "scaled or soft-capped logits"
+    if trainer.model.get_output_embeddings() is None or not hasattr(trainer.model, "base_model"):
+        return "no separate LM head"
     if trainer.accelerator.num_processes > 1:
         return "several processes"
     return None
