@@ -275,7 +275,7 @@ def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     if trainer.labelled_loss_off is not None:
-        run.log(f"loss: TRL's fused LM head over every position ({trainer.labelled_loss_off})")
+        run.log(f"loss: TRL's fused LM head ({trainer.labelled_loss_off})")
     note = use_packed_rows(trainer)
     if note:
         run.log(note)
