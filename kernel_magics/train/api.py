@@ -61,6 +61,7 @@ def sft(
     max_grad_norm: float = _SFT.max_grad_norm,
     gradient_checkpointing: bool | None = _SFT.gradient_checkpointing,
     assistant_only_loss: bool = _SFT.assistant_only_loss,
+    token_metrics: bool = _SFT.token_metrics,
     on_bad_rows: str = _SFT.on_bad_rows,
     early_stopping_patience: int | None = _SFT.early_stopping_patience,
     optim: str | None = _SFT.optim,

@@ -62,7 +62,7 @@ class PreferenceArguments(SFTArguments):
     are made from these fields (the SFT ones, less those in ``NOT_ON_LINE``)."""
 
     LEARNING_RATES: ClassVar[dict[str, float]] = {"lora": 5e-5, "full": 1e-6}
-    NOT_ON_LINE: ClassVar[tuple[str, ...]] = ("packing", "assistant_only_loss")
+    NOT_ON_LINE: ClassVar[tuple[str, ...]] = ("packing", "assistant_only_loss", "token_metrics")
 
     dataset: Any = knob(
         None,

@@ -9,6 +9,7 @@ input fails at once; ``finish_inputs`` (tokenizer, templated lengths) runs in th
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -76,6 +77,7 @@ class SFTArguments(DistributedArguments):
     max_grad_norm: float = knob(1.0, "gradient clipping")
     gradient_checkpointing: bool | None = knob(None, "recompute activations to save memory", default_help="on for CUDA")
     assistant_only_loss: bool = knob(True, "loss only on assistant tokens (off: on every token)")
+    token_metrics: bool = knob(False, "also log per-token entropy and accuracy (TRL's loss path, slower steps)")
     on_bad_rows: str = knob("error", "bad or over-long rows: stop, or skip and count", choices=ON_BAD_ROWS)
     early_stopping_patience: int | None = knob(None, "stop when eval loss has not improved for N evals")
     optim: str | None = knob(None, "optimizer", default_help="adamw_torch; paged_adamw_8bit for qlora")
@@ -259,10 +261,10 @@ def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201
     (None on resume: read and checked again from the run's config)."""
     import datasets
     from transformers import PrinterCallback, ProgressCallback, set_seed
-    from trl import SFTTrainer
 
     from ..hub import resolve_model
     from .callbacks import EarlyStopCallback
+    from .sft_loss import LabelledLogitsSFTTrainer
 
     config = run.config
     args = SFTArguments.from_config(config["arguments"])
@@ -282,17 +284,20 @@ def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201
     row_length = packed_row_length(args, inputs, model)
     progress_bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
+    trainer_class = functools.partial(LabelledLogitsSFTTrainer, token_metrics=args.token_metrics)
     try:
-        trainer = make_trainer(SFTTrainer, model, args, plan, run.output_dir, inputs, row_length)
+        trainer = make_trainer(trainer_class, model, args, plan, run.output_dir, inputs, row_length)
         if row_length < args.max_length and longest_packed(trainer) >= row_length:
             # the trainer's own template counted more tokens than ours: keep every row whole
             row_length = args.max_length
-            trainer = make_trainer(SFTTrainer, model, args, plan, run.output_dir, inputs, row_length)
+            trainer = make_trainer(trainer_class, model, args, plan, run.output_dir, inputs, row_length)
     finally:
         if progress_bars:
             datasets.enable_progress_bars()
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    if trainer.labelled_loss_off is not None:
+        run.log(f"loss: TRL's fused LM head ({trainer.labelled_loss_off})")
     note = use_packed_rows(trainer)
     if note:
         run.log(note)
