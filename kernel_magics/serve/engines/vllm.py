@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...device import DeviceInfo
+from ..tools import parser_for_template
 from .base import check_adapter
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values --max-lora-rank accepts
@@ -63,6 +64,21 @@ def unsupported_reason(device: DeviceInfo, model_dir: Path) -> str | None:
     return None
 
 
+def chat_template(model_dir: Path) -> str | None:
+    """The chat template saved with a model (``chat_template.jinja`` or ``tokenizer_config.json``)."""
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: the default one
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
+
+
 class VLLMProcess:
     """Command line and environment of a vLLM OpenAI server for one model and its adapters."""
 
@@ -82,8 +98,10 @@ class VLLMProcess:
         trust_remote_code: bool = False,
         max_batch_size: int | None = None,
         engine_args: Mapping[str, Any] | None = None,
+        tool_call_parser: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.tool_call_parser = tool_call_parser  # None: chosen from the chat template
         self.served_name = served_name
         self.adapters: dict[str, Path] = {}
         self.ranks: dict[str, int] = {}
@@ -103,7 +121,7 @@ class VLLMProcess:
         argv = [
             sys.executable,
             "-m",
-            "vllm.entrypoints.openai.api_server",
+            "kernel_magics.serve.engines.vllm_main",  # vLLM's server + models.retrieve + 400 for unknown fields
             "--model",
             str(self.model_dir),
             "--served-model-name",
@@ -130,6 +148,9 @@ class VLLMProcess:
             allowed = next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
             argv += ["--enable-lora", "--max-loras", str(len(self.adapters)), "--max-lora-rank", str(allowed)]
             argv += ["--lora-modules", *[f"{name}={folder}" for name, folder in self.adapters.items()]]
+        parser = self.tool_call_parser or parser_for_template(chat_template(self.model_dir))
+        if parser and "tool_call_parser" not in self.engine_args:
+            argv += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
         for key, value in self.engine_args.items():
             flag = "--" + str(key).replace("_", "-")
             if value is True or str(value).lower() == "true":
