@@ -130,8 +130,13 @@ def main() -> None:
     build_app = entry.build_app
 
     def build_app_with_parity(*args: Any, **kwargs: Any) -> Any:
+        from starlette.middleware import Middleware
+
         app = build_app(*args, **kwargs)
-        app.add_middleware(ParityLayer)
+        # vLLM's app has built its middleware stack already (add_middleware would refuse): put ours
+        # outermost and let Starlette rebuild the stack on the first request
+        app.user_middleware.insert(0, Middleware(ParityLayer))
+        app.middleware_stack = None
         return app
 
     entry.build_app = build_app_with_parity
