@@ -138,6 +138,16 @@ def test_fine_tuned_tool_calls_reach_openai_and_langchain(tiny_model, tmp_path, 
         message = model.bind_tools([WEATHER]).invoke("What is the weather in Oslo?")
         assert message.tool_calls and message.tool_calls[0]["name"] == "get_weather"
         assert isinstance(message.tool_calls[0]["args"]["city"], str)
+
+        from kernel_magics.serve.api import chat
+        from kernel_magics.widgets.chat import ChatPanel, tool_call_lines
+
+        panel = ChatPanel(chat(url=srv.url, model="tools", temperature=0, max_tokens=60), tools=[WEATHER])
+        panel.send_prompt("What is the weather in Rome?", wait=True)
+        turn = panel.turns[-1]
+        assert turn["calls"]["tools"][0]["name"] == "get_weather"
+        assert tool_call_lines(turn, "tools")[0].startswith("get_weather({")
+        json.loads(turn["calls"]["tools"][0]["arguments"])
     finally:
         srv.stop()
 

@@ -148,6 +148,10 @@ class VLLMProcess:
             allowed = next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
             argv += ["--enable-lora", "--max-loras", str(len(self.adapters)), "--max-lora-rank", str(allowed)]
             argv += ["--lora-modules", *[f"{name}={folder}" for name, folder in self.adapters.items()]]
+        if "structured_outputs_config" not in self.engine_args:
+            # JSON replies without free whitespace, as on the transformers engine: a weak model can
+            # otherwise spend max_tokens on blanks inside a constrained reply
+            argv += ["--structured-outputs-config", json.dumps({"disable_any_whitespace": True})]
         parser = self.tool_call_parser or parser_for_template(chat_template(self.model_dir))
         if parser and "tool_call_parser" not in self.engine_args:
             argv += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
