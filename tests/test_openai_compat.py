@@ -37,6 +37,17 @@ ENGINES = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning threads per process make steps far slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Person(BaseModel):
     """A person (bounded fields, so even a random model's constrained reply ends)."""
 

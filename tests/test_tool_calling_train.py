@@ -23,6 +23,17 @@ WEATHER = {
 CITIES = ["Paris", "Oslo", "Rome", "Lima", "Tokyo", "Cairo", "Berlin", "Madrid"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning threads per process make steps far slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _row(city: str) -> dict:
     call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": city}}}
     return {
