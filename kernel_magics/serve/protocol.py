@@ -274,46 +274,6 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def chat_response(
-    rid: str, model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": now(),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-def chat_chunk(
-    rid: str, model: str, created: int, delta: dict[str, Any] | None, finish: str | None = None
-) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-    return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
-
-
-def completion_response(
-    rid: str, model: str, text: str, finish: str | None, prompt_tokens: int, completion_tokens: int, created: int = 0
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "text_completion",
-        "created": created or now(),
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
 def model_list(names: list[str], owner: str = "kernel_magics", parents: dict[str, str] | None = None) -> dict[str, Any]:
     parents = parents or {}
     created = now()
