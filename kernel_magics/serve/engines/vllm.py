@@ -151,7 +151,7 @@ class VLLMProcess:
         if "structured_outputs_config" not in self.engine_args:
             # JSON replies without free whitespace, as on the transformers engine: a weak model can
             # otherwise spend max_tokens on blanks inside a constrained reply
-            argv += ["--structured-outputs-config", json.dumps({"disable_any_whitespace": True})]
+            argv += ["--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})]
         parser = self.tool_call_parser or parser_for_template(chat_template(self.model_dir))
         if parser and "tool_call_parser" not in self.engine_args:
             argv += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
