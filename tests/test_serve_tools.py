@@ -112,6 +112,8 @@ def test_vllm_gets_tool_parser_flags_and_our_layer(tiny_model):
     assert argv[1:3] == ["-m", "kernel_magics.serve.engines.vllm_main"]
     at = argv.index("--tool-call-parser")
     assert argv[at - 1] == "--enable-auto-tool-choice" and argv[at + 1] == "hermes"
+    assert argv[argv.index("--tool-strict-level") + 1] == "parameter"
+    assert json.loads(argv[argv.index("--structured-outputs-config") + 1])["disable_any_whitespace"] is True
     forced = VLLMProcess(tiny_model, "tiny", tool_call_parser="llama3_json").command("127.0.0.1", 8000)
     assert forced[forced.index("--tool-call-parser") + 1] == "llama3_json"
 

@@ -120,7 +120,7 @@ def test_fine_tuned_tool_calls_reach_openai_and_langchain(tiny_model, tmp_path, 
         verbose=False,
     )
     assert run.wait() == "finished", run
-    losses = run.metrics()["loss"].dropna().tolist()
+    losses = run.metrics["loss"].dropna().tolist()
     assert losses[-1] < losses[0] / 3, losses
 
     from kernel_magics.config import settings

@@ -155,6 +155,9 @@ class VLLMProcess:
         parser = self.tool_call_parser or parser_for_template(chat_template(self.model_dir))
         if parser and "tool_call_parser" not in self.engine_args:
             argv += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+            if "tool_strict_level" not in self.engine_args:
+                # a call's arguments follow the tool's parameter schema, as on the transformers engine
+                argv += ["--tool-strict-level", "parameter"]
         for key, value in self.engine_args.items():
             flag = "--" + str(key).replace("_", "-")
             if value is True or str(value).lower() == "true":
