@@ -100,16 +100,14 @@ def test_loss_covers_the_tool_call_tokens(tiny_model):
 
 
 def test_fine_tuned_tool_calls_reach_openai_and_langchain(tiny_model, tmp_path, monkeypatch):
-    """Fine-tune on rows that always call get_weather(city=...), serve the adapter, call it with tools."""
+    """Fine-tune on rows that always call get_weather(city=...), serve the result, call it with tools."""
     data = tmp_path / "tools.jsonl"
     data.write_text("".join(json.dumps(_row(city)) + "\n" for city in CITIES * 4))
     run = km.sft(
         str(tiny_model),
         str(data),
-        method="lora",
-        lora_r=16,
-        lora_alpha=32,
-        lr=5e-3,
+        method="full",
+        lr=3e-3,
         max_steps=60,
         batch_size=8,
         logging_steps=5,
@@ -126,7 +124,7 @@ def test_fine_tuned_tool_calls_reach_openai_and_langchain(tiny_model, tmp_path, 
     from kernel_magics.config import settings
 
     monkeypatch.setattr(settings, "port", 30000 + (os.getpid() * 3) % 10000)
-    srv = km.serve("tiny", adapters={"tools": run.adapter_dir}, backend="transformers", name="tool-caller")
+    srv = km.serve(str(run.adapter_dir), backend="transformers", served_model_name="tools", name="tool-caller")
     try:
         client = srv.client(max_retries=0, timeout=120)
         reply = client.chat.completions.create(
