@@ -288,6 +288,14 @@ function render({ model, el }) {
           const error = turn.errors[name];
           const body = h("div", { class: "km-chat-markdown" });
           body.innerHTML = markdown(text) + (done ? "" : '<span class="km-chat-cursor">▍</span>');
+          const calls = ((turn.calls || {})[name] || []).map((call) =>
+            h(
+              "div",
+              { class: "km-chat-call" },
+              h("span", { class: "km-chat-call-name" }, `🔧 ${call.name}`),
+              h("code", { class: "km-chat-call-args" }, call.arguments),
+            ),
+          );
           const tools = h("div", { class: "km-chat-tools" });
           if (done && !error) tools.append(copyButton(text));
           if (compare && allDone && !error) {
@@ -313,6 +321,7 @@ function render({ model, el }) {
             },
             h("div", { class: "km-chat-role" }, name),
             error ? h("div", { class: "km-chat-error" }, error) : body,
+            ...calls,
             tools,
           );
         });

@@ -121,11 +121,11 @@ def _reference(model_dir: Path, image: Path, question: str, adapter: Path | None
 
 
 def test_image_request_matches_transformers_for_base_and_adapter(server, client, tiny_vlm, vlm_adapter, shapes):
-    assert server.backend == "transformers" and server.models == [str(tiny_vlm), "shapes"]
+    assert server.backend == "transformers" and server.models == [tiny_vlm.name, "shapes"]
     image = shapes / "images/000-red-circle.png"
     question = "What is in the picture?"
     answers = {}
-    for name, adapter in ((str(tiny_vlm), None), ("shapes", vlm_adapter)):
+    for name, adapter in ((tiny_vlm.name, None), ("shapes", vlm_adapter)):
         reply = client.chat.completions.create(
             model=name, messages=_messages(_data_url(image), question), temperature=0, max_tokens=12
         )
@@ -133,9 +133,9 @@ def test_image_request_matches_transformers_for_base_and_adapter(server, client,
         assert reply.choices[0].message.content == expected
         assert reply.usage.prompt_tokens == prompt_tokens  # image tokens included
         answers[name] = expected
-    assert answers[str(tiny_vlm)] != answers["shapes"]
+    assert answers[tiny_vlm.name] != answers["shapes"]
     text_only = client.chat.completions.create(
-        model=str(tiny_vlm), messages=[{"role": "user", "content": question}], temperature=0, max_tokens=4
+        model=tiny_vlm.name, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=4
     )
     assert text_only.usage.prompt_tokens < reply.usage.prompt_tokens  # the image costs tokens
 
@@ -161,10 +161,10 @@ def test_streamed_image_answer_equals_the_full_one(client, tiny_vlm, shapes):
 def test_local_paths_only_inside_the_allowed_folder(client, tiny_vlm, shapes, tmp_path):
     image = shapes / "images/002-red-triangle.png"
     by_path = client.chat.completions.create(
-        model=str(tiny_vlm), messages=_messages(str(image)), temperature=0, max_tokens=8
+        model=tiny_vlm.name, messages=_messages(str(image)), temperature=0, max_tokens=8
     )
     by_data = client.chat.completions.create(
-        model=str(tiny_vlm), messages=_messages(_data_url(image)), temperature=0, max_tokens=8
+        model=tiny_vlm.name, messages=_messages(_data_url(image)), temperature=0, max_tokens=8
     )
     assert by_path.choices[0].message.content == by_data.choices[0].message.content
     outside = tmp_path / "secret.png"
@@ -176,7 +176,7 @@ def test_local_paths_only_inside_the_allowed_folder(client, tiny_vlm, shapes, tm
     }
     for url, message in bad.items():
         with pytest.raises(openai.BadRequestError) as info:
-            client.chat.completions.create(model=str(tiny_vlm), messages=_messages(url), max_tokens=4)
+            client.chat.completions.create(model=tiny_vlm.name, messages=_messages(url), max_tokens=4)
         assert message in info.value.body["message"]
 
 
@@ -200,13 +200,13 @@ def test_local_paths_are_off_by_default(one_thread, tiny_vlm, shapes):
         client = srv.client(max_retries=0)
         with pytest.raises(openai.BadRequestError) as info:
             client.chat.completions.create(
-                model=str(tiny_vlm), messages=_messages(str(shapes / "images/000-red-circle.png")), max_tokens=4
+                model=tiny_vlm.name, messages=_messages(str(shapes / "images/000-red-circle.png")), max_tokens=4
             )
         assert "local image paths are off on this server" in info.value.body["message"]
         buffer = io.BytesIO()
         Image.new("RGB", (300, 200), (10, 200, 30)).save(buffer, format="JPEG")
         url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-        reply = client.chat.completions.create(model=str(tiny_vlm), messages=_messages(url), max_tokens=4)
+        reply = client.chat.completions.create(model=tiny_vlm.name, messages=_messages(url), max_tokens=4)
         assert reply.usage.prompt_tokens > 40  # a larger image: more merged patches (300x200 -> 28 tokens)
     finally:
         srv.stop()

@@ -2,8 +2,10 @@
 
 Source formats (detected from the columns, reported to the user):
 
-* ``messages``: OpenAI-style ``[{"role": ..., "content": ...}, ...]``
-* ``sharegpt``: ``conversations`` of ``{"from": "human"|"gpt"|..., "value": ...}``
+* ``messages``: OpenAI-style ``[{"role": ..., "content": ...}, ...]``; assistant messages may carry
+  ``tool_calls`` and ``tool`` messages their results, with the functions in a ``tools`` column
+* ``sharegpt``: ``conversations`` of ``{"from": "human"|"gpt"|..., "value": ...}`` (``function_call`` turns
+  hold ``{"name", "arguments"}`` JSON, ``observation`` turns the results; functions in ``tools``)
 * ``alpaca``: ``instruction`` / ``input`` / ``output`` with optional ``system`` and ``history``
 * ``prompt_completion``: ``prompt`` / ``completion`` (strings or message lists)
 * ``text``: plain ``text`` (language modeling on every token)
@@ -15,6 +17,7 @@ is not a known role (did you mean ...)``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -85,8 +88,12 @@ def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
     return value
 
 
-def check_messages(messages: Any, field: str = "messages") -> list[dict[str, str]]:
-    """Validate an OpenAI-style message list and return it as plain role/content dicts."""
+def check_messages(messages: Any, field: str = "messages") -> list[dict[str, Any]]:
+    """Validate an OpenAI-style message list and return it as plain role/content dicts.
+
+    An assistant message may call tools instead of (or besides) answering: its ``tool_calls`` come back
+    as ``[{"type": "function", "function": {"name", "arguments"}}]`` with the arguments as JSON text.
+    """
     if messages is None:
         raise RowError(field, "is missing")
     if hasattr(messages, "tolist"):  # numpy arrays from parquet
@@ -107,11 +114,98 @@ def check_messages(messages: Any, field: str = "messages") -> list[dict[str, str
             raise RowError(f"{where}.role", f"must be a string, got {type(role).__name__}")
         if role not in ROLES:
             raise RowError(f"{where}.role", f"'{role}' is not one of {', '.join(ROLES)}{did_you_mean(role, ROLES)}")
+        calls = message.get("tool_calls")
+        if role == "assistant" and calls:
+            content = _text(message.get("content") or "", f"{where}.content", allow_empty=True)
+            out.append({"role": role, "content": content, "tool_calls": check_tool_calls(calls, f"{where}.tool_calls")})
+            continue
         content = _text(message.get("content"), f"{where}.content")
         out.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in out):
         raise RowError(field, "has no assistant message to learn from")
     return out
+
+
+def check_tool_calls(calls: Any, field: str) -> list[dict[str, Any]]:
+    """``[{"type": "function", "function": {"name": str, "arguments": JSON text of an object}}]``."""
+    if hasattr(calls, "tolist"):
+        calls = calls.tolist()
+    if not isinstance(calls, list):
+        raise RowError(field, f"must be a list of tool calls, got {type(calls).__name__}")
+    out = []
+    for i, call in enumerate(calls):
+        where = f"{field}[{i}]"
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise RowError(where, 'must be {"type": "function", "function": {"name": ..., "arguments": {...}}}')
+        name = _text(function.get("name"), f"{where}.function.name")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                raise RowError(f"{where}.function.arguments", f"is not valid JSON: {arguments[:60]!r}") from None
+        if not isinstance(arguments, dict):
+            raise RowError(f"{where}.function.arguments", f"must be a JSON object, got {type(arguments).__name__}")
+        # JSON text, as OpenAI sends it: one column type for every row (Arrow would merge objects' keys)
+        out.append(
+            {"type": "function", "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}
+        )
+    if not out:
+        raise RowError(field, "is an empty list")
+    return out
+
+
+def check_tools(tools: Any, field: str = "tools") -> str | None:
+    """Validate a ``tools`` column (a list of function specs or its JSON text); return it as JSON text."""
+    if tools is None or (isinstance(tools, str) and not tools.strip()):
+        return None
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except ValueError:
+            raise RowError(field, f"is not valid JSON: {tools[:60]!r}") from None
+    if hasattr(tools, "tolist"):
+        tools = tools.tolist()
+    if not isinstance(tools, list):
+        raise RowError(field, f"must be a list of function specs, got {type(tools).__name__}")
+    specs = []
+    for i, tool in enumerate(tools):
+        spec = tool if isinstance(tool, dict) and "function" in tool else {"type": "function", "function": tool}
+        function = spec["function"]
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise RowError(
+                f"{field}[{i}]", 'must be {"type": "function", "function": {"name": ..., "parameters": {...}}}'
+            )
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise RowError(f"{field}[{i}].function.parameters", "must be a JSON schema object")
+        specs.append(spec)
+    return json.dumps(specs, ensure_ascii=False) if specs else None
+
+
+def _with_tools(row: dict[str, Any], converted: dict[str, Any]) -> dict[str, Any]:
+    """Add the row's ``tools`` (JSON text, as TRL reads it) when it has any."""
+    tools = check_tools(row.get("tools"))
+    calls = any(m.get("tool_calls") for m in converted["messages"])
+    if calls and tools is None:
+        raise RowError("tools", "is missing: the assistant calls tools, so the row must list them")
+    return dict(converted, tools=tools) if tools else converted
+
+
+def _sharegpt_turn(speaker: str, value: Any, where: str) -> dict[str, Any]:
+    """One ShareGPT turn as a message (``function_call``: an assistant tool call; ``observation``: a result)."""
+    role = SHAREGPT_ROLES[speaker]
+    if speaker != "function_call":
+        return {"role": role, "content": value}
+    try:
+        call = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        raise RowError(
+            f"{where}.value", f'must be {{"name": ..., "arguments": {{...}}}} JSON, got {str(value)[:60]!r}'
+        ) from None
+    calls = call if isinstance(call, list) else [call]
+    return {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": c} for c in calls]}
 
 
 def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
@@ -128,15 +222,14 @@ def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
         speaker = turn.get("from", turn.get("role"))
         if speaker is None:
             raise RowError(f"{where}.from", "is missing")
-        role = SHAREGPT_ROLES.get(str(speaker).lower())
-        if role is None:
+        if str(speaker).lower() not in SHAREGPT_ROLES:
             raise RowError(
                 f"{where}.from", f"'{speaker}' is not a known speaker{did_you_mean(str(speaker), SHAREGPT_ROLES)}"
             )
-        messages.append({"role": role, "content": turn.get("value", turn.get("content"))})
+        messages.append(_sharegpt_turn(str(speaker).lower(), turn.get("value", turn.get("content")), where))
     if isinstance(row.get("system"), str) and row["system"].strip() and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": row["system"]})
-    return {"messages": check_messages(messages, "conversations")}
+    return _with_tools(row, {"messages": check_messages(messages, "conversations")})
 
 
 def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +281,7 @@ def _message_list(value: Any, field: str, *, need_assistant: bool) -> list[dict[
 
 
 def _messages(row: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": check_messages(row.get("messages"))}
+    return _with_tools(row, {"messages": check_messages(row.get("messages"))})
 
 
 def _plain_text(row: dict[str, Any]) -> dict[str, Any]:

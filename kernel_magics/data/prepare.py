@@ -8,6 +8,7 @@ longer than ``max_length`` are reported (or skipped) before training starts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +120,10 @@ def convert_rows(
 def token_length(row: dict[str, Any], tokenizer: Any) -> int:
     """Tokens of one TRL row after the chat template (what the trainer will see)."""
     if "messages" in row:
-        ids = tokenizer.apply_chat_template(row["messages"], tokenize=True)
+        tools = json.loads(row["tools"]) if row.get("tools") else None
+        if tools and "tools" not in (getattr(tokenizer, "chat_template", None) or ""):
+            raise ValueError("the row has tools but this model's chat template does not render tools")
+        ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, **({"tools": tools} if tools else {}))
     elif "text" in row:
         return len(tokenizer(row["text"])["input_ids"]) + 1  # + eos
     elif isinstance(row["prompt"], list):

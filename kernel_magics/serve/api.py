@@ -43,6 +43,8 @@ def serve(
     engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
     allowed_local_media_path: str | Path | None = None,
     stream_interval_ms: float = 10.0,
+    served_model_name: str | None = None,
+    tool_call_parser: str | None = None,
     wait: bool = True,
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
@@ -54,7 +56,9 @@ def serve(
     Vision-language models take OpenAI ``image_url`` parts (data: URLs; local files only inside
     ``allowed_local_media_path``). ``stream_interval_ms`` (transformers engine): tokens of a stream that
     come faster than this are sent as one chunk (0 = one chunk per token; vLLM takes
-    ``engine_args={"stream_interval": N}`` in tokens).
+    ``engine_args={"stream_interval": N}`` in tokens). The model is served as ``served_model_name`` (default:
+    the folder name of a local model, else the hub id). ``tool_call_parser`` ("hermes", "llama3_json"; default:
+    chosen from the chat template) turns tool calls in replies into OpenAI ``tool_calls``.
     """
     from ..hub import resolve_model
 
@@ -74,7 +78,8 @@ def serve(
         raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
     if max_model_len is not None and max_model_len < 16:
         raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
-    served = str(model if model is not None else settings.default_model).strip()
+    requested = str(model if model is not None else settings.default_model).strip()
+    served = (served_model_name or "").strip() or short_model_name(requested)
     named_adapters = _adapter_map(adapters)
     if served in named_adapters:
         raise SwiftConfigError(f"adapter name '{served}' is the base model's name; pick another adapter name")
@@ -85,7 +90,7 @@ def serve(
                 f"a server named '{name}' is already running at {other.url}; stop it (%swift stop {name}) "
                 "or pass --name for a second one"
             )
-    model_dir = resolve_model(served)
+    model_dir = resolve_model(requested)
     info = select_device(device)
     chosen, reason = choose_backend(backend, info, model_dir)
     entry = engine(chosen)
@@ -96,6 +101,7 @@ def serve(
     extra = dict(engine_args.items() if isinstance(engine_args, Mapping) else engine_args or [])
     options = EngineOptions(info, max_batch_size, max_model_len, api_key, trust, extra)
     running = entry.create(model_dir, served, named_adapters, options)
+    running.tool_call_parser = tool_call_parser or running.tool_call_parser
     if allowed_local_media_path is not None:
         running = _allow_local_media(running, Path(allowed_local_media_path).expanduser())
     server = Server(name, running, chosen, reason, host, port, api_key, model_dir, stream_interval_ms)
@@ -106,6 +112,12 @@ def serve(
     took = f" in {time.perf_counter() - started:.1f} s" if wait else " (starting)"
     print(f"serving {', '.join(server.models)} with {chosen} ({reason}) at {server.url}{took}")
     return server
+
+
+def short_model_name(model: str) -> str:
+    """The id a model is served as: a local folder's name (never its absolute path), else the hub id."""
+    path = Path(model).expanduser()
+    return path.resolve().name if path.is_dir() else model
 
 
 def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[str, str]:

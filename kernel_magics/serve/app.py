@@ -1,6 +1,6 @@
 """The thin FastAPI app that puts the OpenAI protocol in front of an in-process :class:`Engine`.
 
-Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
+Endpoints: ``GET /health``, ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/chat/completions``, ``POST /v1/completions``
 (both streaming as server-sent events the way the official ``openai`` client reads them) and
 ``GET /metrics`` (Prometheus text). Bad input always gets a 4xx with an OpenAI error object; the
 optional API key is checked on every request with a constant-time comparison.
@@ -8,31 +8,18 @@ optional API key is checked on every request with a constant-time comparison.
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engines.base import Engine, RequestHandle, SamplingParams
+from .engines.base import Engine
 from .metrics import prometheus_text
-from .protocol import (
-    APIError,
-    ChatCompletionRequest,
-    CompletionRequest,
-    SamplingRequest,
-    chat_chunk,
-    chat_response,
-    completion_response,
-    model_list,
-    new_id,
-    now,
-    usage,
-)
+from .protocol import APIError, ChatCompletionRequest, CompletionRequest, model_list
+from .replies import chat_reply, completion_reply
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -73,37 +60,21 @@ def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: f
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(prometheus_text(engine), media_type="text/plain; version=0.0.4")
 
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str) -> dict[str, Any]:
+        _check_model(engine, model)
+        base = engine.models[0]
+        return model_list([model], parents={m: base for m in engine.models[1:]})["data"][0]
+
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
-        vision = getattr(engine, "accepts_images", False)  # image_url parts go to engines that take images
-        messages = [
-            {"role": m.role if m.role != "developer" else "system", "content": m.parts() if vision else m.text()}
-            for m in body.messages
-        ]
-        try:
-            prompt_ids = engine.chat_prompt(messages)
-        except ValueError as exc:
-            raise APIError(str(exc), param="messages") from None
-        handle = _submit(engine, body, prompt_ids, body.limit(), "chatcmpl", stream_interval_s)
-        if body.stream:
-            return _sse(_chat_events(handle, body))
-        text, finish, prompt_tokens, completion_tokens = await _collect(handle)
-        return chat_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
+        return await chat_reply(engine, body, stream_interval_s)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
-        if body.echo:
-            raise APIError("echo is not supported", param="echo")
-        prompt_ids = engine.encode(body.text())
-        if not prompt_ids:
-            raise APIError("the prompt is empty", param="prompt")
-        handle = _submit(engine, body, prompt_ids, body.limit(), "cmpl", stream_interval_s)
-        if body.stream:
-            return _sse(_completion_events(handle, body))
-        text, finish, prompt_tokens, completion_tokens = await _collect(handle)
-        return completion_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
+        return await completion_reply(engine, body, stream_interval_s)
 
     return app
 
@@ -156,99 +127,3 @@ def _check_model(engine: Engine, model: str) -> None:
             param="model",
             code="model_not_found",
         )
-
-
-def _submit(
-    engine: Engine,
-    body: SamplingRequest,
-    prompt_ids: list[int],
-    limit: int | None,
-    prefix: str,
-    stream_interval_s: float = 0.0,
-) -> RequestHandle:
-    import asyncio
-
-    room = engine.max_model_len - len(prompt_ids)
-    if room <= 0 or (limit is not None and limit > room):
-        asked = f" + max_tokens {limit}" if limit is not None else ""
-        raise APIError(
-            f"this model's maximum context length is {engine.max_model_len} tokens, but the request has "
-            f"{len(prompt_ids)} prompt tokens{asked}; shorten the messages or lower max_tokens",
-            param="messages" if prefix == "chatcmpl" else "prompt",
-            code="context_length_exceeded",
-        )
-    params = SamplingParams(
-        max_tokens=limit if limit is not None else room,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        stop=tuple(body.stop or ()),
-        seed=body.seed,
-    )
-    handle = RequestHandle(
-        request_id=new_id(prefix),
-        model=body.model,
-        prompt_ids=prompt_ids,
-        params=params,
-        loop=asyncio.get_running_loop(),
-        stream=body.stream,
-        stream_interval_s=stream_interval_s if body.stream else 0.0,
-    )
-    try:
-        engine.submit(handle)
-    except RuntimeError as exc:
-        raise APIError(str(exc), status=503, type="server_error") from None
-    return handle
-
-
-async def _collect(handle: RequestHandle) -> tuple[str, str, int, int]:
-    parts: list[str] = []
-    async for delta in handle.deltas():
-        parts.append(delta.text)
-        if delta.finish_reason is not None:
-            return "".join(parts), delta.finish_reason, delta.prompt_tokens, delta.completion_tokens
-    raise APIError("the request ended without a result", status=503, type="server_error")
-
-
-def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
-    async def body() -> AsyncIterator[str]:
-        try:
-            async for event in events:
-                yield event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
-        except RuntimeError as exc:  # the engine stopped mid-stream
-            yield f"data: {json.dumps(APIError(str(exc), status=503, type='server_error').body())}\n\n"
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-async def _chat_events(handle: RequestHandle, body: ChatCompletionRequest) -> AsyncIterator[dict[str, Any] | str]:
-    rid, created = handle.request_id, now()
-    yield chat_chunk(rid, body.model, created, {"role": "assistant", "content": ""})
-    # every content chunk differs only in its text: encode the rest once
-    head, tail = json.dumps(chat_chunk(rid, body.model, created, {"content": ""}), ensure_ascii=False).rsplit(
-        '"content": ""', 1
-    )
-    head, tail = "data: " + head + '"content": ', tail + "\n\n"
-    async for delta in handle.deltas():
-        if delta.text:
-            yield head + json.dumps(delta.text, ensure_ascii=False) + tail
-        if delta.finish_reason is not None:
-            yield chat_chunk(rid, body.model, created, {}, delta.finish_reason)
-            if body.include_usage:
-                chunk = chat_chunk(rid, body.model, created, None)
-                chunk["usage"] = usage(delta.prompt_tokens, delta.completion_tokens)
-                yield chunk
-
-
-async def _completion_events(handle: RequestHandle, body: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
-    rid, created = handle.request_id, now()
-    async for delta in handle.deltas():
-        if delta.text or delta.finish_reason is not None:
-            chunk = completion_response(rid, body.model, delta.text, delta.finish_reason, 0, 0, created)
-            del chunk["usage"]
-            yield chunk
-        if delta.finish_reason is not None and body.include_usage:
-            chunk = completion_response(rid, body.model, "", None, 0, 0, created)
-            chunk["choices"] = []
-            chunk["usage"] = usage(delta.prompt_tokens, delta.completion_tokens)
-            yield chunk

@@ -109,6 +109,7 @@ class ReplyStats:
     ttft_s: float | None = None
     seconds: float = 0.0
     completion_tokens: int | None = None
+    tool_calls: list[dict[str, str]] = field(default_factory=list)  # [{"name", "arguments"}] as streamed
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -125,8 +126,12 @@ def stream_reply(
     temperature: float | None = None,
     max_tokens: int | None = None,
     timeout: float = 300.0,
+    tools: list[dict[str, Any]] | None = None,
 ) -> Iterator[str]:
-    """Yield the pieces of ``model``'s reply to ``messages`` as they arrive (official ``openai`` client)."""
+    """Yield the pieces of ``model``'s reply to ``messages`` as they arrive (official ``openai`` client).
+
+    With ``tools``, the calls the model makes are gathered in ``stats.tool_calls``.
+    """
     import openai
 
     client = openai.OpenAI(base_url=target.url, api_key=target.api_key or "none", timeout=timeout, max_retries=0)
@@ -139,11 +144,14 @@ def stream_reply(
             max_tokens=target.max_tokens if max_tokens is None else max_tokens,
             stream=True,
             stream_options={"include_usage": True},
+            **({"tools": tools} if tools else {}),
         )
         for chunk in stream:
             if chunk.usage is not None and stats is not None:
                 stats.completion_tokens = chunk.usage.completion_tokens
             for choice in chunk.choices:
+                if stats is not None and choice.delta and choice.delta.tool_calls:
+                    _gather_calls(stats.tool_calls, choice.delta.tool_calls)
                 piece = choice.delta.content if choice.delta else None
                 if piece:
                     if stats is not None and stats.ttft_s is None:
@@ -156,6 +164,18 @@ def stream_reply(
     finally:
         if stats is not None:
             stats.seconds = time.perf_counter() - started
+
+
+def _gather_calls(calls: list[dict[str, str]], deltas: list[Any]) -> None:
+    """Add streamed tool-call deltas (a name once, arguments in pieces) to ``calls``."""
+    for delta in deltas:
+        index = delta.index if delta.index is not None else len(calls)
+        while len(calls) <= index:
+            calls.append({"name": "", "arguments": ""})
+        function = delta.function
+        if function is not None:
+            calls[index]["name"] += function.name or ""
+            calls[index]["arguments"] += function.arguments or ""
 
 
 def _error_message(exc: Any) -> str:

@@ -47,6 +47,11 @@ COMMANDS = [
                 default=10.0,
                 help="transformers engine: tokens of a stream closer than this go out as one chunk (0 = per token)",
             ),
+            Arg("served_model_name", help="the model id clients send [default: the folder name or hub id]"),
+            Arg(
+                "tool_call_parser",
+                help="tool-call format in replies: hermes or llama3_json [default: from the template]",
+            ),
             Arg("wait", flag=True, default=True, help="return once the server answers"),
         ),
     ),

@@ -2,7 +2,7 @@
 
 Requests are pydantic models that accept and ignore fields we do not act on (clients such as the
 official ``openai`` package or LangChain send many), but reject values that make no sense
-(``max_tokens <= 0``, ``n != 1``, ``temperature`` outside [0, 2]) with an :class:`APIError` that the app
+(``max_tokens <= 0``, ``n < 1``, ``temperature`` outside [0, 2]) with an :class:`APIError` that the app
 turns into ``{"error": {"message", "type", "param", "code"}}`` and a 4xx status.
 """
 
@@ -82,6 +82,45 @@ class ChatMessage(BaseModel):
         return out
 
 
+MAX_CHOICES = 16  # n
+MAX_TOP_LOGPROBS = 20  # top_logprobs (chat) and logprobs (completions), as in OpenAI
+
+
+class ResponseFormat(BaseModel):
+    """``{"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema the reply must follow (``{"type": "object"}`` for json_object; None for text)."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"type": "object"}
+        spec = self.json_schema or {}
+        schema = spec.get("schema", spec.get("schema_"))
+        if not isinstance(schema, dict):
+            raise APIError("response_format.json_schema needs a 'schema' object", param="response_format")
+        return schema
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolSpec(BaseModel):
+    """One entry of ``tools``: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
     include_usage: bool = False
@@ -98,22 +137,18 @@ class SamplingRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = 1
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
 
     @field_validator("max_tokens")
     @classmethod
     def _positive_max_tokens(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
             raise ValueError("max_tokens must be at least 1")
-        return value
-
-    @field_validator("n")
-    @classmethod
-    def _single_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
         return value
 
     @field_validator("stop")
@@ -134,6 +169,12 @@ class SamplingRequest(BaseModel):
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: ResponseFormat | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
     @field_validator("max_completion_tokens")
     @classmethod
@@ -149,19 +190,72 @@ class ChatCompletionRequest(SamplingRequest):
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError("send one prompt per request (a list of exactly one string)")
+    def _some_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("send at least one prompt")
         return value
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
+    def texts(self) -> list[str]:
+        """Every prompt of the request (a list of prompts gets ``n`` choices each, in order)."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
     def limit(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else 16  # the OpenAI default for completions
+
+
+# -- what each engine honours --------------------------------------------------------------------------
+# The request fields each engine acts on, per endpoint. A request that gives any other field a value
+# gets a 400 naming that field: a field silently ignored would make the caller believe it got what it
+# asked for. vLLM's list is the fields of its own request models; the vLLM launcher
+# (engines/vllm_main.py) answers the rest with the same 400.
+_SAMPLING = {"model", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options", "user"}
+HONOURED_FIELDS: dict[str, dict[str, set[str]]] = {
+    "transformers": {
+        "chat": _SAMPLING
+        | {"messages", "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias"}
+        | {"logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls"},
+        "completions": _SAMPLING
+        | {"prompt", "echo", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs"},
+    },
+    # vision-language models generate one request at a time through generate(): sampling settings only
+    "transformers-vision": {
+        "chat": _SAMPLING | {"messages", "max_completion_tokens"},
+        "completions": _SAMPLING | {"prompt", "echo"},
+    },
+}
+
+
+def unhonoured_field(body: BaseModel, honoured: set[str]) -> str | None:
+    """The first field of ``body`` that was given a value and is not in ``honoured`` (None when all are)."""
+    fields = type(body).model_fields
+    given = list(body.model_fields_set) + list(body.model_extra or {})
+    for name in sorted(set(given)):
+        if name in honoured:
+            continue
+        value = getattr(body, name, None) if name in fields else (body.model_extra or {}).get(name)
+        default = fields[name].default if name in fields else None
+        if value is not None and value != default:
+            return name
+    return None
+
+
+def check_fields(body: BaseModel, engine_fields: str, endpoint: str) -> None:
+    """Raise a 400 naming the first field the engine cannot honour (see ``HONOURED_FIELDS``)."""
+    honoured = HONOURED_FIELDS.get(engine_fields, HONOURED_FIELDS["transformers"])[endpoint]
+    name = unhonoured_field(body, honoured)
+    if name is not None:
+        raise APIError(
+            f"{name} is not supported by this server's engine; leave it out (supported: {', '.join(sorted(honoured))})",
+            param=name,
+            code="unsupported_parameter",
+        )
 
 
 def new_id(prefix: str) -> str:
@@ -177,46 +271,6 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def chat_response(
-    rid: str, model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": now(),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-def chat_chunk(
-    rid: str, model: str, created: int, delta: dict[str, Any] | None, finish: str | None = None
-) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-    return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
-
-
-def completion_response(
-    rid: str, model: str, text: str, finish: str | None, prompt_tokens: int, completion_tokens: int, created: int = 0
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "text_completion",
-        "created": created or now(),
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-        "usage": usage(prompt_tokens, completion_tokens),
     }
 
 

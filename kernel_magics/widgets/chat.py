@@ -40,11 +40,13 @@ class ChatPanel(anywidget.AnyWidget):
     system = traitlets.Unicode("").tag(sync=True)
     temperature = traitlets.Float(0.7).tag(sync=True)
     max_tokens = traitlets.Int(256).tag(sync=True)
-    turns = traitlets.List().tag(sync=True)  # [{prompt, answers{model: text}, done{}, errors{}, stats{}, preferred}]
+    # [{prompt, answers{model: text}, calls{model: [{name, arguments}]}, done{}, errors{}, stats{}, preferred}]
+    turns = traitlets.List().tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, target: ChatTarget, **kwargs: Any) -> None:
+    def __init__(self, target: ChatTarget, tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        """``tools``: OpenAI function specs offered to the models; the calls they make show under the reply."""
         super().__init__(
             url=target.url,
             models=list(target.models),
@@ -55,6 +57,7 @@ class ChatPanel(anywidget.AnyWidget):
             **kwargs,
         )
         self.target = target
+        self.tools = list(tools or [])
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
         self.on_msg(self._on_message)
@@ -92,6 +95,7 @@ class ChatPanel(anywidget.AnyWidget):
                 "prompt": text,
                 "images": images,
                 "answers": {m: "" for m in self.models},
+                "calls": {},
                 "done": {m: False for m in self.models},
                 "errors": {},
                 "stats": {},
@@ -141,7 +145,13 @@ class ChatPanel(anywidget.AnyWidget):
         error = None
         try:
             for piece in stream_reply(
-                self.target, model, messages, stats, temperature=self.temperature, max_tokens=self.max_tokens
+                self.target,
+                model,
+                messages,
+                stats,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                tools=self.tools or None,
             ):
                 parts.append(piece)
                 if time.monotonic() - last_push >= PUSH_EVERY_S:
@@ -154,11 +164,24 @@ class ChatPanel(anywidget.AnyWidget):
         speed = f"{stats.tokens_per_s:.0f} tok/s" if stats.tokens_per_s else ""
         first = f"first token {stats.ttft_s * 1000:.0f} ms" if stats.ttft_s is not None else ""
         self._update(
-            index, model, "".join(parts), done=True, error=error, stats=" · ".join(x for x in (first, speed) if x)
+            index,
+            model,
+            "".join(parts),
+            done=True,
+            error=error,
+            stats=" · ".join(x for x in (first, speed) if x),
+            calls=stats.tool_calls,
         )
 
     def _update(
-        self, index: int, model: str, text: str, done: bool = False, error: str | None = None, stats: str = ""
+        self,
+        index: int,
+        model: str,
+        text: str,
+        done: bool = False,
+        error: str | None = None,
+        stats: str = "",
+        calls: list[dict[str, str]] | None = None,
     ) -> None:
         with self._lock:
             turns = copy.deepcopy(self.turns)
@@ -166,6 +189,8 @@ class ChatPanel(anywidget.AnyWidget):
                 return
             turn = turns[index]
             turn["answers"][model] = text
+            if calls:
+                turn.setdefault("calls", {})[model] = [dict(call) for call in calls]
             if done:
                 turn["done"][model] = True
                 turn["stats"][model] = stats
@@ -279,13 +304,18 @@ def _user_message(text: str, images: list[str]) -> dict[str, Any]:
     return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
 
 
+def tool_call_lines(turn: dict[str, Any], model: str) -> list[str]:
+    """The tool calls of ``model`` in ``turn`` as ``name(arguments)`` lines (what the panel shows)."""
+    return [f"{call['name']}({call['arguments']})" for call in (turn.get("calls") or {}).get(model, [])]
+
+
 def show(target: ChatTarget) -> ChatPanel:
     """Notebook display of ``%swift chat``: the panel for the resolved target."""
     return ChatPanel(target)
 
 
-def chat_panel(url: str | None = None, **kwargs: Any) -> ChatPanel:
-    """``ChatPanel`` for the latest server (or ``url``); same arguments as ``%swift chat``."""
+def chat_panel(url: str | None = None, tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> ChatPanel:
+    """``ChatPanel`` for the latest server (or ``url``); same arguments as ``%swift chat``, plus ``tools``."""
     from ..serve.api import chat
 
-    return ChatPanel(chat(url=url, **kwargs))
+    return ChatPanel(chat(url=url, **kwargs), tools=tools)

@@ -20,83 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from ...device import DeviceInfo
-from ...errors import SwiftModelError
-from .base import Delta, RequestHandle, RequestRecord, check_adapter
-
-_REPLACEMENT = "\ufffd"  # what decode() shows for an incomplete UTF-8 sequence
-
-
-class _Row:
-    """Decoding state of one request inside a batch."""
-
-    def __init__(self, handle: RequestHandle, eos: set[int], tokenizer: Any, generator: Any) -> None:
-        self.handle = handle
-        self.params = handle.params
-        self.eos = eos
-        self.tokenizer = tokenizer
-        self.generator = generator
-        self.tokens: list[int] = []
-        self.sent = 0  # characters of text already pushed
-        self.text = ""
-        self.finish: str | None = None
-
-    def add(self, token: int) -> None:
-        """Append a token, decide whether the request ends, and push the text that is now certain."""
-        if self.handle.first_token_at is None:
-            self.handle.first_token_at = time.perf_counter()
-        if token in self.eos:
-            self.finish = "stop"
-        else:
-            self.tokens.append(token)
-            self.text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-            if len(self.tokens) >= self.params.max_tokens:
-                self.finish = "length"
-        stop_at = self._stop_index()
-        if stop_at is not None:
-            self.text = self.text[:stop_at]
-            self.finish = "stop"
-        if self.finish is None:
-            safe = len(self.text) - self._held_back()
-            if safe > self.sent:
-                self.handle.push(Delta(self.text[self.sent : safe]))
-                self.sent = safe
-        else:
-            self.end(self.finish)
-
-    def end(self, reason: str) -> None:
-        """Push the rest of the text with the finish reason and the token counts."""
-        self.finish = reason
-        self.handle.push(
-            Delta(
-                self.text[self.sent :].replace(_REPLACEMENT, ""),
-                finish_reason=reason,
-                prompt_tokens=len(self.handle.prompt_ids),
-                completion_tokens=len(self.tokens),
-            )
-        )
-        self.sent = len(self.text)
-
-    def _stop_index(self) -> int | None:
-        hits = [i for s in self.params.stop if (i := self.text.find(s)) >= 0]
-        return min(hits) if hits else None
-
-    def _held_back(self) -> int:
-        """Characters at the end that may still change: a partial UTF-8 character or a stop-string prefix."""
-        if self.text.endswith(_REPLACEMENT):
-            return len(self.text) - len(self.text.rstrip(_REPLACEMENT))
-        held = 0
-        for stop in self.params.stop:
-            for k in range(min(len(stop) - 1, len(self.text)), 0, -1):
-                if self.text.endswith(stop[:k]):
-                    held = max(held, k)
-                    break
-        return held
+from ...errors import SwiftConfigError, SwiftModelError
+from ..guided import Grammars
+from ..tools import parser_for_template, template_messages
+from .base import RequestHandle, RequestRecord, check_adapter
+from .hf_batch import Row, joinable, merge_caches, step
 
 
 class HFEngine:
     """Serve a causal LM and its LoRA adapters with transformers + peft in this process."""
 
     name = "transformers"
+    api_fields = "transformers"  # the request fields it honours: protocol.HONOURED_FIELDS
 
     def __init__(
         self,
@@ -107,8 +42,11 @@ class HFEngine:
         max_batch_size: int = 32,
         max_model_len: int | None = None,
         trust_remote_code: bool = False,
+        tool_call_parser: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.tool_call_parser = tool_call_parser  # None: chosen from the chat template at start()
+        self.grammars: Any = None
         self.served_name = served_name
         self.adapter_dirs = {n: check_adapter(n, p, self.model_dir)[0] for n, p in (adapters or {}).items()}
         self.models = [served_name, *self.adapter_dirs]
@@ -166,6 +104,11 @@ class HFEngine:
         self.eos_ids = eos_ids
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else next(iter(eos_ids), 0)
+        self.grammars = Grammars(self.tokenizer, int(config.vocab_size), sorted(eos_ids))
+        try:
+            self.tool_call_parser = parser_for_template(self.tokenizer.chat_template, self.tool_call_parser)
+        except ValueError as exc:
+            raise SwiftConfigError(str(exc)) from None
         self._thread = threading.Thread(target=self._loop, name=f"km-hf-engine-{self.served_name}", daemon=True)
         self._thread.start()
 
@@ -207,10 +150,14 @@ class HFEngine:
             pass
 
     # -- prompts ---------------------------------------------------------------------------------
-    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """Token ids of the conversation (with ``tools`` rendered by the chat template) + the reply prompt."""
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError("this model has no chat template; use /v1/completions with a plain prompt")
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        extra = {"tools": tools} if tools else {}
+        text = self.tokenizer.apply_chat_template(
+            template_messages(messages), add_generation_prompt=True, tokenize=False, **extra
+        )
         return self.encode(text)
 
     def encode(self, text: str) -> list[int]:
@@ -297,12 +244,12 @@ class HFEngine:
                 self._waiting = deque(h for h in self._waiting if id(h) not in taken and not h.cancelled.is_set())
             return joiners
 
-    def _prefill(self, batch: list[RequestHandle]) -> tuple[list[_Row], Any, Any, Any, Any]:
+    def _prefill(self, batch: list[RequestHandle]) -> tuple[list[Row], Any, Any, Any, Any]:
         """Left-pad the prompts into one batch and run them: rows, cache, mask, positions, last logits."""
         import torch
         from transformers import DynamicCache
 
-        rows = [_Row(h, self.eos_ids, self.tokenizer, self._generator(h.params.seed)) for h in batch]
+        rows = [Row(h, self.eos_ids, self.tokenizer, self._generator(h.params.seed)) for h in batch]
         width = max(len(h.prompt_ids) for h in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -327,16 +274,16 @@ class HFEngine:
         model_name = batch[0].model
         with torch.inference_mode(), self._adapter_context(model_name):
             rows, cache, mask, positions, logits = self._prefill(batch)
-            joinable = _joinable(cache)
+            can_join = joinable(cache)
             peak = len(rows)
             while rows and not self._stop.is_set():
-                next_tokens = self._sample(logits, rows)
+                next_tokens, logprobs = step(logits, rows, self.tokenizer)
                 keep: list[int] = []
                 for pos, row in enumerate(rows):
                     if row.handle.cancelled.is_set():
                         row.finish = "cancelled"
                     else:
-                        row.add(int(next_tokens[pos]))
+                        row.add(int(next_tokens[pos]), logprobs.get(pos))
                     if row.finish is None and len(row.handle.prompt_ids) + len(row.tokens) >= self.max_model_len:
                         row.end("length")  # the context window is full
                     if row.finish is None:
@@ -364,11 +311,11 @@ class HFEngine:
                     logits = out.logits[:, -1, :].float()
                 else:
                     rows = []
-                joiners = self._take_joiners(model_name, self.max_batch_size - len(rows)) if joinable else []
+                joiners = self._take_joiners(model_name, self.max_batch_size - len(rows)) if can_join else []
                 if joiners:
                     new_rows, new_cache, new_mask, new_positions, new_logits = self._prefill(joiners)
                     if rows:
-                        mask = _merge_caches(cache, mask, new_cache, new_mask)
+                        mask = merge_caches(cache, mask, new_cache, new_mask)
                         positions = torch.cat([positions, new_positions])
                         logits = torch.cat([logits, new_logits])
                         rows = rows + new_rows
@@ -379,27 +326,7 @@ class HFEngine:
             if row.finish is None:
                 row.handle.push(RuntimeError("the server is shutting down"))
 
-    def _sample(self, logits: Any, rows: list[_Row]) -> Any:
-        import torch
-
-        chosen = logits.argmax(dim=-1).cpu()
-        for pos, row in enumerate(rows):
-            params = row.params
-            if params.greedy:
-                continue
-            scores = logits[pos] / params.temperature
-            probs = torch.softmax(scores, dim=-1)
-            if params.top_p < 1.0:
-                sorted_probs, order = probs.sort(descending=True)
-                cumulative = sorted_probs.cumsum(-1)
-                cut = cumulative - sorted_probs > params.top_p  # keep the smallest set reaching top_p
-                sorted_probs = sorted_probs.masked_fill(cut, 0.0)
-                probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-            token = torch.multinomial(probs.cpu(), 1, generator=row.generator)
-            chosen[pos] = token.item()
-        return chosen
-
-    def _record(self, row: _Row, batch_size: int) -> None:
+    def _record(self, row: Row, batch_size: int) -> None:
         handle = row.handle
         if row.finish == "cancelled":
             return
@@ -420,32 +347,3 @@ class HFEngine:
             self._records.append(record)
             if len(self._records) > 10_000:
                 del self._records[:1000]
-
-
-def _joinable(cache: Any) -> bool:
-    """Can new rows be merged into this cache? (plain full-attention layers only)"""
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
-
-
-def _left_pad(tensor: Any, length: int, dim: int) -> Any:
-    import torch.nn.functional as F
-
-    missing = length - tensor.shape[dim]
-    if missing <= 0:
-        return tensor
-    pad = [0, 0] * (tensor.dim() - 1 - dim % tensor.dim()) + [missing, 0]
-    return F.pad(tensor, pad)
-
-
-def _merge_caches(cache: Any, mask: Any, other: Any, other_mask: Any) -> Any:
-    """Append ``other``'s rows to ``cache`` (left-padding the shorter one); return the merged mask."""
-    import torch
-
-    length = max(mask.shape[1], other_mask.shape[1])
-    for layer, extra in zip(cache.layers, other.layers, strict=True):
-        layer.keys = torch.cat([_left_pad(layer.keys, length, 2), _left_pad(extra.keys, length, 2)])
-        layer.values = torch.cat([_left_pad(layer.values, length, 2), _left_pad(extra.values, length, 2)])
-    return torch.cat([_left_pad(mask, length, 1), _left_pad(other_mask, length, 1)])

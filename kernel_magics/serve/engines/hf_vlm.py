@@ -26,7 +26,8 @@ from typing import Any
 
 from ...errors import SwiftModelError
 from .base import RequestHandle
-from .hf import HFEngine, _Row
+from .hf import HFEngine
+from .hf_batch import Row
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
@@ -82,9 +83,9 @@ def open_image_url(url: str, allowed_local_media_path: Path | None) -> Any:
 
 
 class _Streamer:
-    """``generate`` streamer that feeds each new token to the request's :class:`_Row`."""
+    """``generate`` streamer that feeds each new token to the request's :class:`Row`."""
 
-    def __init__(self, row: _Row) -> None:
+    def __init__(self, row: Row) -> None:
         self.row = row
         self.prompt_seen = False
 
@@ -104,6 +105,7 @@ class HFVisionEngine(HFEngine):
     """Serve a vision-language model (and its LoRA adapters) with transformers in this process."""
 
     name = "transformers"
+    api_fields = "transformers-vision"  # the request fields it honours: protocol.HONOURED_FIELDS
     accepts_images = True
 
     def __init__(self, *args: Any, allowed_local_media_path: str | Path | None = None, **kwargs: Any) -> None:
@@ -188,7 +190,7 @@ class HFVisionEngine(HFEngine):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        row = _Row(handle, self.eos_ids, self.tokenizer, None)
+        row = Row(handle, self.eos_ids, self.tokenizer, None)
         inputs = getattr(handle.prompt_ids, "inputs", None)
         if inputs is None:  # a plain token prompt (e.g. /v1/completions)
             ids = torch.tensor([list(handle.prompt_ids)], dtype=torch.long)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ...device import DeviceInfo
 from ...hub import is_vision_model
+from ..tools import parser_for_template
 from .base import check_adapter
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values --max-lora-rank accepts
@@ -100,6 +101,21 @@ def read_stats(metrics_text: str) -> Any:
     return frame[keep].reset_index(drop=True)
 
 
+def chat_template(model_dir: Path) -> str | None:
+    """The chat template saved with a model (``chat_template.jinja`` or ``tokenizer_config.json``)."""
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: the default one
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
+
+
 class VLLMProcess:
     """Command line and environment of a vLLM OpenAI server for one model and its adapters."""
 
@@ -119,8 +135,10 @@ class VLLMProcess:
         trust_remote_code: bool = False,
         max_batch_size: int | None = None,
         engine_args: Mapping[str, Any] | None = None,
+        tool_call_parser: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.tool_call_parser = tool_call_parser  # None: chosen from the chat template
         self.served_name = served_name
         self.adapters: dict[str, Path] = {}
         self.ranks: dict[str, int] = {}
@@ -140,7 +158,7 @@ class VLLMProcess:
         argv = [
             sys.executable,
             "-m",
-            "vllm.entrypoints.openai.api_server",
+            "kernel_magics.serve.engines.vllm_main",  # vLLM's server + models.retrieve + 400 for unknown fields
             "--model",
             str(self.model_dir),
             "--served-model-name",
@@ -167,6 +185,16 @@ class VLLMProcess:
             allowed = next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
             argv += ["--enable-lora", "--max-loras", str(len(self.adapters)), "--max-lora-rank", str(allowed)]
             argv += ["--lora-modules", *[f"{name}={folder}" for name, folder in self.adapters.items()]]
+        if "structured_outputs_config" not in self.engine_args:
+            # JSON replies without free whitespace, as on the transformers engine: a weak model can
+            # otherwise spend max_tokens on blanks inside a constrained reply
+            argv += ["--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})]
+        parser = self.tool_call_parser or parser_for_template(chat_template(self.model_dir))
+        if parser and "tool_call_parser" not in self.engine_args:
+            argv += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+            if "tool_strict_level" not in self.engine_args:
+                # a call's arguments follow the tool's parameter schema, as on the transformers engine
+                argv += ["--tool-strict-level", "parameter"]
         for key, value in self.engine_args.items():
             flag = "--" + str(key).replace("_", "-")
             if value is True or str(value).lower() == "true":

@@ -1,0 +1,147 @@
+"""``python -m kernel_magics.serve.engines.vllm_main ARGS``: vLLM's OpenAI server, answering like ours where it does not.
+
+It runs vLLM's own entry point (same arguments as ``python -m vllm.entrypoints.openai.api_server``) with
+one ASGI layer in front of vLLM's app:
+
+* ``GET /v1/models/{id}`` (the ``openai`` client's ``models.retrieve``), which vLLM lacks, answered from
+  vLLM's own ``/v1/models`` (so its API-key check applies);
+* a request field vLLM's request models do not have (vLLM would drop it and log a line) gets a 400
+  naming it, the same answer the transformers engine gives (``protocol.check_fields``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+ENDPOINTS = {
+    "/v1/chat/completions": ("vllm.entrypoints.openai.chat_completion.protocol", "ChatCompletionRequest"),
+    "/v1/completions": ("vllm.entrypoints.openai.completion.protocol", "CompletionRequest"),
+}
+
+
+def honoured_fields(module: str, name: str) -> set[str]:
+    """Field names and aliases of one of vLLM's request models."""
+    import importlib
+
+    model = getattr(importlib.import_module(module), name)
+    names = set(model.model_fields)
+    names |= {f.alias for f in model.model_fields.values() if getattr(f, "alias", None)}
+    return names
+
+
+def _error(message: str, status: int, param: str | None, code: str | None) -> tuple[int, bytes]:
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return status, json.dumps(body).encode()
+
+
+class ParityLayer:
+    """ASGI middleware adding ``models.retrieve`` and the 400 for fields vLLM would ignore."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.fields = {path: honoured_fields(*where) for path, where in ENDPOINTS.items()}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path.startswith("/v1/models/"):
+            await self._retrieve(scope, path.removeprefix("/v1/models/"), send)
+        elif method == "POST" and path in self.fields:
+            await self._checked(scope, receive, send, self.fields[path])
+        else:
+            await self.app(scope, receive, send)
+
+    async def _retrieve(self, scope: dict[str, Any], model_id: str, send: Any) -> None:
+        status, headers, body = await self._inner(dict(scope, path="/v1/models", raw_path=b"/v1/models"))
+        if status == 200:
+            models = json.loads(body).get("data", [])
+            found = [m for m in models if m.get("id") == model_id]
+            if found:
+                status, body = 200, json.dumps(found[0]).encode()
+            else:
+                names = ", ".join(m.get("id", "") for m in models)
+                message = f"the model '{model_id}' does not exist; this server has: {names}"
+                status, body = _error(message, 404, "model", "model_not_found")
+            headers = [(b"content-type", b"application/json")]
+        await _respond(send, status, body, headers)
+
+    async def _inner(self, scope: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Run vLLM's app on a GET and keep its answer."""
+        answer: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def keep(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"], answer["headers"] = message["status"], list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                answer["body"] += message.get("body", b"")
+
+        await self.app(scope, receive, keep)
+        return answer["status"], answer["headers"], answer["body"]
+
+    async def _checked(self, scope: dict[str, Any], receive: Any, send: Any, fields: set[str]) -> None:
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None  # vLLM answers malformed JSON itself
+        if isinstance(request, dict):
+            unknown = sorted(k for k, v in request.items() if k not in fields and v is not None)
+            if unknown:
+                message = f"{unknown[0]} is not supported by this server's engine (vLLM); leave it out"
+                status, payload = _error(message, 400, unknown[0], "unsupported_parameter")
+                await _respond(send, status, payload, [(b"content-type", b"application/json")])
+                return
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    from vllm.entrypoints.launchers.api_server import entry
+
+    build_app = entry.build_app
+
+    def build_app_with_parity(*args: Any, **kwargs: Any) -> Any:
+        from starlette.middleware import Middleware
+
+        app = build_app(*args, **kwargs)
+        # vLLM's app has built its middleware stack already (add_middleware would refuse): put ours
+        # outermost and let Starlette rebuild the stack on the first request
+        app.user_middleware.insert(0, Middleware(ParityLayer))
+        app.middleware_stack = None
+        return app
+
+    entry.build_app = build_app_with_parity
+    entry.main()
+
+
+if __name__ == "__main__":
+    main()
