@@ -72,28 +72,15 @@ def serve(
         raise SwiftConfigError(
             f"host {host} exposes the server beyond this machine; pass --api-key KEY as well (or keep 127.0.0.1)"
         )
-    if max_batch_size < 1:
-        raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
-    if not stream_interval_ms >= 0:
-        raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
-    if max_model_len is not None and max_model_len < 16:
-        raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
+    _check_limits(max_batch_size, max_model_len, stream_interval_ms)
     requested = str(model if model is not None else settings.default_model).strip()
     served = (served_model_name or "").strip() or short_model_name(requested)
     named_adapters = _adapter_map(adapters)
-    if served in named_adapters:
-        raise SwiftConfigError(f"adapter name '{served}' is the base model's name; pick another adapter name")
-    name = name or served
-    for other in running_servers():
-        if other.name == name:
-            raise SwiftServeError(
-                f"a server named '{name}' is already running at {other.url}; stop it (%swift stop {name}) "
-                "or pass --name for a second one"
-            )
+    name = _check_names(served, named_adapters, name)
     model_dir = resolve_model(requested)
     info = select_device(device)
-    chosen, reason = choose_backend(backend, info, model_dir)
-    entry = engine(chosen)
+    entry, reason = choose(backend, info, model_dir)
+    chosen = entry.name
     trust = settings.trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
     port, note = pick_port(host, port, settings.port)
     if allowed_local_media_path is not None and not Path(allowed_local_media_path).expanduser().is_dir():
@@ -118,6 +105,29 @@ def short_model_name(model: str) -> str:
     """The id a model is served as: a local folder's name (never its absolute path), else the hub id."""
     path = Path(model).expanduser()
     return path.resolve().name if path.is_dir() else model
+
+
+def _check_limits(max_batch_size: int, max_model_len: int | None, stream_interval_ms: float) -> None:
+    if max_batch_size < 1:
+        raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    if not stream_interval_ms >= 0:
+        raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
+    if max_model_len is not None and max_model_len < 16:
+        raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
+
+
+def _check_names(served: str, adapters: dict[str, str], name: str | None) -> str:
+    """The server's name (``name`` or the model's), checked against its adapters and running servers."""
+    if served in adapters:
+        raise SwiftConfigError(f"adapter name '{served}' is the base model's name; pick another adapter name")
+    name = name or served
+    for other in running_servers():
+        if other.name == name:
+            raise SwiftServeError(
+                f"a server named '{name}' is already running at {other.url}; stop it (%swift stop {name}) "
+                "or pass --name for a second one"
+            )
+    return name
 
 
 def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[str, str]:

@@ -5,12 +5,18 @@ Light module: no heavy imports. A method's flags are made from its argument data
 (:func:`kernel_magics.train.methods.method_commands`), so they are the keyword names of its public function.
 """
 
+import inspect
+
 from kernel_magics.argspec import Arg, Command, csv_list
 
 from ..data.vision import TEMPLATES
+from .estimate import METHODS as ESTIMATE_METHODS
+from .estimate import estimate
 from .methods import METHODS, method, method_commands
-from .model import LoraSpec
 from .script import SCRIPT_KINDS
+
+# estimate()'s own defaults (a plain function, not a method): read from its signature
+_ESTIMATE = {name: p.default for name, p in inspect.signature(estimate).parameters.items()}
 
 PREFERENCE_LOSSES = method("dpo").kinds  # kernel_magics.train.dpo.LOSSES
 
@@ -22,10 +28,10 @@ COMMANDS = [
         target="kernel_magics.train.estimate:estimate",
         args=(
             Arg("model", positional=True, help="'tiny', a local folder or a hub id whose config is cached"),
-            Arg("method", default="lora", choices=("lora", "qlora", "full"), help="method whose total is reported"),
-            Arg("max_length", type=int, default=2048, help="tokens per row"),
-            Arg("batch_size", type=int, default=1, help="rows per step"),
-            Arg("lora_r", type=int, default=LoraSpec.r, help="LoRA rank"),
+            Arg("method", default=_ESTIMATE["method"], choices=ESTIMATE_METHODS, help="method whose total is reported"),
+            Arg("max_length", type=int, default=_ESTIMATE["max_length"], help="tokens per row"),
+            Arg("batch_size", type=int, default=_ESTIMATE["batch_size"], help="rows per step"),
+            Arg("lora_r", type=int, default=_ESTIMATE["lora_r"], help="LoRA rank"),
             Arg("target_modules", type=csv_list, help="LoRA targets [default: all-linear]"),
             Arg("gradient_checkpointing", flag=True, help="recompute activations [default: on for CUDA]"),
             Arg("device", help="device to check against [default: settings.device]"),

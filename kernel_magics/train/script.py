@@ -182,7 +182,8 @@ def _shell(p: dict[str, Any]) -> str:
     if p["data_local"]:
         lines += [
             f"DATA={data}",
-            f'echo {q(p["data_sha"])}"  $DATA" | sha256sum --check --status || {{ echo "the data file $DATA has changed" >&2; exit 1; }}',
+            f'[ "$(sha256sum < "$DATA" | cut -d " " -f 1)" = {q(p["data_sha"])} ] '
+            '|| { echo "the data file $DATA has changed" >&2; exit 1; }',
         ]
     else:
         lines.append(f"DATA={data}")
