@@ -43,6 +43,9 @@ def serve(
     engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
     allowed_local_media_path: str | Path | None = None,
     stream_interval_ms: float = 10.0,
+    max_body_mb: float = 32.0,
+    max_waiting: int = 256,
+    request_timeout_s: float | None = None,
     wait: bool = True,
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
@@ -54,7 +57,9 @@ def serve(
     Vision-language models take OpenAI ``image_url`` parts (data: URLs; local files only inside
     ``allowed_local_media_path``). ``stream_interval_ms`` (transformers engine): tokens of a stream that
     come faster than this are sent as one chunk (0 = one chunk per token; vLLM takes
-    ``engine_args={"stream_interval": N}`` in tokens).
+    ``engine_args={"stream_interval": N}`` in tokens). Transformers engine limits: ``max_body_mb`` per
+    request body (413 beyond), ``max_waiting`` queued requests (503 with Retry-After beyond),
+    ``request_timeout_s`` per request (504 beyond; None = no limit).
     """
     from ..hub import resolve_model
 
@@ -75,6 +80,7 @@ def serve(
         raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
     if not stream_interval_ms >= 0:
         raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
+    limits = _limits(max_body_mb, max_waiting, request_timeout_s)
     if max_model_len is not None and max_model_len < 16:
         raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
     served = str(model if model is not None else settings.default_model).strip()
@@ -100,7 +106,7 @@ def serve(
     )
     if allowed_local_media_path is not None:
         engine = _allow_local_media(engine, Path(allowed_local_media_path).expanduser())
-    server = Server(name, engine, chosen, reason, host, port, api_key, model_dir, stream_interval_ms)
+    server = Server(name, engine, chosen, reason, host, port, api_key, model_dir, stream_interval_ms, limits)
     if note:
         print(note)
     started = time.perf_counter()
@@ -108,6 +114,20 @@ def serve(
     took = f" in {time.perf_counter() - started:.1f} s" if wait else " (starting)"
     print(f"serving {', '.join(server.models)} with {chosen} ({reason}) at {server.url}{took}")
     return server
+
+
+def _limits(max_body_mb: float, max_waiting: int, request_timeout_s: float | None) -> Any:
+    from .limits import ServeLimits
+
+    if not max_body_mb > 0:
+        raise SwiftConfigError(f"max_body_mb must be > 0, got {max_body_mb}")
+    if max_waiting < 1:
+        raise SwiftConfigError(f"max_waiting must be at least 1, got {max_waiting}")
+    if request_timeout_s is not None and not request_timeout_s > 0:
+        raise SwiftConfigError(f"request_timeout_s must be > 0 (leave it out for no limit), got {request_timeout_s}")
+    return ServeLimits(
+        max_body_bytes=int(max_body_mb * 2**20), max_waiting=max_waiting, request_timeout_s=request_timeout_s
+    )
 
 
 def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[str, str]:

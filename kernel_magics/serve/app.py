@@ -8,17 +8,28 @@ optional API key is checked on every request with a constant-time comparison.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engines.base import Engine, RequestHandle, SamplingParams
+from .engines.base import Engine, EngineFailure, RequestHandle, SamplingParams
+from .limits import (
+    BodySizeLimit,
+    ServeLimits,
+    check_images,
+    check_queue,
+    check_sampling,
+    longest_token_chars,
+    too_long_to_fit,
+)
 from .metrics import prometheus_text
 from .protocol import (
     APIError,
@@ -37,15 +48,24 @@ from .protocol import (
 OPEN_PATHS = frozenset({"/health"})
 
 
-def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: float = 0.0) -> FastAPI:
+def create_app(
+    engine: Engine, api_key: str | None = None, stream_interval_ms: float = 0.0, limits: ServeLimits | None = None
+) -> FastAPI:
     """Build the app serving ``engine`` (``api_key``: required as ``Authorization: Bearer KEY``;
-    ``stream_interval_ms``: least time between two chunks of a stream, 0 = a chunk per token)."""
+    ``stream_interval_ms``: least time between two chunks of a stream, 0 = a chunk per token;
+    ``limits``: what one request may ask, see :class:`ServeLimits`)."""
     stream_interval_s = max(0.0, stream_interval_ms) / 1000
+    limits = limits or ServeLimits()
     app = FastAPI(title="kernel_magics OpenAI-compatible server", docs_url=None, redoc_url=None)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error = APIError(f"internal error: {type(exc).__name__}: {str(exc)[:200]}", status=500, type="server_error")
+        return JSONResponse(error.body(), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,6 +77,7 @@ def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: f
         error = APIError(str(exc.detail), status=exc.status_code, type=kind)
         return JSONResponse(error.body(), status_code=exc.status_code)
 
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
 
@@ -76,33 +97,37 @@ def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: f
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
+        check_sampling(body, limits)
+        check_images(body.messages, limits)
+        check_queue(engine, limits)
         vision = getattr(engine, "accepts_images", False)  # image_url parts go to engines that take images
         messages = [
             {"role": m.role if m.role != "developer" else "system", "content": m.parts() if vision else m.text()}
             for m in body.messages
         ]
-        try:
-            prompt_ids = engine.chat_prompt(messages)
-        except ValueError as exc:
-            raise APIError(str(exc), param="messages") from None
-        handle = _submit(engine, body, prompt_ids, body.limit(), "chatcmpl", stream_interval_s)
+        _check_fits(engine, sum(_chars(m["content"]) for m in messages), "messages")
+        prompt_ids = await _prompt(engine.chat_prompt, messages, "messages")
+        handle = _submit(engine, body, prompt_ids, body.limit(), "chatcmpl", stream_interval_s, limits)
         if body.stream:
-            return _sse(_chat_events(handle, body))
-        text, finish, prompt_tokens, completion_tokens = await _collect(handle)
+            return _sse(_chat_events(handle, body), limits.request_timeout_s)
+        text, finish, prompt_tokens, completion_tokens = await _answer(handle, request, limits.request_timeout_s)
         return chat_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
+        check_sampling(body, limits)
+        check_queue(engine, limits)
         if body.echo:
             raise APIError("echo is not supported", param="echo")
-        prompt_ids = engine.encode(body.text())
+        _check_fits(engine, len(body.text()), "prompt")
+        prompt_ids = await _prompt(engine.encode, body.text(), "prompt")
         if not prompt_ids:
             raise APIError("the prompt is empty", param="prompt")
-        handle = _submit(engine, body, prompt_ids, body.limit(), "cmpl", stream_interval_s)
+        handle = _submit(engine, body, prompt_ids, body.limit(), "cmpl", stream_interval_s, limits)
         if body.stream:
-            return _sse(_completion_events(handle, body))
-        text, finish, prompt_tokens, completion_tokens = await _collect(handle)
+            return _sse(_completion_events(handle, body), limits.request_timeout_s)
+        text, finish, prompt_tokens, completion_tokens = await _answer(handle, request, limits.request_timeout_s)
         return completion_response(handle.request_id, body.model, text, finish, prompt_tokens, completion_tokens)
 
     return app
@@ -148,6 +173,39 @@ def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
     return APIError(f"{param}: {message}" if param else message, param=param).body()
 
 
+def _chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(part.get("text") or "") for part in content or () if isinstance(part, dict))
+
+
+def _context_error(engine: Engine, prompt: str, param: str, limit: int | None = None) -> APIError:
+    asked = f" + max_tokens {limit}" if limit is not None else ""
+    return APIError(
+        f"this model's maximum context length is {engine.max_model_len} tokens, but the request has "
+        f"{prompt} prompt tokens{asked}; shorten the {param} or lower max_tokens",
+        param=param,
+        code="context_length_exceeded",
+    )
+
+
+def _check_fits(engine: Engine, chars: int, param: str) -> None:
+    """Refuse a prompt too long for the context before tokenising it (no token spans more characters)."""
+    if too_long_to_fit(chars, engine.max_model_len, longest_token_chars(engine)):
+        raise _context_error(engine, f"more than {engine.max_model_len}", param)
+
+
+async def _prompt(build: Callable[[Any], list[int]], arg: Any, param: str) -> list[int]:
+    """Template and tokenise in a worker thread (the event loop keeps serving); a bad input is a 400."""
+    try:
+        return await run_in_threadpool(build, arg)
+    except APIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - templates and image decoders raise many kinds; all mean bad input
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise APIError(f"cannot build the prompt from the {param}: {detail[:200]}", param=param) from None
+
+
 def _check_model(engine: Engine, model: str) -> None:
     if model not in engine.models:
         raise APIError(
@@ -164,21 +222,14 @@ def _submit(
     prompt_ids: list[int],
     limit: int | None,
     prefix: str,
-    stream_interval_s: float = 0.0,
+    stream_interval_s: float,
+    limits: ServeLimits,
 ) -> RequestHandle:
-    import asyncio
-
     room = engine.max_model_len - len(prompt_ids)
     if room <= 0 or (limit is not None and limit > room):
-        asked = f" + max_tokens {limit}" if limit is not None else ""
-        raise APIError(
-            f"this model's maximum context length is {engine.max_model_len} tokens, but the request has "
-            f"{len(prompt_ids)} prompt tokens{asked}; shorten the messages or lower max_tokens",
-            param="messages" if prefix == "chatcmpl" else "prompt",
-            code="context_length_exceeded",
-        )
+        raise _context_error(engine, str(len(prompt_ids)), "messages" if prefix == "chatcmpl" else "prompt", limit)
     params = SamplingParams(
-        max_tokens=limit if limit is not None else room,
+        max_tokens=limit if limit is not None else min(room, limits.default_max_tokens),
         temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
         stop=tuple(body.stop or ()),
@@ -200,22 +251,72 @@ def _submit(
     return handle
 
 
+def _engine_error(exc: Exception) -> APIError:
+    """What a client hears when the engine fails (500) or stops (503) while it waits."""
+    if isinstance(exc, APIError):
+        return exc
+    status = 500 if isinstance(exc, EngineFailure) else 503
+    return APIError(str(exc)[:300] or type(exc).__name__, status=status, type="server_error")
+
+
+def _timeout_error(timeout_s: float | None) -> APIError:
+    return APIError(
+        f"the request ran longer than the server's request_timeout_s ({timeout_s:g} s); ask for fewer tokens",
+        status=504,
+        type="server_error",
+        code="timeout",
+    )
+
+
 async def _collect(handle: RequestHandle) -> tuple[str, str, int, int]:
     parts: list[str] = []
-    async for delta in handle.deltas():
-        parts.append(delta.text)
-        if delta.finish_reason is not None:
-            return "".join(parts), delta.finish_reason, delta.prompt_tokens, delta.completion_tokens
+    try:
+        async for delta in handle.deltas():
+            parts.append(delta.text)
+            if delta.finish_reason is not None:
+                return "".join(parts), delta.finish_reason, delta.prompt_tokens, delta.completion_tokens
+    except Exception as exc:  # noqa: BLE001 - every failure reaches the client as an OpenAI error
+        raise _engine_error(exc) from None
     raise APIError("the request ended without a result", status=503, type="server_error")
 
 
-def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (the body is read already: the next message says so)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _answer(handle: RequestHandle, request: Request, timeout_s: float | None) -> tuple[str, str, int, int]:
+    """The whole reply of a non-streaming request; the request is cancelled if its client leaves or it
+    runs past ``timeout_s``."""
+    collect = asyncio.ensure_future(_collect(handle))
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({collect, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (collect, gone):
+            task.cancel()
+    if collect.done() and not collect.cancelled():
+        return collect.result()
+    handle.cancel()
+    if gone.done() and not gone.cancelled():
+        raise APIError("the client closed the connection", status=499)
+    raise _timeout_error(timeout_s)
+
+
+def _sse(events: AsyncIterator[dict[str, Any] | str], timeout_s: float | None = None) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         try:
-            async for event in events:
-                yield event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
-        except RuntimeError as exc:  # the engine stopped mid-stream
-            yield f"data: {json.dumps(APIError(str(exc), status=503, type='server_error').body())}\n\n"
+            async with asyncio.timeout_at(deadline):
+                async for event in events:
+                    yield event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+        except TimeoutError:
+            yield f"data: {json.dumps(_timeout_error(timeout_s).body())}\n\n"
+        except Exception as exc:  # noqa: BLE001 - the engine failed or stopped mid-stream
+            yield f"data: {json.dumps(_engine_error(exc).body())}\n\n"
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

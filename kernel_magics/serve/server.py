@@ -130,6 +130,7 @@ class Server(Job):
         api_key: str | None = None,
         model_dir: Path | None = None,
         stream_interval_ms: float = 0.0,
+        limits: Any = None,
     ) -> None:
         super().__init__(name)
         self.engine = engine
@@ -140,6 +141,7 @@ class Server(Job):
         self.api_key = api_key or None
         self.model_dir = model_dir
         self.stream_interval_ms = stream_interval_ms
+        self.limits = limits  # a ServeLimits (None: the defaults)
         self.models: list[str] = list(engine.models)
         self.started_s: float | None = None
         self.log_path: Path | None = None
@@ -190,6 +192,7 @@ class Server(Job):
         import uvicorn
 
         from .app import create_app
+        from .limits import ServeLimits
 
         self._socket = bind_socket(self.host, self.port)
         try:
@@ -198,9 +201,11 @@ class Server(Job):
             self._socket.close()
             self._set_state(FAILED, str(exc))
             raise
-        app = create_app(self.engine, self.api_key, self.stream_interval_ms)
+        limits = self.limits or ServeLimits()
+        app = create_app(self.engine, self.api_key, self.stream_interval_ms, limits)
         config = uvicorn.Config(
             app,
+            limit_concurrency=limits.limit_concurrency,
             log_level="warning",
             access_log=False,
             lifespan="off",
