@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
 import threading
 import time
 
@@ -186,3 +187,117 @@ def test_template_errors_are_400s(server, monkeypatch):
     assert response.status_code == 400 and "roles must alternate" in _error(response)["message"]
     monkeypatch.undo()
     _healthy(server)
+
+
+# -- limits and abandoned work ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def narrow(tiny_model):
+    """One request decodes at a time, one may wait; small bodies; short default replies."""
+    srv = km.serve(
+        "tiny",
+        backend="transformers",
+        name="reliability-narrow",
+        stream_interval_ms=0,
+        max_batch_size=1,
+        max_waiting=1,
+        max_body_mb=1,
+        default_max_tokens=5,
+    )
+    yield srv
+    srv.stop()
+
+
+LONG = {"model": "tiny", "messages": HELLO, "max_tokens": 3000, "temperature": 0}
+
+
+def _send_raw(server, body) -> socket.socket:
+    """Send a chat request on a bare socket and read nothing: closing the socket is a client that left."""
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_S)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+def _wait_for(condition, timeout=ANSWER_S):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert condition()
+
+
+def test_oversized_bodies_are_413s_with_or_without_a_length(narrow):
+    big = {"model": "tiny", "messages": [{"role": "user", "content": "x" * (2 * 2**20)}]}
+    declared = _post(narrow, big)
+    assert declared.status_code == 413 and _error(declared)["code"] == "request_too_large"
+
+    def chunks():
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    chunked = _post(narrow, content=chunks(), headers={"content-type": "application/json"})
+    assert chunked.status_code == 413 and "larger than 1 MiB" in _error(chunked)["message"]
+    _healthy(narrow)
+
+
+def test_a_prompt_far_beyond_the_context_is_refused_before_tokenising(narrow, monkeypatch):
+    calls = []
+    monkeypatch.setattr(narrow.engine, "encode", lambda text: calls.append(len(text)) or [1] * len(text))
+    body = {"model": "tiny", "prompt": "y" * 900_000, "max_tokens": 1}
+    response = httpx.post(narrow.url + "/completions", json=body, timeout=ANSWER_S)
+    assert response.status_code == 400 and _error(response)["code"] == "context_length_exceeded"
+    assert calls == []
+
+
+def test_images_per_request_are_capped(narrow):
+    part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": [part] * 9}]}
+    response = _post(narrow, body)
+    assert response.status_code == 400 and "at most 8 images" in _error(response)["message"]
+
+
+def test_chat_without_max_tokens_gets_the_bounded_default(narrow):
+    reply = _post(narrow, {"model": "tiny", "messages": HELLO, "temperature": 0})
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] <= 5
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_recovers(narrow):
+    engine = narrow.engine
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = _send_raw(narrow, {**LONG, "stream": True})
+        _wait_for(lambda: _live(engine) == 1)
+        waiting = pool.submit(_post, narrow, {"model": "tiny", "messages": HELLO, "max_tokens": 2})
+        _wait_for(lambda: engine.pending() == 1)
+        refused = _post(narrow, {"model": "tiny", "messages": HELLO, "max_tokens": 2})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert _error(refused)["code"] == "server_busy"
+        running.close()  # the stream's client leaves: its request is cancelled and the waiting one runs
+        assert waiting.result().status_code == 200
+    _healthy(narrow)
+
+
+def test_a_non_streaming_request_whose_client_left_is_cancelled(narrow):
+    engine = narrow.engine
+    sock = _send_raw(narrow, LONG)
+    _wait_for(lambda: _live(engine) == 1)
+    sock.close()
+    _wait_for(lambda: _live(engine) == 0 and engine.pending() == 0)
+    assert not [r for r in engine.records() if r.completion_tokens >= 1000]  # cancelled, never ran to the end
+    _healthy(narrow)
+
+
+def test_a_request_past_its_timeout_gets_a_504(tiny_model):
+    srv = km.serve("tiny", backend="transformers", name="reliability-timeout", request_timeout_s=1.5)
+    try:
+        response = _post(srv, LONG)
+        assert response.status_code == 504 and _error(response)["code"] == "timeout"
+        status, events, done = _stream(srv, {**LONG, "stream": True})
+        assert status == 200 and done and events[-1]["error"]["code"] == "timeout"
+        _wait_for(lambda: _live(srv.engine) == 0)
+        _healthy(srv)
+    finally:
+        srv.stop()

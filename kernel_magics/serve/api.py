@@ -46,6 +46,7 @@ def serve(
     max_body_mb: float = 32.0,
     max_waiting: int = 256,
     request_timeout_s: float | None = None,
+    default_max_tokens: int = 2048,
     wait: bool = True,
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
@@ -59,7 +60,8 @@ def serve(
     come faster than this are sent as one chunk (0 = one chunk per token; vLLM takes
     ``engine_args={"stream_interval": N}`` in tokens). Transformers engine limits: ``max_body_mb`` per
     request body (413 beyond), ``max_waiting`` queued requests (503 with Retry-After beyond),
-    ``request_timeout_s`` per request (504 beyond; None = no limit).
+    ``request_timeout_s`` per request (504 beyond; None = no limit), ``default_max_tokens`` for chat
+    requests that name none.
     """
     from ..hub import resolve_model
 
@@ -80,7 +82,7 @@ def serve(
         raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
     if not stream_interval_ms >= 0:
         raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
-    limits = _limits(max_body_mb, max_waiting, request_timeout_s)
+    limits = _limits(max_body_mb, max_waiting, request_timeout_s, default_max_tokens)
     if max_model_len is not None and max_model_len < 16:
         raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
     served = str(model if model is not None else settings.default_model).strip()
@@ -116,7 +118,7 @@ def serve(
     return server
 
 
-def _limits(max_body_mb: float, max_waiting: int, request_timeout_s: float | None) -> Any:
+def _limits(max_body_mb: float, max_waiting: int, request_timeout_s: float | None, default_max_tokens: int) -> Any:
     from .limits import ServeLimits
 
     if not max_body_mb > 0:
@@ -125,8 +127,13 @@ def _limits(max_body_mb: float, max_waiting: int, request_timeout_s: float | Non
         raise SwiftConfigError(f"max_waiting must be at least 1, got {max_waiting}")
     if request_timeout_s is not None and not request_timeout_s > 0:
         raise SwiftConfigError(f"request_timeout_s must be > 0 (leave it out for no limit), got {request_timeout_s}")
+    if default_max_tokens < 1:
+        raise SwiftConfigError(f"default_max_tokens must be at least 1, got {default_max_tokens}")
     return ServeLimits(
-        max_body_bytes=int(max_body_mb * 2**20), max_waiting=max_waiting, request_timeout_s=request_timeout_s
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_waiting=max_waiting,
+        request_timeout_s=request_timeout_s,
+        default_max_tokens=default_max_tokens,
     )
 
 

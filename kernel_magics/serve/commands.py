@@ -53,6 +53,7 @@ COMMANDS = [
                 help="transformers engine: queued requests before 503 + Retry-After",
             ),
             Arg("request_timeout_s", type=float, help="transformers engine: end a request after this long (504)"),
+            Arg("default_max_tokens", type=int, default=2048, help="reply length of chat requests that name none"),
             Arg("wait", flag=True, default=True, help="return once the server answers"),
         ),
     ),
