@@ -301,3 +301,24 @@ def test_a_request_past_its_timeout_gets_a_504(tiny_model):
         _healthy(srv)
     finally:
         srv.stop()
+
+
+def test_an_image_that_decodes_to_too_many_pixels_is_refused_from_its_header():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from kernel_magics.serve.engines.hf_vlm import MAX_IMAGE_PIXELS, open_image_url
+
+    side = int(MAX_IMAGE_PIXELS**0.5) + 1
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")  # a few KB that decode to 67 M pixels
+    assert len(buffer.getvalue()) < 2**20
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    with pytest.raises(ValueError, match="pixels"):
+        open_image_url(url, None)
+    small = io.BytesIO()
+    Image.new("RGB", (32, 16), "red").save(small, format="PNG")
+    image = open_image_url("data:image/png;base64," + base64.b64encode(small.getvalue()).decode(), None)
+    assert image.size == (32, 16)

@@ -191,7 +191,7 @@ class Run(Job):
     # -- the training thread ---------------------------------------------------------------------
     def _train(self, prepared: Any, resume_from: Path | None) -> None:
         from ..argspec import load
-        from .callbacks import RunCallback
+        from .callbacks import LoggingWindowCallback, RunCallback
 
         if not self._wait_for_slot():
             self._release()
@@ -204,6 +204,7 @@ class Run(Job):
             builder: Callable[..., Any] = load(self.config["trainer"])
             trainer = builder(self, prepared)
             trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
+            trainer.add_callback(LoggingWindowCallback(trainer, resume_from))
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             self._emit("saving", str(self.adapter_dir))
             staging = self.output_dir / f".{self.adapter_dir.name}.staging"
