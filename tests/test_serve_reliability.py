@@ -322,3 +322,27 @@ def test_an_image_that_decodes_to_too_many_pixels_is_refused_from_its_header():
     Image.new("RGB", (32, 16), "red").save(small, format="PNG")
     image = open_image_url("data:image/png;base64," + base64.b64encode(small.getvalue()).decode(), None)
     assert image.size == (32, 16)
+
+
+def test_a_keyless_server_answers_only_this_machines_host_names(narrow):
+    url = narrow.url + "/models"
+    for host in (f"127.0.0.1:{narrow.port}", f"localhost:{narrow.port}", "[::1]", "LOCALHOST"):
+        assert httpx.get(url, headers={"Host": host}, timeout=30).status_code == 200, host
+    for host in ("evil.example", f"evil.example:{narrow.port}", "127.0.0.1.evil.example", "localhost.evil"):
+        response = httpx.get(url, headers={"Host": host}, timeout=30)
+        assert response.status_code == 403 and _error(response)["code"] == "host_not_allowed", host
+
+
+def test_allowed_hosts_are_configurable():
+    from fastapi.testclient import TestClient
+
+    from kernel_magics.serve.app import create_app
+    from kernel_magics.serve.limits import ServeLimits
+
+    assert TestClient(create_app(None)).get("/health").status_code == 403  # TestClient sends Host: testserver
+    named = create_app(None, limits=ServeLimits(allowed_hosts=("testserver",)))
+    assert TestClient(named).get("/health").json() == {"status": "ok"}
+    anyone = create_app(None, limits=ServeLimits(allowed_hosts=("*",)))
+    assert TestClient(anyone).get("/health").status_code == 200
+    keyed = create_app(None, api_key="k")  # a key replaces the Host check
+    assert TestClient(keyed).get("/health").status_code == 200

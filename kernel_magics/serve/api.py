@@ -47,6 +47,7 @@ def serve(
     max_waiting: int = 256,
     request_timeout_s: float | None = None,
     default_max_tokens: int = 2048,
+    allowed_hosts: str | Iterable[str] | None = None,
     wait: bool = True,
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
@@ -61,7 +62,8 @@ def serve(
     ``engine_args={"stream_interval": N}`` in tokens). Transformers engine limits: ``max_body_mb`` per
     request body (413 beyond), ``max_waiting`` queued requests (503 with Retry-After beyond),
     ``request_timeout_s`` per request (504 beyond; None = no limit), ``default_max_tokens`` for chat
-    requests that name none.
+    requests that name none, ``allowed_hosts``: the ``Host`` names a server without ``api_key`` answers
+    (default localhost, 127.0.0.1, [::1]; "*" for any).
     """
     from ..hub import resolve_model
 
@@ -82,7 +84,7 @@ def serve(
         raise SwiftConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
     if not stream_interval_ms >= 0:
         raise SwiftConfigError(f"stream_interval_ms must be >= 0 (0 = a chunk per token), got {stream_interval_ms}")
-    limits = _limits(max_body_mb, max_waiting, request_timeout_s, default_max_tokens)
+    limits = _limits(max_body_mb, max_waiting, request_timeout_s, default_max_tokens, allowed_hosts)
     if max_model_len is not None and max_model_len < 16:
         raise SwiftConfigError(f"max_model_len must be at least 16, got {max_model_len}")
     served = str(model if model is not None else settings.default_model).strip()
@@ -118,9 +120,17 @@ def serve(
     return server
 
 
-def _limits(max_body_mb: float, max_waiting: int, request_timeout_s: float | None, default_max_tokens: int) -> Any:
-    from .limits import ServeLimits
+def _limits(
+    max_body_mb: float,
+    max_waiting: int,
+    request_timeout_s: float | None,
+    default_max_tokens: int,
+    allowed_hosts: str | Iterable[str] | None,
+) -> Any:
+    from .limits import LOOPBACK_HOSTS, ServeLimits
 
+    hosts = [allowed_hosts] if isinstance(allowed_hosts, str) else list(allowed_hosts or ())
+    hosts = [h.strip() for item in hosts for h in str(item).split(",") if h.strip()]
     if not max_body_mb > 0:
         raise SwiftConfigError(f"max_body_mb must be > 0, got {max_body_mb}")
     if max_waiting < 1:
@@ -134,6 +144,7 @@ def _limits(max_body_mb: float, max_waiting: int, request_timeout_s: float | Non
         max_waiting=max_waiting,
         request_timeout_s=request_timeout_s,
         default_max_tokens=default_max_tokens,
+        allowed_hosts=tuple(hosts) or LOOPBACK_HOSTS,
     )
 
 

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .engines.base import Engine, EngineFailure, RequestHandle, SamplingParams
 from .limits import (
     BodySizeLimit,
+    HostCheck,
     ServeLimits,
     check_images,
     check_queue,
@@ -80,6 +81,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
+    else:  # no key: only this machine's names (a web page cannot rebind one of its own to us)
+        app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

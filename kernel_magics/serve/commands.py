@@ -54,6 +54,11 @@ COMMANDS = [
             ),
             Arg("request_timeout_s", type=float, help="transformers engine: end a request after this long (504)"),
             Arg("default_max_tokens", type=int, default=2048, help="reply length of chat requests that name none"),
+            Arg(
+                "allowed_hosts",
+                type=csv_list,
+                help="Host names a server without --api-key answers [default: localhost,127.0.0.1,[::1]; * = any]",
+            ),
             Arg("wait", flag=True, default=True, help="return once the server answers"),
         ),
     ),

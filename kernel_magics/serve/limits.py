@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .protocol import APIError, ChatMessage, SamplingRequest
 
 DRAIN_BYTES = 256 * 2**20  # an oversized body is read and dropped up to this much, then the connection closes
-SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a signed 64-bit value
+SEED_LIMIT = 2**63
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # torch.Generator.manual_seed takes a signed 64-bit value
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ServeLimits:
     request_timeout_s: float | None = None  # a request running longer ends with a 504
     limit_concurrency: int = 1024  # open connections uvicorn accepts before answering 503
     retry_after_s: int = 1
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host names a key-less server answers ("*": any)
 
 
 def check_sampling(body: SamplingRequest, limits: ServeLimits) -> None:
@@ -149,3 +151,33 @@ async def _drain(receive: Any, budget: int) -> bool:
         if not message.get("more_body", False):
             return True
     return False
+
+
+class HostCheck:
+    """Pure ASGI guard for a key-less server: only ``Host`` headers naming this machine are answered.
+
+    A web page in the user's browser can send requests to 127.0.0.1 under a name it controls (DNS
+    rebinding); such a request carries that name in ``Host`` and gets a 403 here.
+    """
+
+    def __init__(self, app: Any, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or "*" in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host  # drop the port
+        if not name or name in self.allowed:  # browsers always send Host: a missing one is no web page
+            await self.app(scope, receive, send)
+            return
+        error = APIError(
+            f"this server answers only Host: {', '.join(sorted(self.allowed))}; start it with allowed_hosts=[...] "
+            "or an api_key to serve other names",
+            status=403,
+            type="permission_error",
+            code="host_not_allowed",
+        )
+        await JSONResponse(error.body(), status_code=403)(scope, receive, send)

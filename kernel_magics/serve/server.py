@@ -25,13 +25,12 @@ from typing import Any
 
 from ..errors import SwiftServeError
 from ..jobs import FAILED, RUNNING, STOPPED, STOPPING, Job, live_jobs
+from .ports import LOOPBACK, bind_socket, group_members, pick_port, port_is_free  # noqa: F401 - re-exported
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # vLLM's own per-request series that stats() keeps: TTFT, latency, token counts
 VLLM_STATS = (
     "time_to_first_token|e2e_request_latency|inter_token_latency|generation_tokens|prompt_tokens|request_success"
 )
-PORT_SCAN = 100
 
 _recent: list[Server] = []
 _recent_lock = threading.Lock()
@@ -49,69 +48,6 @@ def latest_server() -> Server | None:
 
 def running_servers() -> list[Server]:
     return [job for job in live_jobs("server") if isinstance(job, Server)]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid`` (Linux /proc; empty elsewhere)."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return members
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket bound to ``host:port`` (raises OSError when a server listens there).
-
-    Like every server socket it sets SO_REUSEADDR, so a port whose last connections are in TIME_WAIT
-    counts as free; it listens at once, because two SO_REUSEADDR sockets may both bind a port until one
-    of them listens (another process could otherwise take the same port before our server starts).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(False)
-    return sock
-
-
-def port_is_free(host: str, port: int) -> bool:
-    try:
-        bind_socket(host, port).close()
-        return True
-    except OSError:
-        return False
-
-
-def pick_port(host: str, port: int | None, first: int) -> tuple[int, str | None]:
-    """``port`` if given (it must be free), else the first free one from ``first`` on; and a note."""
-    if port is not None:
-        if not port_is_free(host, port):
-            raise SwiftServeError(
-                f"port {port} on {host} is busy; pick another --port, or leave it out to take the next free one"
-            )
-        return port, None
-    for candidate in range(first, min(first + PORT_SCAN, 65536)):
-        if port_is_free(host, candidate):
-            note = f"port {first} is busy; using {candidate}" if candidate != first else None
-            return candidate, note
-    raise SwiftServeError(f"no free port among {first}..{first + PORT_SCAN - 1} on {host}; pass --port")
 
 
 class Server(Job):
