@@ -21,7 +21,15 @@ def _start(model, folder, **kwargs):
 
 
 def _stop_at(run, step):
-    run.subscribe(lambda event, payload: run.stop() if event == "metrics" and payload.get("step") == step else None)
+    """Stop ``run`` once, when it logs ``step`` (a resumed run that logs it again goes on)."""
+    asked = []
+
+    def listener(event, payload):
+        if event == "metrics" and payload.get("step") == step and not asked:
+            asked.append(step)
+            run.stop()
+
+    run.subscribe(listener)
 
 
 def test_a_second_run_in_a_folder_moves_the_first_aside_and_resumes_only_from_its_own(tiny_model, tmp_path):
@@ -102,7 +110,8 @@ def test_two_processes_cannot_both_take_a_run_folder(tmp_path, attempt):
     workers = [context.Process(target=_claim_when_told, args=(str(tmp_path), barrier, results)) for _ in range(2)]
     for worker in workers:
         worker.start()
-    outcomes = sorted(results.get(timeout=120) for _ in workers)
+    outcomes = [results.get(timeout=120) for _ in workers]
     for worker in workers:
         worker.join(60)
-    assert outcomes[0] == "claimed" and "is active in" in outcomes[1], outcomes
+    refused = [o for o in outcomes if o != "claimed"]
+    assert len(refused) == 1 and "is active in" in refused[0], outcomes
