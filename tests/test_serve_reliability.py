@@ -346,3 +346,19 @@ def test_allowed_hosts_are_configurable():
     assert TestClient(anyone).get("/health").status_code == 200
     keyed = create_app(None, api_key="k")  # a key replaces the Host check
     assert TestClient(keyed).get("/health").status_code == 200
+
+
+def test_vllm_is_kept_on_loopback_and_never_gets_runtime_lora_updating(monkeypatch):
+    from kernel_magics.errors import SwiftConfigError
+    from kernel_magics.serve.api import check_exposure
+    from kernel_magics.serve.engines.vllm import VLLMProcess
+
+    check_exposure("vllm", "127.0.0.1")
+    check_exposure("transformers", "0.0.0.0")
+    with pytest.raises(SwiftConfigError, match="127.0.0.1 only") as info:
+        check_exposure("vllm", "0.0.0.0")
+    assert len(str(info.value)) <= 300
+    engine = VLLMProcess.__new__(VLLMProcess)
+    engine.api_key = "k"
+    env = engine.environment({"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "PATH": "/usr/bin"})
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env and env["VLLM_API_KEY"] == "k"

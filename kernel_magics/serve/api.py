@@ -101,6 +101,7 @@ def serve(
     model_dir = resolve_model(served)
     info = select_device(device)
     chosen, reason = choose_backend(backend, info, model_dir)
+    check_exposure(chosen, host)
     trust = settings.trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
     port, note = pick_port(host, port, settings.port)
     if allowed_local_media_path is not None and not Path(allowed_local_media_path).expanduser().is_dir():
@@ -146,6 +147,15 @@ def _limits(
         default_max_tokens=default_max_tokens,
         allowed_hosts=tuple(hosts) or LOOPBACK_HOSTS,
     )
+
+
+def check_exposure(backend: str, host: str) -> None:
+    """vLLM checks its key on /v1/* only (/invocations, /tokenize, /metrics stay open): loopback only."""
+    if backend == "vllm" and host not in LOOPBACK:
+        raise SwiftConfigError(
+            f"vLLM answers /invocations and /tokenize without the API key, so it is served on 127.0.0.1 only "
+            f"(asked: {host}); use backend='transformers' to serve {host}, or keep 127.0.0.1"
+        )
 
 
 def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[str, str]:

@@ -147,6 +147,7 @@ class VLLMProcess:
         env.setdefault("DO_NOT_TRACK", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.pop("VLLM_API_KEY", None)
+        env.pop("VLLM_ALLOW_RUNTIME_LORA_UPDATING", None)  # would let any client load adapters from any path
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key  # not on the command line, where `ps` would show it
         return env
