@@ -98,7 +98,7 @@ def _is_local(sock: socket.socket, address: object) -> bool:
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return True  # Unix sockets and the like
     host = str(address[0] if isinstance(address, tuple) else address).strip("[]")
-    if host in ("localhost", ""):
+    if host in ("localhost", "", "0.0.0.0", "::"):  # the unspecified address reaches this machine
         return True
     try:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
