@@ -362,3 +362,14 @@ def test_vllm_is_kept_on_loopback_and_never_gets_runtime_lora_updating(monkeypat
     engine.api_key = "k"
     env = engine.environment({"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "PATH": "/usr/bin"})
     assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env and env["VLLM_API_KEY"] == "k"
+
+
+def test_vllm_fetches_no_image_urls_unless_domains_are_named(tiny_model, monkeypatch):
+    from kernel_magics.serve.engines import vllm
+
+    monkeypatch.setattr(vllm, "_knows_media_domains", lambda: True)
+    argv = vllm.VLLMProcess(tiny_model, "tiny").command("127.0.0.1", 8000)
+    assert argv[argv.index("--allowed-media-domains") + 1] == vllm.NO_MEDIA_DOMAIN
+    named = vllm.VLLMProcess(tiny_model, "tiny", engine_args={"allowed_media_domains": "images.example.com"})
+    argv = named.command("127.0.0.1", 8000)
+    assert argv.count("--allowed-media-domains") == 1 and "images.example.com" in argv

