@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SwiftUsageError, did_you_mean
+from .errors import SwiftUsageError, did_you_mean, shown, some_choices
 
 _UNSET = object()
 
@@ -104,11 +104,11 @@ class Arg:
         try:
             converted = kind(value)
         except (TypeError, ValueError) as exc:
-            raise SwiftUsageError(f"{self.flag_name}: {exc}") from None
+            raise SwiftUsageError(f"{self.flag_name}: {shown(exc, 200)}") from None
         if self.choices is not None and converted not in self.choices:
-            options = ", ".join(map(str, self.choices))
+            options = some_choices(map(str, self.choices))
             hint = did_you_mean(str(converted), map(str, self.choices))
-            raise SwiftUsageError(f"{self.flag_name}: '{converted}' is not one of {options}{hint}")
+            raise SwiftUsageError(f"{self.flag_name}: '{shown(converted)}' is not one of {options}{hint}")
         return converted
 
 
@@ -248,8 +248,10 @@ def parse_args(command: Command, argv: Sequence[str], body: str | None = None) -
         flags += [a.short for a in command.args if a.short]
         if bad.startswith("-"):
             hint = did_you_mean(bad.split("=")[0], flags)
-            raise SwiftUsageError(f"%swift {command.name}: unknown flag '{bad}'{hint}")
-        raise SwiftUsageError(f"%swift {command.name}: unexpected argument '{bad}'")
+            raise SwiftUsageError(
+                f"%swift {command.name}: unknown flag '{shown(bad)}'{hint}; see %swift {command.name} --help"
+            )
+        raise SwiftUsageError(f"%swift {command.name}: unexpected argument '{shown(bad)}'")
     line = {k: v for k, v in vars(known).items()}
     by_name = {a.name: a for a in command.args}
     for name, value in list(line.items()):
@@ -289,7 +291,7 @@ def merge_body(command: Command, body: str | None) -> dict[str, Any]:
         arg = by_name.get(key)
         if arg is None:
             hint = did_you_mean(key, by_name)
-            raise SwiftUsageError(f"%%swift {command.name}: unknown key '{raw_key}' in the cell body{hint}")
+            raise SwiftUsageError(f"%%swift {command.name}: unknown key '{shown(raw_key)}' in the cell body{hint}")
         values[key] = arg.convert(value)
     return values
 

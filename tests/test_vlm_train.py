@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-COLOURS = ("red", "green", "blue", "yellow")
-
 
 @pytest.fixture(scope="module")
 def one_thread():
@@ -48,6 +46,28 @@ def _answers(model, processor, rows: list[dict]) -> list[str]:  # noqa: ANN001
     return out
 
 
+def _answer_nll(model, processor, rows: list[dict]) -> float:  # noqa: ANN001
+    """Mean negative log-likelihood per token of each row's expected answer, after its question and image."""
+    import torch
+
+    from kernel_magics.data.vision import load_image
+
+    total, count = 0.0, 0
+    for row in rows:
+        images = [load_image(p) for p in row["images"]]
+        prompt = processor.apply_chat_template(row["messages"][:1], add_generation_prompt=True, tokenize=False)
+        answer = row["messages"][1]["content"]
+        answer = answer if isinstance(answer, str) else "".join(p.get("text") or "" for p in answer)
+        start = processor(text=[prompt], images=images, return_tensors="pt")["input_ids"].shape[1]
+        inputs = processor(text=[prompt + answer], images=images, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**inputs).logits[0, start - 1 : -1].float()
+        targets = inputs["input_ids"][0, start:]
+        total -= logits.log_softmax(-1).gather(-1, targets[:, None]).sum().item()
+        count += len(targets)
+    return total / count
+
+
 def test_vqa_sft_lowers_loss_and_the_adapter_changes_answers(one_thread, tiny_vlm, shapes, workspace) -> None:
     import torch
     from peft import PeftModel
@@ -73,9 +93,13 @@ def test_vqa_sft_lowers_loss_and_the_adapter_changes_answers(one_thread, tiny_vl
     assert run.wait(300) == "finished", run.error
     config = json.loads((run.output_dir / "config.json").read_text())
     assert config["trainer"] == "kernel_magics.train.vlm:build_trainer" and config["data"]["format"] == "vqa"
+    # What training guarantees on any CPU (AVX2, AVX-512, AMX: the kernels sum in different orders, so the
+    # greedy words of a 48-step tiny model differ between them): the loss falls, the adapter makes the
+    # expected answers more likely by a wide margin, and it changes what the model says.
     losses = run.metrics["loss"].dropna().tolist()
-    print(f"VLM SFT loss {losses[0]:.3f} -> {losses[-1]:.3f} in 48 steps")
-    assert losses[-1] < losses[0] - 1.0
+    first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+    print(f"VLM SFT loss {first:.3f} -> {last:.3f} in 48 steps (mean of the first and the last two logged)")
+    assert last < first - 1.0
     assert any("vision tower frozen" in note for note in run.notes)
     assert any("an image costs 4-4 tokens" in note for note in run.notes)
 
@@ -88,12 +112,13 @@ def test_vqa_sft_lowers_loss_and_the_adapter_changes_answers(one_thread, tiny_vl
     base = AutoModelForImageTextToText.from_pretrained(tiny_vlm).eval()
     visual_before = {k: v.clone() for k, v in base.model.visual.state_dict().items()}
     before = _answers(base, processor, rows)
+    nll_before = _answer_nll(base, processor, rows)
     tuned = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
     after = _answers(tuned, processor, rows)
-    print("base:", before, "tuned:", after)
+    nll_after = _answer_nll(tuned, processor, rows)
+    print("base:", before, "tuned:", after, f"answer NLL {nll_before:.2f} -> {nll_after:.2f} nats/token")
     assert before != after
-    assert sum(a.startswith("a ") and a.split()[1:2] and a.split()[1] in COLOURS for a in after) >= 4
-    assert not any(b.startswith("a ") for b in before)
+    assert nll_after < nll_before - 1.0
     for key, value in tuned.base_model.model.model.visual.state_dict().items():  # the tower is untouched
         assert torch.equal(value, visual_before[key])
 

@@ -18,7 +18,8 @@ from typing import Any
 from ..errors import SwiftDataError
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")  # org/name: nothing else is sent to the Hub
+BOM = "\ufeff"
 
 
 @dataclass
@@ -68,11 +69,20 @@ def _read_path_or_id(text: str, split: str) -> RawRows:
         return _read_saved_dataset(path, split)
     if path.is_file():
         return _read_file(path)
-    if path.suffix.lower() in FILE_SUFFIXES or os.sep in text and not _HUB_ID.match(text):
+    if _looks_local(text, path):
         raise SwiftDataError(f"dataset file {text} does not exist; check the path (relative to {Path.cwd()})")
     if _HUB_ID.match(text):
         return _read_hub(text, split)
-    raise SwiftDataError(f"dataset '{text}' is neither a file, a folder nor a hub dataset id")
+    raise SwiftDataError(
+        f"dataset '{text}' is neither a file, a folder nor a hub dataset id (org/name); check the path"
+    )
+
+
+def _looks_local(text: str, path: Path) -> bool:
+    """A path the user meant on this machine: a data file suffix, a path form, or a folder that exists here."""
+    if path.suffix.lower() in FILE_SUFFIXES or text.startswith((".", "~", "/")) or "\\" in text:
+        return True
+    return not _HUB_ID.match(text) and os.sep in text or Path(text.split("/")[0]).expanduser().is_dir()
 
 
 def _read_file(path: Path) -> RawRows:
@@ -83,13 +93,15 @@ def _read_file(path: Path) -> RawRows:
     if suffix == ".jsonl":
         return _read_jsonl(path)
     if suffix == ".json":
-        text = path.read_text(encoding="utf-8")
+        text = _decode(path.read_bytes(), path, 1).removeprefix(BOM)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             if text.lstrip().startswith("{") and "\n{" in text:  # JSON lines saved as .json
                 return _read_jsonl(path)
             raise SwiftDataError(f"{path}: not valid JSON at line {exc.lineno} ({exc.msg}); fix the file") from None
+        except RecursionError:
+            raise SwiftDataError(f"{path}: the JSON is nested too deeply to read; flatten the rows") from None
         if isinstance(data, dict):
             lists = [k for k, v in data.items() if isinstance(v, list)]
             if len(lists) == 1 and all(isinstance(r, dict) for r in data[lists[0]]):
@@ -101,8 +113,16 @@ def _read_file(path: Path) -> RawRows:
     if suffix in (".csv", ".parquet"):
         import pandas as pd
 
+        if suffix == ".csv":
+            with open(path, "rb") as fh:
+                for number, line in enumerate(fh, start=1):
+                    _decode(line, path, number)
         try:
-            frame = pd.read_csv(path, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+            frame = (
+                pd.read_csv(path, keep_default_na=False, encoding="utf-8-sig")
+                if suffix == ".csv"
+                else pd.read_parquet(path)
+            )
         except Exception as exc:  # noqa: BLE001 - pandas raises many types; the user needs one line
             raise SwiftDataError(f"{path}: cannot read it as {suffix[1:]} ({type(exc).__name__}: {exc})") from None
         rows = frame.to_dict(orient="records")
@@ -115,8 +135,11 @@ def _read_file(path: Path) -> RawRows:
 def _read_jsonl(path: Path) -> RawRows:
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = _decode(raw, path, number)
+            if number == 1:
+                line = line.removeprefix(BOM)
             if not line.strip():
                 continue
             try:
@@ -125,11 +148,26 @@ def _read_jsonl(path: Path) -> RawRows:
                 raise SwiftDataError(
                     f"{path} line {number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or delete that line"
                 ) from None
+            except RecursionError:
+                raise SwiftDataError(f"{path} line {number}: the JSON is nested too deeply to read") from None
             if not isinstance(row, dict):
                 raise SwiftDataError(f"{path} line {number}: expected a JSON object per line, got {type(row).__name__}")
             rows.append(row)
             labels.append(f"{path.name} line {number}")
     return RawRows(rows, str(path), labels)
+
+
+def _decode(data: bytes, path: Path, first_line: int) -> str:
+    """``data`` as UTF-8; a one-line error naming the line and column of the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SwiftDataError(
+            f"{path} line {line}: not UTF-8 (byte 0x{data[exc.start]:02x} at column {column}, e.g. Latin-1 text); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def _read_saved_dataset(path: Path, split: str) -> RawRows:

@@ -45,6 +45,11 @@ def serve(
     stream_interval_ms: float = 10.0,
     served_model_name: str | None = None,
     tool_call_parser: str | None = None,
+    max_body_mb: float = 32.0,
+    max_waiting: int = 256,
+    request_timeout_s: float | None = None,
+    default_max_tokens: int = 2048,
+    allowed_hosts: str | Iterable[str] | None = None,
     wait: bool = True,
 ) -> Server:
     """Start an OpenAI-compatible server for ``model`` and its LoRA ``adapters`` (served by name, unmerged).
@@ -59,6 +64,11 @@ def serve(
     ``engine_args={"stream_interval": N}`` in tokens). The model is served as ``served_model_name`` (default:
     the folder name of a local model, else the hub id). ``tool_call_parser`` ("hermes", "llama3_json"; default:
     chosen from the chat template) turns tool calls in replies into OpenAI ``tool_calls``.
+    ``engine_args={"stream_interval": N}`` in tokens). Transformers engine limits: ``max_body_mb`` per
+    request body (413 beyond), ``max_waiting`` queued requests (503 with Retry-After beyond),
+    ``request_timeout_s`` per request (504 beyond; None = no limit), ``default_max_tokens`` for chat
+    requests that name none, ``allowed_hosts``: the ``Host`` names a server without ``api_key`` answers
+    (default localhost, 127.0.0.1, [::1]; "*" for any).
     """
     from ..hub import resolve_model
 
@@ -73,6 +83,7 @@ def serve(
             f"host {host} exposes the server beyond this machine; pass --api-key KEY as well (or keep 127.0.0.1)"
         )
     _check_limits(max_batch_size, max_model_len, stream_interval_ms)
+    limits = _limits(max_body_mb, max_waiting, request_timeout_s, default_max_tokens, allowed_hosts)
     requested = str(model if model is not None else settings.default_model).strip()
     served = (served_model_name or "").strip() or short_model_name(requested)
     named_adapters = _adapter_map(adapters)
@@ -81,6 +92,7 @@ def serve(
     info = select_device(device)
     entry, reason = choose(backend, info, model_dir)
     chosen = entry.name
+    check_exposure(chosen, host)
     trust = settings.trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
     port, note = pick_port(host, port, settings.port)
     if allowed_local_media_path is not None and not Path(allowed_local_media_path).expanduser().is_dir():
@@ -91,7 +103,7 @@ def serve(
     running.tool_call_parser = tool_call_parser or running.tool_call_parser
     if allowed_local_media_path is not None:
         running = _allow_local_media(running, Path(allowed_local_media_path).expanduser())
-    server = Server(name, running, chosen, reason, host, port, api_key, model_dir, stream_interval_ms)
+    server = Server(name, running, chosen, reason, host, port, api_key, model_dir, stream_interval_ms, limits)
     if note:
         print(note)
     started = time.perf_counter()
@@ -105,6 +117,43 @@ def short_model_name(model: str) -> str:
     """The id a model is served as: a local folder's name (never its absolute path), else the hub id."""
     path = Path(model).expanduser()
     return path.resolve().name if path.is_dir() else model
+
+
+def _limits(
+    max_body_mb: float,
+    max_waiting: int,
+    request_timeout_s: float | None,
+    default_max_tokens: int,
+    allowed_hosts: str | Iterable[str] | None,
+) -> Any:
+    from .limits import LOOPBACK_HOSTS, ServeLimits
+
+    hosts = [allowed_hosts] if isinstance(allowed_hosts, str) else list(allowed_hosts or ())
+    hosts = [h.strip() for item in hosts for h in str(item).split(",") if h.strip()]
+    if not max_body_mb > 0:
+        raise SwiftConfigError(f"max_body_mb must be > 0, got {max_body_mb}")
+    if max_waiting < 1:
+        raise SwiftConfigError(f"max_waiting must be at least 1, got {max_waiting}")
+    if request_timeout_s is not None and not request_timeout_s > 0:
+        raise SwiftConfigError(f"request_timeout_s must be > 0 (leave it out for no limit), got {request_timeout_s}")
+    if default_max_tokens < 1:
+        raise SwiftConfigError(f"default_max_tokens must be at least 1, got {default_max_tokens}")
+    return ServeLimits(
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_waiting=max_waiting,
+        request_timeout_s=request_timeout_s,
+        default_max_tokens=default_max_tokens,
+        allowed_hosts=tuple(hosts) or LOOPBACK_HOSTS,
+    )
+
+
+def check_exposure(backend: str, host: str) -> None:
+    """vLLM checks its key on /v1/* only (/invocations, /tokenize, /metrics stay open): loopback only."""
+    if backend == "vllm" and host not in LOOPBACK:
+        raise SwiftConfigError(
+            f"vLLM answers /invocations and /tokenize without the API key, so it is served on 127.0.0.1 only "
+            f"(asked: {host}); use backend='transformers' to serve {host}, or keep 127.0.0.1"
+        )
 
 
 def _check_limits(max_batch_size: int, max_model_len: int | None, stream_interval_ms: float) -> None:

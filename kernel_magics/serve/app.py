@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .engines.base import Engine
+from .limits import BodySizeLimit, HostCheck, ServeLimits
 from .metrics import prometheus_text
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest, model_list
 from .replies import chat_reply, completion_reply
@@ -24,15 +25,24 @@ from .replies import chat_reply, completion_reply
 OPEN_PATHS = frozenset({"/health"})
 
 
-def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: float = 0.0) -> FastAPI:
+def create_app(
+    engine: Engine, api_key: str | None = None, stream_interval_ms: float = 0.0, limits: ServeLimits | None = None
+) -> FastAPI:
     """Build the app serving ``engine`` (``api_key``: required as ``Authorization: Bearer KEY``;
-    ``stream_interval_ms``: least time between two chunks of a stream, 0 = a chunk per token)."""
+    ``stream_interval_ms``: least time between two chunks of a stream, 0 = a chunk per token;
+    ``limits``: what one request may ask, see :class:`ServeLimits`)."""
     stream_interval_s = max(0.0, stream_interval_ms) / 1000
+    limits = limits or ServeLimits()
     app = FastAPI(title="kernel_magics OpenAI-compatible server", docs_url=None, redoc_url=None)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error = APIError(f"internal error: {type(exc).__name__}: {str(exc)[:200]}", status=500, type="server_error")
+        return JSONResponse(error.body(), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -44,8 +54,11 @@ def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: f
         error = APIError(str(exc.detail), status=exc.status_code, type=kind)
         return JSONResponse(error.body(), status_code=exc.status_code)
 
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
+    else:  # no key: only this machine's names (a web page cannot rebind one of its own to us)
+        app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -69,12 +82,12 @@ def create_app(engine: Engine, api_key: str | None = None, stream_interval_ms: f
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
-        return await chat_reply(engine, body, stream_interval_s)
+        return await chat_reply(engine, body, stream_interval_s, limits, request)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
-        return await completion_reply(engine, body, stream_interval_s)
+        return await completion_reply(engine, body, stream_interval_s, limits, request)
 
     return app
 

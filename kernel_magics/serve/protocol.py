@@ -25,8 +25,10 @@ class APIError(Exception):
         type: str = "invalid_request_error",  # noqa: A002 - the OpenAI field name
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers or {}
         self.message = message
         self.status = status
         self.type = type

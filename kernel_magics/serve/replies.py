@@ -14,10 +14,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from .engines.base import Delta, Engine, RequestHandle, SamplingParams
 from .engines.hf_batch import GenerationRequest
+from .guards import answer, build_prompt, chars, check_fits, context_error, engine_error, timeout_error
+from .limits import ServeLimits, check_images, check_queue, check_sampling
 from .logprobs import chat_logprobs, completion_logprobs
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest, SamplingRequest, check_fields, new_id, now
 from .protocol import usage as usage_of
@@ -34,19 +37,22 @@ class Extras:
 
 
 # -- chat ----------------------------------------------------------------------------------------------
-async def chat_reply(engine: Engine, body: ChatCompletionRequest, stream_interval_s: float) -> Any:
+async def chat_reply(
+    engine: Engine, body: ChatCompletionRequest, stream_interval_s: float, limits: ServeLimits, request: Request
+) -> Any:
     check_fields(body, getattr(engine, "api_fields", "transformers"), "chat")
+    check_sampling(body, limits)
+    check_images(body.messages, limits)
+    check_queue(engine, limits)
     vision = getattr(engine, "accepts_images", False)  # image_url parts go to engines that take images
     messages = [_message(m, vision) for m in body.messages]
     tools, extras = _chat_extras(engine, body)
-    try:
-        prompt_ids = engine.chat_prompt(messages, tools=tools) if tools else engine.chat_prompt(messages)
-    except ValueError as exc:
-        raise APIError(str(exc), param="messages") from None
-    handles = _submit(engine, body, [prompt_ids], body.limit(), "chatcmpl", stream_interval_s, extras)
+    check_fits(engine, sum(chars(m["content"]) for m in messages), "messages")
+    prompt_ids = await build_prompt(engine.chat_prompt, messages, "messages", **({"tools": tools} if tools else {}))
+    handles = _submit(engine, body, [prompt_ids], body.limit(), "chatcmpl", stream_interval_s, extras, limits)
     if body.stream:
-        return sse(_chat_events(handles, body, extras))
-    results = await asyncio.gather(*(collect(h) for h in handles))
+        return sse(_chat_events(handles, body, extras), limits.request_timeout_s)
+    results = await answer(_all(handles), handles, request, limits.request_timeout_s)
     choices = []
     for handle, (text, finish, _, _) in zip(handles, results, strict=True):
         message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -164,18 +170,25 @@ async def _chat_events(
 
 
 # -- text completions ----------------------------------------------------------------------------------
-async def completion_reply(engine: Engine, body: CompletionRequest, stream_interval_s: float) -> Any:
+async def completion_reply(
+    engine: Engine, body: CompletionRequest, stream_interval_s: float, limits: ServeLimits, request: Request
+) -> Any:
     check_fields(body, getattr(engine, "api_fields", "transformers"), "completions")
+    check_sampling(body, limits)
+    check_queue(engine, limits)
     if body.echo:
         raise APIError("echo is not supported", param="echo")
-    prompts = [engine.encode(text) for text in body.texts()]
+    texts = body.texts()
+    for text in texts:
+        check_fits(engine, len(text), "prompt")
+    prompts = [await build_prompt(engine.encode, text, "prompt") for text in texts]
     if not all(prompts):
         raise APIError("the prompt is empty", param="prompt")
     extras = Extras(top_logprobs=body.logprobs)
-    handles = _submit(engine, body, prompts, body.limit(), "cmpl", stream_interval_s, extras)
+    handles = _submit(engine, body, prompts, body.limit(), "cmpl", stream_interval_s, extras, limits)
     if body.stream:
-        return sse(_completion_events(handles, body, extras))
-    results = await asyncio.gather(*(collect(h) for h in handles))
+        return sse(_completion_events(handles, body, extras), limits.request_timeout_s)
+    results = await answer(_all(handles), handles, request, limits.request_timeout_s)
     choices = [
         {
             "index": handle.index,
@@ -238,18 +251,13 @@ def _submit(
     prefix: str,
     stream_interval_s: float,
     extras: Extras,
+    limits: ServeLimits,
 ) -> list[GenerationRequest]:
     """Check every prompt against the context window, then queue ``n`` choices per prompt."""
     for prompt_ids in prompts:
         room = engine.max_model_len - len(prompt_ids)
         if room <= 0 or (limit is not None and limit > room):
-            asked = f" + max_tokens {limit}" if limit is not None else ""
-            raise APIError(
-                f"this model's maximum context length is {engine.max_model_len} tokens, but the request has "
-                f"{len(prompt_ids)} prompt tokens{asked}; shorten the messages or lower max_tokens",
-                param="messages" if prefix == "chatcmpl" else "prompt",
-                code="context_length_exceeded",
-            )
+            raise context_error(engine, str(len(prompt_ids)), "messages" if prefix == "chatcmpl" else "prompt", limit)
     loop, rid = asyncio.get_running_loop(), new_id(prefix)
     bias = {int(k): float(v) for k, v in (body.logit_bias or {}).items() if str(k).lstrip("-").isdigit()}
     if body.logit_bias and len(bias) != len(body.logit_bias):
@@ -258,7 +266,9 @@ def _submit(
     for p, prompt_ids in enumerate(prompts):
         for j in range(body.n):
             params = SamplingParams(
-                max_tokens=limit if limit is not None else engine.max_model_len - len(prompt_ids),
+                max_tokens=limit
+                if limit is not None
+                else min(engine.max_model_len - len(prompt_ids), limits.default_max_tokens),
                 temperature=1.0 if body.temperature is None else body.temperature,
                 top_p=1.0 if body.top_p is None else body.top_p,
                 stop=tuple(body.stop or ()),
@@ -294,11 +304,18 @@ def _submit(
 async def collect(handle: RequestHandle) -> tuple[str, str, int, int]:
     """The whole reply of one request: text, finish reason, prompt and completion tokens."""
     parts: list[str] = []
-    async for delta in handle.deltas():
-        parts.append(delta.text)
-        if delta.finish_reason is not None:
-            return "".join(parts), delta.finish_reason, delta.prompt_tokens, delta.completion_tokens
+    try:
+        async for delta in handle.deltas():
+            parts.append(delta.text)
+            if delta.finish_reason is not None:
+                return "".join(parts), delta.finish_reason, delta.prompt_tokens, delta.completion_tokens
+    except Exception as exc:  # noqa: BLE001 - every failure reaches the client as an OpenAI error
+        raise engine_error(exc) from None
     raise APIError("the request ended without a result", status=503, type="server_error")
+
+
+async def _all(handles: list[GenerationRequest]) -> list[tuple[str, str, int, int]]:
+    return list(await asyncio.gather(*(collect(h) for h in handles)))
 
 
 async def merged(handles: list[GenerationRequest]) -> AsyncIterator[tuple[GenerationRequest, Delta]]:
@@ -336,13 +353,19 @@ async def merged(handles: list[GenerationRequest]) -> AsyncIterator[tuple[Genera
             handle.cancel()
 
 
-def sse(events: AsyncIterator[dict[str, Any] | str]) -> StreamingResponse:
+def sse(events: AsyncIterator[dict[str, Any] | str], timeout_s: float | None = None) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         try:
-            async for event in events:
-                yield event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
-        except RuntimeError as exc:  # the engine stopped mid-stream
-            yield f"data: {json.dumps(APIError(str(exc), status=503, type='server_error').body())}\n\n"
+            async with asyncio.timeout_at(deadline):
+                async for event in events:
+                    yield event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+        except TimeoutError:
+            yield f"data: {json.dumps(timeout_error(timeout_s).body())}\n\n"
+        except Exception as exc:  # noqa: BLE001 - the engine failed or stopped mid-stream
+            yield f"data: {json.dumps(engine_error(exc).body())}\n\n"
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -25,9 +25,7 @@ from typing import Any
 
 from ..errors import SwiftServeError
 from ..jobs import FAILED, RUNNING, STOPPED, STOPPING, Job, live_jobs
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-PORT_SCAN = 100
+from .ports import LOOPBACK, bind_socket, group_members, pick_port, port_is_free  # noqa: F401 - re-exported
 
 _recent: list[Server] = []
 _recent_lock = threading.Lock()
@@ -47,69 +45,6 @@ def running_servers() -> list[Server]:
     return [job for job in live_jobs("server") if isinstance(job, Server)]
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid`` (Linux /proc; empty elsewhere)."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return members
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket bound to ``host:port`` (raises OSError when a server listens there).
-
-    Like every server socket it sets SO_REUSEADDR, so a port whose last connections are in TIME_WAIT
-    counts as free; it listens at once, because two SO_REUSEADDR sockets may both bind a port until one
-    of them listens (another process could otherwise take the same port before our server starts).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(False)
-    return sock
-
-
-def port_is_free(host: str, port: int) -> bool:
-    try:
-        bind_socket(host, port).close()
-        return True
-    except OSError:
-        return False
-
-
-def pick_port(host: str, port: int | None, first: int) -> tuple[int, str | None]:
-    """``port`` if given (it must be free), else the first free one from ``first`` on; and a note."""
-    if port is not None:
-        if not port_is_free(host, port):
-            raise SwiftServeError(
-                f"port {port} on {host} is busy; pick another --port, or leave it out to take the next free one"
-            )
-        return port, None
-    for candidate in range(first, min(first + PORT_SCAN, 65536)):
-        if port_is_free(host, candidate):
-            note = f"port {first} is busy; using {candidate}" if candidate != first else None
-            return candidate, note
-    raise SwiftServeError(f"no free port among {first}..{first + PORT_SCAN - 1} on {host}; pass --port")
-
-
 class Server(Job):
     """A running OpenAI-compatible server: ``url``, ``models``, ``stats()``, ``client()``, ``stop()``."""
 
@@ -126,6 +61,7 @@ class Server(Job):
         api_key: str | None = None,
         model_dir: Path | None = None,
         stream_interval_ms: float = 0.0,
+        limits: Any = None,
     ) -> None:
         super().__init__(name)
         self.engine = engine
@@ -136,6 +72,7 @@ class Server(Job):
         self.api_key = api_key or None
         self.model_dir = model_dir
         self.stream_interval_ms = stream_interval_ms
+        self.limits = limits  # a ServeLimits (None: the defaults)
         self.models: list[str] = list(engine.models)
         self.started_s: float | None = None
         self.log_path: Path | None = None
@@ -186,6 +123,7 @@ class Server(Job):
         import uvicorn
 
         from .app import create_app
+        from .limits import ServeLimits
 
         self._socket = bind_socket(self.host, self.port)
         try:
@@ -194,9 +132,11 @@ class Server(Job):
             self._socket.close()
             self._set_state(FAILED, str(exc))
             raise
-        app = create_app(self.engine, self.api_key, self.stream_interval_ms)
+        limits = self.limits or ServeLimits()
+        app = create_app(self.engine, self.api_key, self.stream_interval_ms, limits)
         config = uvicorn.Config(
             app,
+            limit_concurrency=limits.limit_concurrency,
             log_level="warning",
             access_log=False,
             lifespan="off",

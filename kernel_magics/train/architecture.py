@@ -210,7 +210,12 @@ def read_config(model: Any) -> tuple[dict[str, Any], str]:
 
         from ..hub import is_offline
 
-        file = hf_hub_download(name, "config.json", local_files_only=is_offline())
+        try:  # the local cache first: no network for a model already at hand
+            file = hf_hub_download(name, "config.json", local_files_only=True)
+        except Exception:  # noqa: BLE001
+            if is_offline():
+                raise
+            file = hf_hub_download(name, "config.json")
     except Exception:  # noqa: BLE001
         raise SwiftModelError(
             f"model '{name}': no config.json in the local cache and it cannot be fetched; "

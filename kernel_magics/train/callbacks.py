@@ -9,6 +9,7 @@ loss has not improved for ``patience`` evaluations.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -145,3 +146,60 @@ class EarlyStopCallback(TrainerCallback):
         if self.bad >= self.patience:
             control.should_training_stop = True
             control.should_save = True
+
+
+class LoggingWindowCallback(TrainerCallback):
+    """Carries what the trainer averages between two logs across a stop and a resume.
+
+    The loss logged every ``logging_steps`` is the mean since the previous log, and TRL averages its own
+    metrics (token accuracy, entropy) the same way; a checkpoint written between two logs does not hold
+    that partial sum, so the first log after a resume would average fewer steps. Each checkpoint gets it
+    in ``kernel_magics_window.json`` and a resume puts it back, so the resumed run logs exactly what the
+    uninterrupted run logs.
+    """
+
+    FILE = "kernel_magics_window.json"
+
+    def __init__(self, trainer: Any, resume_from: str | os.PathLike[str] | None) -> None:
+        self.trainer = trainer
+        self.resume_from = resume_from
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.resume_from is None:
+            return
+        try:
+            with open(os.path.join(self.resume_from, self.FILE), encoding="utf-8") as fh:
+                saved = json.load(fh)
+        except (OSError, ValueError):
+            return  # a checkpoint from before this file existed: the first log averages fewer steps
+        trainer = self.trainer
+        trainer._tr_loss.fill_(saved["tr_loss"])
+        trainer._total_loss_scalar = saved["total_loss_scalar"]
+        trainer._globalstep_last_logged = saved["globalstep_last_logged"]
+        metrics = getattr(trainer, "_metrics", None)
+        if isinstance(metrics, dict) and "train" in metrics:
+            for key, values in saved.get("metrics", {}).items():
+                metrics["train"][key] = list(values)
+        if "total_train_tokens" in saved and hasattr(trainer, "_total_train_tokens"):
+            trainer._total_train_tokens = saved["total_train_tokens"]
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if not os.path.isdir(folder):
+            return
+        trainer = self.trainer
+        window: dict[str, Any] = {
+            "tr_loss": float(trainer._tr_loss.item()),
+            "total_loss_scalar": float(trainer._total_loss_scalar),
+            "globalstep_last_logged": int(trainer._globalstep_last_logged),
+        }
+        metrics = getattr(trainer, "_metrics", None)
+        if isinstance(metrics, dict) and "train" in metrics:
+            window["metrics"] = {k: [float(v) for v in vs] for k, vs in metrics["train"].items()}
+        tokens = getattr(trainer, "_total_train_tokens", None)
+        if tokens is not None:
+            window["total_train_tokens"] = tokens.item() if hasattr(tokens, "item") else tokens
+        tmp = os.path.join(folder, f".{self.FILE}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(window, fh)
+        os.replace(tmp, os.path.join(folder, self.FILE))

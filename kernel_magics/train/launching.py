@@ -37,8 +37,8 @@ def check_start(args: Any) -> StartCheck:
     from ..config import settings
     from ..device import select_device
     from ..errors import SwiftUsageError
+    from .folders import active_lock, check_writable
     from .plan import METHODS, make_plan
-    from .run import active_lock, check_writable
 
     if isinstance(args.target_modules, str):
         args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
@@ -133,10 +133,14 @@ def write_run(
     None when the dataset is a path. ``lines`` (the plan, the data report) are logged, and printed when
     ``verbose``, followed by the run's folder.
     """
-    from .run import Run, atomic_write, new_run_id
+    from .folders import atomic_write, new_run_id, new_run_uid, set_aside_previous_run
+    from .run import Run
 
     folder = start.folder or start.root / new_run_id(kind, model_name, start.root)
     folder.mkdir(parents=True, exist_ok=True)
+    moved = set_aside_previous_run(folder)  # another run's checkpoints never mix with this one's
+    if moved:
+        lines = [moved, *lines]
     for stale in ("logging.jsonl", "error.txt"):
         if (folder / stale).exists():
             (folder / stale).unlink()
@@ -148,6 +152,7 @@ def write_run(
     config = {
         "run_id": folder.name,
         "command": command,
+        "run_uid": new_run_uid(),
         "kind": kind,
         "trainer": trainer,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -17,97 +17,31 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftConfigError, SwiftError, SwiftUsageError
+from ..errors import SwiftError, SwiftUsageError
 from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
+from .folders import (
+    active_lock,
+    atomic_write,
+    checkpoint_step,
+    checkpoints_in,
+    claim,
+    mark_checkpoint,
+    release,
+    save_adapter,
+)
 
-LOCK_NAME = ".run.lock"
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_active_dirs: set[str] = set()
-_active_lock = threading.Lock()
+_training_slot = threading.Lock()
 # One run trains at a time in a process: accelerate's state is process-wide, and two runs would only
 # share the same device anyway. A second run waits, "queued", until the first ends.
-_training_slot = threading.Lock()
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def new_run_id(kind: str, model: str, root: Path) -> str:
-    """A readable, unique id such as ``sft-20261123-101500-tiny``."""
-    short = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(model).rstrip("/")).name)[:40].strip("-.") or "model"
-    base = f"{kind}-{datetime.now():%Y%m%d-%H%M%S}-{short}"
-    run_id, n = base, 2
-    while (root / run_id).exists():
-        run_id, n = f"{base}-{n}", n + 1
-    return run_id
-
-
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` if needed and make sure files can be written there (one-line error if not)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise SwiftConfigError(
-            f"output_dir {folder} is not writable ({exc.strerror or exc}); pick another --output-dir"
-        ) from None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def active_lock(folder: Path) -> dict[str, Any] | None:
-    """The lock of a run active in ``folder`` (this process or another live one), else None."""
-    key = str(folder.resolve())
-    with _active_lock:
-        if key in _active_dirs:
-            return {"pid": os.getpid()}
-    lock = folder / LOCK_NAME
-    try:
-        info = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-    pid = int(info.get("pid", 0))
-    if pid and pid != os.getpid() and _pid_alive(pid):
-        return info
-    return None
-
-
-def checkpoints_in(folder: Path) -> list[Path]:
-    """Complete checkpoints (their ``trainer_state.json`` is written last), oldest first."""
-    found = []
-    for child in folder.glob("checkpoint-*") if folder.is_dir() else []:
-        match = CHECKPOINT.match(child.name)
-        if match and (child / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return [p for _, p in sorted(found)]
 
 
 class Run(Job):
@@ -138,8 +72,14 @@ class Run(Job):
         return self.output_dir / "adapter"
 
     @property
+    def run_uid(self) -> str | None:
+        """This run's identity, recorded in each of its checkpoints (None: a run from before it existed)."""
+        return self.config.get("run_uid")
+
+    @property
     def checkpoints(self) -> list[Path]:
-        return checkpoints_in(self.output_dir)
+        """This run's complete checkpoints, oldest first (another run's, or a half-written one, are left out)."""
+        return checkpoints_in(self.output_dir, self.run_uid)
 
     @property
     def logging_file(self) -> Path:
@@ -166,6 +106,8 @@ class Run(Job):
         self._emit("metrics", row)
 
     def _on_event(self, event: str, payload: Any) -> None:
+        if event == "checkpoint" and self.run_uid:
+            mark_checkpoint(Path(payload), self.run_id, self.run_uid)
         if event == "progress" or event == "begin":
             self.progress.update(payload if event == "progress" else {"max_steps": payload["max_steps"]})
         elif event == "summary":
@@ -180,7 +122,7 @@ class Run(Job):
     # -- control ---------------------------------------------------------------------------------
     def start(self, prepared: Any = None, resume_from: Path | None = None) -> Run:
         """Start training in a background thread (``prepared``: inputs the builder already checked)."""
-        _claim(self.output_dir)
+        claim(self.output_dir)
         self._stop_event.clear()
         self._thread = threading.Thread(
             target=self._train, args=(prepared, resume_from), name=f"km-{self.name}", daemon=True
@@ -224,11 +166,14 @@ class Run(Job):
             raise SwiftUsageError(f"run {self.name} is {self.status}; resume() works once it has stopped or failed")
         if num_processes is not None:
             self._set_processes(num_processes)
-        last = self.checkpoints[-1] if self.checkpoints else None
-        if last is None:
+        notes: list[str] = []
+        own = checkpoints_in(self.output_dir, self.run_uid, notes)
+        for note in notes:
+            self.log(note)
+        if not own:
             raise SwiftUsageError(f"run {self.name} has no checkpoint in {self.output_dir}; start a new run instead")
-        step = int(CHECKPOINT.match(last.name).group(1))  # type: ignore[union-attr]
-        self._truncate_log(step)
+        last = own[-1]
+        self._truncate_log(checkpoint_step(last))
         with self._lock:
             self._state, self.error = QUEUED, None
             self._done.clear()
@@ -263,7 +208,7 @@ class Run(Job):
     # -- the training thread ---------------------------------------------------------------------
     def _train(self, prepared: Any, resume_from: Path | None) -> None:
         from ..argspec import load
-        from .callbacks import RunCallback
+        from .callbacks import LoggingWindowCallback, RunCallback
         from .distributed import is_group
 
         if not self._wait_for_slot():
@@ -282,12 +227,10 @@ class Run(Job):
                 builder: Callable[..., Any] = load(self.config["trainer"])
                 trainer = builder(self, prepared)
                 trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
+                trainer.add_callback(LoggingWindowCallback(trainer, resume_from))
                 trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
                 self._emit("saving", str(self.adapter_dir))
-                trainer.save_model(str(self.adapter_dir))
-                tokenizer = getattr(trainer, "processing_class", None)
-                if tokenizer is not None:
-                    tokenizer.save_pretrained(str(self.adapter_dir))
+                save_adapter(trainer, self.adapter_dir)
             final = STOPPED if self._stop_event.is_set() else FINISHED
             self._release()
             self._set_state(final)
@@ -316,7 +259,7 @@ class Run(Job):
         return True
 
     def _release(self) -> None:
-        _release(self.output_dir)
+        release(self.output_dir)
 
     # -- display ---------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -411,24 +354,6 @@ def suggest_smaller(config: dict[str, Any]) -> str:
     if not steps or batch == 1:
         steps.append(f"--max-length {max(128, int(config.get('max_length') or 1024) // 2)}")
     return " ".join(steps) + " (km.estimate shows what fits)"
-
-
-def _claim(folder: Path) -> None:
-    key = str(folder.resolve())
-    with _active_lock:
-        if key in _active_dirs:
-            raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
-        _active_dirs.add(key)
-    atomic_write(folder / LOCK_NAME, json.dumps({"pid": os.getpid(), "time": time.time()}))
-
-
-def _release(folder: Path) -> None:
-    with _active_lock:
-        _active_dirs.discard(str(folder.resolve()))
-    try:
-        (folder / LOCK_NAME).unlink()
-    except OSError:
-        pass
 
 
 def _free_accelerator_memory() -> None:

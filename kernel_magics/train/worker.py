@@ -55,7 +55,8 @@ def _record_events(folder: Path):  # noqa: ANN202 - a Job subscriber
 
 def train(folder: Path, resume: str | None, rank: int) -> None:
     from ..argspec import load
-    from .callbacks import RunCallback
+    from .callbacks import LoggingWindowCallback, RunCallback
+    from .folders import save_adapter
     from .run import Run
 
     run = Run.load(folder)
@@ -66,15 +67,13 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
         run.subscribe(_record_events(folder))
     trainer = load(run.config["trainer"])(run, None)
     trainer.add_callback(GroupStopCallback(folder / STOP_FILE))
+    trainer.add_callback(LoggingWindowCallback(trainer, Path(resume) if resume else None))
     if rank == 0:
         trainer.add_callback(RunCallback(run._add_row, run._on_event, threading.Event()))
     trainer.train(resume_from_checkpoint=resume)
     if rank == 0:
         run._emit("saving", str(run.adapter_dir))
-    trainer.save_model(str(run.adapter_dir))  # every rank: FSDP / ZeRO-3 gather; the main process writes
-    tokenizer = getattr(trainer, "processing_class", None)
-    if rank == 0 and tokenizer is not None:
-        tokenizer.save_pretrained(str(run.adapter_dir))
+    save_adapter(trainer, run.adapter_dir, main_process=rank == 0)  # every rank: FSDP / ZeRO-3 gather
 
 
 def main(argv: list[str] | None = None) -> int:

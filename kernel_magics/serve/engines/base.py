@@ -157,9 +157,12 @@ class RequestHandle:
     cancelled: threading.Event = field(default_factory=threading.Event)
     arrived: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
+    finished: bool = False  # its last item (a finish reason or an error) has been pushed
 
     def push(self, item: Delta | BaseException) -> None:
         """Called from the engine thread."""
+        if isinstance(item, BaseException) or item.finish_reason is not None:
+            self.finished = True
         try:
             _mailbox(self.loop).post(self.queue, item, self.stream_interval_s)
         except RuntimeError:  # the loop is closed: the client is gone
@@ -191,6 +194,35 @@ class RequestHandle:
                     return
         finally:
             self.cancel()  # no-op when finished; frees the batch slot when the client went away
+
+
+class EngineFailure(RuntimeError):
+    """The engine failed while generating a request (the client gets a 500 with this message)."""
+
+
+class InFlight:
+    """Requests a scheduler took from its queue and has not finished (the first batch and every joiner).
+
+    When generation fails, :meth:`fail_all` hands the error to each of them, so no request waits for
+    an answer that will never come.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: list[RequestHandle] = []
+
+    def take(self, handles: list[RequestHandle]) -> list[RequestHandle]:
+        with self._lock:
+            live = [h for h in self._handles if not h.finished and not h.cancelled.is_set()]
+            self._handles = live + list(handles)
+        return handles
+
+    def fail_all(self, message: str) -> None:
+        with self._lock:
+            handles, self._handles = self._handles, []
+        for handle in handles:
+            if not handle.finished:
+                handle.push(EngineFailure(message))
 
 
 @runtime_checkable

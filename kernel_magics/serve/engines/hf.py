@@ -23,7 +23,7 @@ from ...device import DeviceInfo
 from ...errors import SwiftConfigError, SwiftModelError
 from ..guided import Grammars
 from ..tools import parser_for_template, template_messages
-from .base import RequestHandle, RequestRecord, check_adapter
+from .base import EngineFailure, InFlight, RequestHandle, RequestRecord, check_adapter
 from .hf_batch import Row, joinable, merge_caches, step
 
 
@@ -56,6 +56,7 @@ class HFEngine:
         self.max_model_len = max_model_len or 0
         self.trust_remote_code = trust_remote_code
         self._waiting: deque[RequestHandle] = deque()
+        self._in_flight = InFlight()  # taken from the queue, not finished: each hears of a failure
         self._wake = threading.Condition()
         self._records: list[RequestRecord] = []
         self._records_lock = threading.Lock()
@@ -196,7 +197,7 @@ class HFEngine:
             batch = batch[: self.max_batch_size] or [first]
             chosen = {id(h) for h in batch}
             self._waiting = deque(h for h in self._waiting if id(h) not in chosen and not h.cancelled.is_set())
-            return [h for h in batch if not h.cancelled.is_set()]
+            return self._in_flight.take([h for h in batch if not h.cancelled.is_set()])
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -206,8 +207,7 @@ class HFEngine:
             try:
                 self._run_batch(batch)
             except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the server
-                for handle in batch:
-                    handle.push(RuntimeError(f"generation failed: {type(exc).__name__}: {exc}"))
+                self._in_flight.fail_all(f"generation failed: {type(exc).__name__}: {str(exc)[:200]}")
 
     def _adapter_context(self, model_name: str) -> Any:
         if not self.adapter_dirs:
@@ -223,6 +223,16 @@ class HFEngine:
         generator = torch.Generator(device="cpu")
         generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
         return generator
+
+    def _new_row(self, handle: RequestHandle) -> Row:
+        """A row of the batch; a request whose sampler cannot be built gets the error and leaves at once."""
+        try:
+            generator = self._generator(handle.params.seed)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not take the batch down
+            handle.push(EngineFailure(f"cannot sample with seed {handle.params.seed}: {str(exc)[:200]}"))
+            handle.cancel()
+            generator = None
+        return Row(handle, self.eos_ids, self.tokenizer, generator)
 
     def _take_joiners(self, model_name: str, room: int) -> list[RequestHandle]:
         """Waiting requests for ``model_name`` that may join the running batch now.
@@ -242,14 +252,14 @@ class HFEngine:
             taken = {id(h) for h in joiners}
             if joiners:
                 self._waiting = deque(h for h in self._waiting if id(h) not in taken and not h.cancelled.is_set())
-            return joiners
+            return self._in_flight.take(joiners)
 
     def _prefill(self, batch: list[RequestHandle]) -> tuple[list[Row], Any, Any, Any, Any]:
         """Left-pad the prompts into one batch and run them: rows, cache, mask, positions, last logits."""
         import torch
         from transformers import DynamicCache
 
-        rows = [Row(h, self.eos_ids, self.tokenizer, self._generator(h.params.seed)) for h in batch]
+        rows = [self._new_row(h) for h in batch]
         width = max(len(h.prompt_ids) for h in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)

@@ -98,7 +98,8 @@ class Row:
         self.sent = len(self.text)
 
     def _stop_index(self) -> int | None:
-        hits = [i for s in self.params.stop if (i := self.text.find(s)) >= 0]
+        start = max(0, self.sent - max(map(len, self.params.stop), default=0))  # the sent text holds no stop
+        hits = [i for s in self.params.stop if (i := self.text.find(s, start)) >= 0]
         return min(hits) if hits else None
 
     def _held_back(self) -> int:

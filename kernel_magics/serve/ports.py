@@ -1,0 +1,75 @@
+"""Ports and process groups of a server: bind first (so the port is ours before anything loads), find a
+free one, and list what is left of a child's process group."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ..errors import SwiftServeError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PORT_SCAN = 100
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid`` (Linux /proc; empty elsewhere)."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket bound to ``host:port`` (raises OSError when a server listens there).
+
+    Like every server socket it sets SO_REUSEADDR, so a port whose last connections are in TIME_WAIT
+    counts as free; it listens at once, because two SO_REUSEADDR sockets may both bind a port until one
+    of them listens (another process could otherwise take the same port before our server starts).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
+def port_is_free(host: str, port: int) -> bool:
+    try:
+        bind_socket(host, port).close()
+        return True
+    except OSError:
+        return False
+
+
+def pick_port(host: str, port: int | None, first: int) -> tuple[int, str | None]:
+    """``port`` if given (it must be free), else the first free one from ``first`` on; and a note."""
+    if port is not None:
+        if not port_is_free(host, port):
+            raise SwiftServeError(
+                f"port {port} on {host} is busy; pick another --port, or leave it out to take the next free one"
+            )
+        return port, None
+    for candidate in range(first, min(first + PORT_SCAN, 65536)):
+        if port_is_free(host, candidate):
+            note = f"port {first} is busy; using {candidate}" if candidate != first else None
+            return candidate, note
+    raise SwiftServeError(f"no free port among {first}..{first + PORT_SCAN - 1} on {host}; pass --port")
