@@ -48,7 +48,7 @@ lint: install
 	$(VENV)/bin/ruff check kernel_magics tests benchmarks
 
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache
