@@ -12,15 +12,11 @@ PYTEST_ARGS ?=
 PY    := $(VENV)/bin/python
 # JupyterLab refuses to run as root unless told (containers, CI)
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
-STAMP := $(VENV)/.kernel_magics-installed
 # holds the TORCH_SPEC of the last install; rewritten only when it changes, which reinstalls torch and the rest
 TORCH_SPEC_FILE := $(VENV)/.torch-spec
+STAMP := $(VENV)/.kernel_magics-installed
 
-.PHONY: install lab test tiny lint bench clean FORCE
-
-$(TORCH_SPEC_FILE): FORCE
-	@mkdir -p $(VENV)
-	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+.PHONY: install lab test tiny lint bench clean
 
 $(STAMP): pyproject.toml $(TORCH_SPEC_FILE)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,3 +48,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache
+
+$(TORCH_SPEC_FILE): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+FORCE:

@@ -33,13 +33,9 @@ def percentile(samples: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each query per mode")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: 1 run of 3 queries (checks the script runs)")
     args = parser.parse_args()
 
     from search_queries import QUERIES
-
-    if args.smoke:
-        args.repeats, QUERIES = 1, QUERIES[:3]
 
     import kernel_magics as km
     from kernel_magics.config import settings

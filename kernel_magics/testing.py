@@ -27,7 +27,7 @@ DATA_DIR = Path(__file__).with_name("testing_data")
 ARCHS = ("qwen2", "llama")
 DATASETS = {"sft": "sft.jsonl", "dpo": "dpo.jsonl", "kto": "kto.jsonl"}
 COMPLETE_MARKER = ".kernel_magics_complete"
-KIT_VERSION = "2"  # bump when the recipe or the packaged data (the tokenizer is trained on it) changes
+KIT_VERSION = "2"  # bump when the recipe changes so old folders are rebuilt
 
 # ChatML with generation markers, so trainers can put the loss on assistant tokens only.
 CHAT_TEMPLATE = (

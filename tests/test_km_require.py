@@ -47,7 +47,6 @@ def test_required_components_fail_instead():
     assert "KM_REQUIRE names awq, which is missing: import llmcompressor failed" in result.stdout
 
 
-def test_unknown_component_names_are_a_usage_error():
-    result = run_pytest("chromium,xllamacp", TARGET)
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "KM_REQUIRE names xllamacp; known: chromium, cuda, vllm, xllamacpp" in result.stdout + result.stderr
+def test_the_header_says_what_is_required():
+    result = run_pytest("awq,real", "-v", "--collect-only", TARGET)  # -v undoes -q, which hides the header
+    assert "KM_REQUIRE: awq, real" in result.stdout, result.stdout + result.stderr
