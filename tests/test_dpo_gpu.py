@@ -42,15 +42,13 @@ def qwen_05b(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
-@pytest.mark.parametrize("method", ["lora", "qlora"])
+@pytest.mark.parametrize("method", ["lora", pytest.param("qlora", marks=pytest.mark.needs("bitsandbytes"))])
 def test_dpo_on_a_05b_architecture(qwen_05b, workspace, method):
     import torch
 
     import kernel_magics as km
     from kernel_magics.train.dpo import PreferenceArguments, build_trainer, create_run
 
-    if method == "qlora":
-        pytest.importorskip("bitsandbytes")
     knobs = dict(
         model=str(qwen_05b),
         dataset=str(tiny_dataset("dpo")),

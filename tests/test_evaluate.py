@@ -3,6 +3,7 @@ replies, preference accuracy, held-out splits, a quick fine-tune that lowers per
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from pathlib import Path
@@ -142,9 +143,10 @@ def test_fine_tuning_lowers_held_out_perplexity(tiny_model: Path, tmp_path: Path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     all_rows = rows("sft")
-    held_out = set(holdout_indices(len(all_rows), 0.1, seed=0))
+    held_out = set(holdout_indices(all_rows, 0.1, seed=0))
     train = [r for i, r in enumerate(all_rows) if i not in held_out]
-    assert len(held_out) == 24 and len(train) == 216
+    assert 12 <= len(held_out) <= 40 and len(train) == len(all_rows) - len(held_out)
+    assert not {json.dumps(all_rows[i]) for i in held_out} & {json.dumps(r) for r in train}
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -153,7 +155,8 @@ def test_fine_tuning_lowers_held_out_perplexity(tiny_model: Path, tmp_path: Path
     texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in train]
     model.train()
     for step in range(12):
-        batch = tokenizer(texts[(step * 8) % 208 : (step * 8) % 208 + 8], return_tensors="pt", padding=True)
+        start = (step * 8) % (len(texts) - 8)
+        batch = tokenizer(texts[start : start + 8], return_tensors="pt", padding=True)
         labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
         model(**batch, labels=labels).loss.backward()
         optimizer.step()
@@ -169,12 +172,62 @@ def test_fine_tuning_lowers_held_out_perplexity(tiny_model: Path, tmp_path: Path
     assert after < before / 5
 
 
+def conversation(row: dict) -> tuple:
+    """(role, content) pairs of a TRL row (messages, or a prompt/completion message split) or a raw chat row."""
+    messages = row["messages"] if "messages" in row else row["prompt"] + row["completion"]
+    return tuple((m["role"], m["content"]) for m in messages)
+
+
+def test_sft_eval_split_is_exactly_what_evaluate_holds_out(tiny_model: Path, workspace: Path, monkeypatch):
+    """km.sft(eval_split=0.1) then km.evaluate(holdout=0.1) with the same data and seed: evaluate scores
+    exactly the rows the run evaluated on, none of which it trained on, duplicates included."""
+    from kernel_magics.train import sft as sft_module
+
+    data = rows("sft")
+    with_duplicates = data + data[:60:3] + data[5:25]  # copies of 40 rows, 10 of them twice
+    path = workspace / "with_duplicates.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in with_duplicates), encoding="utf-8")
+    handed: dict[str, list] = {}
+    real_make_trainer = sft_module.make_trainer
+
+    def recording_make_trainer(trainer_class, model, args, plan, output_dir, inputs, row_length):
+        handed["train"], handed["eval"] = list(inputs.train.rows), list(inputs.eval.rows)
+        return real_make_trainer(trainer_class, model, args, plan, output_dir, inputs, row_length)
+
+    monkeypatch.setattr(sft_module, "make_trainer", recording_make_trainer)
+    run = km.sft(str(tiny_model), str(path), eval_split=0.1, seed=7, max_steps=1, batch_size=2, lora_r=4, verbose=False)
+    assert run.wait(120) == "finished", run.error
+
+    scored: list[dict] = []
+    evaluate_module = importlib.import_module("kernel_magics.export.evaluate")
+    real_to_examples = evaluate_module.to_examples
+
+    def recording_to_examples(picked, *args):
+        scored.extend(picked)
+        return real_to_examples(picked, *args)
+
+    monkeypatch.setattr(evaluate_module, "to_examples", recording_to_examples)
+    frame = km.evaluate(str(tiny_model), str(path), metrics=["perplexity"], holdout=0.1, seed=7)
+    assert value(frame, "perplexity") > 1
+
+    trained = {conversation(r) for r in handed["train"]}
+    run_eval = [conversation(r) for r in handed["eval"]]
+    evaluated = [conversation(r) for r in scored]
+    assert evaluated == run_eval  # the same rows, in the same order
+    assert len(set(evaluated)) == len(evaluated)  # one copy of each held-out row
+    assert not set(evaluated) & trained  # no duplicate of an evaluated row was trained on
+    distinct = {conversation(r) for r in with_duplicates}
+    assert trained | set(evaluated) == distinct and 0.04 * len(distinct) <= len(evaluated) <= 0.2 * len(distinct)
+    assert len(handed["train"]) + len(evaluated) < len(with_duplicates)  # held-out copies were dropped
+
+
 def test_held_out_split_is_seeded_and_limited():
     data = load_rows(tiny_dataset("sft"))
     first, again = select_rows(data, holdout=0.25, seed=1), select_rows(data, holdout=0.25, seed=1)
-    assert first == again and len(first) == 60
+    assert first == again and 40 <= len(first) <= 80  # about a quarter of 240 distinct rows
     assert select_rows(data, holdout=0.25, seed=2) != first
     assert len(select_rows(data, holdout=0.25, limit=5)) == 5
+    assert select_rows(list(reversed(data)), holdout=0.25, seed=1) == list(reversed(first))  # by content, not position
 
 
 def test_bad_requests_are_one_line_errors(tiny_model: Path, tmp_path: Path):

@@ -1,5 +1,6 @@
-"""The exported GGUF runs in llama.cpp itself (through the ``xllamacpp`` bindings, when installed): same
-tokenization, same greedy tokens and log-probabilities as transformers, and the chat template works."""
+"""The exported GGUF runs in llama.cpp itself (through the ``xllamacpp`` bindings, a dev dependency): same
+tokenization, same greedy tokens and log-probabilities as transformers, and the chat template works.
+Without a working ``xllamacpp`` these tests skip saying why, and fail when KM_REQUIRE names xllamacpp."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import torch
 
 from kernel_magics.export.api import export
 
-xlc = pytest.importorskip("xllamacpp")
+pytestmark = pytest.mark.needs("xllamacpp")
 
 TEXTS = ["The quick brown fox 1234567 jumps", "你好，世界！今天天气很好。", "don't  stop\n\nme now"]
 
 
 def llama_server(gguf_path: Path):
+    import xllamacpp as xlc
+
     params = xlc.CommonParams()
     params.model.path = str(gguf_path)
     params.n_ctx = 256

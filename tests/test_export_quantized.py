@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -79,19 +78,10 @@ def test_calibration_rows_come_from_the_users_dataset(tiny_model: Path):
         calibration_texts(tiny_model, None, 128)
 
 
-def _has(*names: str) -> bool:
-    return any(importlib.util.find_spec(name) is not None for name in names)
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     "method",
-    [
-        pytest.param(
-            "gptq", marks=pytest.mark.skipif(not _has("gptqmodel", "llmcompressor"), reason="no GPTQ library")
-        ),
-        pytest.param("awq", marks=pytest.mark.skipif(not _has("llmcompressor"), reason="needs llm-compressor")),
-    ],
+    [pytest.param("gptq", marks=pytest.mark.needs("gptq")), pytest.param("awq", marks=pytest.mark.needs("awq"))],
 )
 def test_gptq_awq_export_on_gpu(method: str, tiny_model: Path, tmp_path: Path):
     from transformers import AutoModelForCausalLM

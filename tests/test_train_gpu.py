@@ -1,5 +1,6 @@
 """On a CUDA device: LoRA and QLoRA runs of a random-init real architecture (Qwen2.5-0.5B config), peak
-memory against ``km.estimate`` (target within 15 %), and tokens/s. Skipped without CUDA."""
+memory against ``km.estimate`` (target within 15 %) on rows of exactly ``max_length`` tokens, unpacked (what
+the estimate assumes), and tokens/s. Skipped without CUDA."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import pytest
 
 import kernel_magics as km
-from kernel_magics.testing import tiny_dataset
 
 QWEN25_05B = {
     "architectures": ["Qwen2ForCausalLM"],
@@ -45,23 +45,33 @@ def qwen_05b(tmp_path_factory, tiny_model):
     return folder
 
 
+def full_length_rows(model_dir, max_length: int, count: int) -> list[dict]:
+    """``count`` text rows of exactly ``max_length`` tokens with the end token (no padding, no packing)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = [
+        {"text": f" row{i}" + " the" * (max_length - 1 - len(tokenizer(f" row{i}")["input_ids"]))} for i in range(count)
+    ]
+    assert all(len(tokenizer(r["text"])["input_ids"]) + 1 == max_length for r in rows)
+    return rows
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("method", ["lora", "qlora"])
+@pytest.mark.parametrize("method", ["lora", pytest.param("qlora", marks=pytest.mark.needs("bitsandbytes"))])
 def test_real_architecture_peak_memory_within_estimate(qwen_05b, workspace, method):
-    pytest.importorskip("trl")
-    if method == "qlora":
-        pytest.importorskip("bitsandbytes")
     import torch
 
     settings = dict(max_length=1024, batch_size=4, lora_r=64, gradient_checkpointing=True)
+    rows = full_length_rows(qwen_05b, settings["max_length"], 64)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     run = km.sft(
         str(qwen_05b),
-        str(tiny_dataset("sft")),
+        rows,
         method=method,
         max_steps=8,
-        packing=True,  # every sequence is max_length tokens, as the estimate assumes
+        packing=False,  # every row is exactly max_length tokens, as the estimate assumes
         logging_steps=1,
         save_steps=1000,
         verbose=False,

@@ -131,10 +131,34 @@ def test_full_fine_tuning_loss_falls_and_saves_the_model(tiny_model, workspace):
     assert reloaded.config.hidden_size == 128
 
 
-def test_other_formats_train_with_completion_only_loss(tiny_model, workspace):
+def test_other_formats_train_with_completion_only_loss(tiny_model, workspace, monkeypatch):
+    """In-memory prompt/completion rows: the labels of each training step cover the completion (and the
+    end token) only; the rows are kept with the run (tests/test_label_masks.py covers every format)."""
+    from trl import SFTTrainer
+
     rows = [{"prompt": f"Q{i}: what is {i} plus {i}?", "completion": f" Sure! {2 * i}."} for i in range(40)]
+    steps: list[tuple[list[list[int]], list[list[int]]]] = []
+    real_step = SFTTrainer.training_step
+
+    def recording_step(self, model, inputs, *args, **kwargs):
+        steps.append((inputs["input_ids"].tolist(), inputs["labels"].tolist()))
+        return real_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "training_step", recording_step)
     run = km.sft(str(tiny_model), rows, max_steps=4, batch_size=4, logging_steps=1, lora_r=4, verbose=False)
     assert run.wait(120) == "finished", run.error
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    completions = {r["completion"] + tokenizer.eos_token for r in rows}
+    assert len(steps) == 4
+    for ids, labels in steps:
+        for row_ids, row_labels in zip(ids, labels, strict=True):
+            trained = [label for label in row_labels if label != -100]
+            start = next(i for i, label in enumerate(row_labels) if label != -100)
+            assert row_labels[start : start + len(trained)] == row_ids[start : start + len(trained)] == trained
+            assert tokenizer.decode(trained) in completions  # one contiguous span: the completion
+            assert tokenizer.decode(row_ids[:start]).startswith("Q")  # the prompt before it is not trained
     assert (run.output_dir / "dataset.jsonl").is_file()  # in-memory data is kept with the run
     assert json.loads((run.output_dir / "config.json").read_text())["data"]["format"] == "prompt_completion"
 

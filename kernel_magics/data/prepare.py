@@ -50,16 +50,14 @@ class PreparedData:
         return Dataset.from_list(self.rows)
 
     def split(self, fraction: float, seed: int) -> tuple[PreparedData, PreparedData | None]:
-        """Split off ``fraction`` of the rows for evaluation (None when ``fraction`` is 0)."""
-        if fraction <= 0 or len(self.rows) < 2:
-            return self, None
-        import random
+        """Split off about ``fraction`` of the distinct rows for evaluation, by content (see
+        :mod:`kernel_magics.data.split`: ``km.evaluate(holdout=fraction, seed=seed)`` scores the same rows);
+        None when ``fraction`` is 0 or nothing can be held out."""
+        from .split import split_indices
 
-        order = list(range(len(self.rows)))
-        random.Random(seed).shuffle(order)
-        n_eval = max(1, round(len(order) * fraction)) if fraction < 1 else int(fraction)
-        n_eval = min(n_eval, len(order) - 1)
-        eval_idx, train_idx = sorted(order[:n_eval]), sorted(order[n_eval:])
+        train_idx, eval_idx = split_indices(self.rows, fraction, seed)
+        if not eval_idx:
+            return self, None
 
         def pick(idx: list[int]) -> PreparedData:
             return PreparedData(

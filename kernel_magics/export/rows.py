@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,14 +87,14 @@ def load_rows(dataset: Any, where: str = "dataset") -> list[dict[str, Any]]:
     return rows
 
 
-def holdout_indices(n: int, holdout: float, seed: int = 42) -> list[int]:
-    """Sorted indices of the held-out rows: the last ``round(n * holdout)`` (at least one) of a
-    ``random.Random(seed)`` shuffle of ``range(n)``; the other indices are the training rows."""
+def holdout_indices(rows: list[dict[str, Any]], holdout: float, seed: int = 42) -> list[int]:
+    """Indices of the held-out rows: the rows ``km.sft(eval_split=holdout, seed=seed)`` evaluates on and
+    never trains on (chosen by content, one copy of each; see :mod:`kernel_magics.data.split`)."""
+    from ..data.split import split_indices
+
     if not 0 < holdout < 1:
         raise SwiftDataError(f"holdout must be a fraction between 0 and 1, got {holdout}")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return sorted(order[-max(1, round(n * holdout)) :])
+    return split_indices(rows, holdout, seed)[1]
 
 
 def select_rows(
@@ -103,7 +102,7 @@ def select_rows(
 ) -> list[dict[str, Any]]:
     """The held-out share of ``rows`` (see :func:`holdout_indices`), then the first ``limit`` of them."""
     if holdout is not None:
-        rows = [rows[i] for i in holdout_indices(len(rows), holdout, seed)]
+        rows = [rows[i] for i in holdout_indices(rows, holdout, seed)]
     if limit is not None:
         if limit < 1:
             raise SwiftDataError(f"limit must be >= 1, got {limit}")
