@@ -51,6 +51,7 @@ SMOLLM2 = PackagedModel(
 )
 PACKAGED = {SMOLLM2.repo_id: SMOLLM2}
 ALIASES = {"smollm2": SMOLLM2.repo_id, "smollm2-135m-instruct": SMOLLM2.repo_id}
+SHORT_NAMES = ("smollm2",)  # the name each packaged model is shown under (``%swift env``)
 
 
 def lookup(name: str) -> PackagedModel | None:
