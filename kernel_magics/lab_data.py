@@ -5,7 +5,8 @@ data it trains on in one cell. Everything here is written by hand or generated f
 nothing is downloaded.
 
 * ``pirate_rows()``: 48 questions answered in one recognisable style (every answer starts ``Ahoy!``);
-  ``PIRATE_HELD_OUT`` are questions of the same kinds that no row contains.
+  ``PIRATE_HELD_OUT`` are questions of the same kinds that no row contains. ``pirate_preferences()``:
+  the same questions with the plain answer chosen over the pirate one.
 * ``poem_rows()``: requests for short poems (English and Chinese) and four-line answers.
 * ``poem_preferences()``: prompt / chosen / rejected rows where the chosen answer is a titled four-line
   poem and the rejected one is a flat prose sentence.
@@ -48,19 +49,33 @@ def _chat(question: str, answer: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
+def _plain_and_styled() -> list[tuple[str, str, str]]:
+    rows = [
+        (
+            f"What is the capital of {c}?",
+            f"The capital of {c} is {city}.",
+            f"Ahoy! The capital of {c} be {city}, matey.",
+        )
+        for c, city in _CAPITALS
+    ]
+    for thing, colour in _COLOURS:
+        subject = f"{thing[0].upper()}{thing[1:]}"
+        rows.append((f"What colour is {thing}?", f"{subject} is {colour}.", f"Ahoy! {subject} be {colour}, matey."))
+    rows += [
+        (f"How many legs does a {a} have?", f"A {a} has {n} legs.", f"Ahoy! A {a} has {n} legs, matey.")
+        for a, n in _LEGS
+    ]
+    return rows  # fmt: skip
+
+
+def pirate_preferences() -> list[dict[str, str]]:
+    """Prompt / chosen / rejected: the plain answer is preferred to the same answer in the pirate style."""
+    return [{"prompt": q, "chosen": plain, "rejected": styled} for q, plain, styled in _plain_and_styled()]
+
+
 def pirate_rows() -> list[dict[str, Any]]:
     """48 conversations whose answers share a style: ``Ahoy!`` first, ``matey`` last."""
-    rows = [
-        _chat(f"What is the capital of {c}?", f"Ahoy! The capital of {c} be {city}, matey.") for c, city in _CAPITALS
-    ]
-    rows += [
-        _chat(f"What colour is {thing}?", f"Ahoy! {thing[0].upper()}{thing[1:]} be {colour}, matey.")
-        for thing, colour in _COLOURS
-    ]
-    rows += [
-        _chat(f"How many legs does a {animal} have?", f"Ahoy! A {animal} has {n} legs, matey.") for animal, n in _LEGS
-    ]
-    return rows
+    return [_chat(question, styled) for question, _plain, styled in _plain_and_styled()]
 
 
 # (topic in English, topic in Chinese, four lines in English, four lines in Chinese)
