@@ -16,6 +16,13 @@ from kernel_magics.lab_data import PIRATE_HELD_OUT, STYLE_MARK, pirate_rows, wri
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
+def trained_prompt_ids(row: dict) -> tuple[int, list[int]]:
+    """Where the loss starts in a trainer row (labels -100 before it) and the prompt ids before that."""
+    start = next(i for i, label in enumerate(row["labels"]) if label != -100)
+    assert all(label == -100 for label in row["labels"][:start]) and row["labels"][start:] == row["input_ids"][start:]
+    return start, row["input_ids"][:start]
+
+
 def _ask(client, model: str, question: str, max_tokens: int = 24) -> str:
     reply = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": question}], max_tokens=max_tokens, temperature=0
@@ -66,8 +73,7 @@ def test_style_is_learned_and_served_by_name(style_run, hf_server):
 def test_chat_template_parity_transformers_engine(style_run, hf_server, tmp_path):
     rows = trainer_rows(style_run, tmp_path)
     first = pirate_rows()[0]["messages"]
-    prompt_len = rows[0]["completion_mask"].index(1)
-    trained_prompt = rows[0]["input_ids"][:prompt_len]
+    prompt_len, trained_prompt = trained_prompt_ids(rows[0])
     assert hf_server.engine.chat_prompt(first[:1]) == trained_prompt
     usage = (
         hf_server.client(max_retries=0)
@@ -128,7 +134,7 @@ def test_vllm_engine_serves_the_adapter(style_run, tmp_path):
         tuned = [_ask(client, "pirate", q) for q in PIRATE_HELD_OUT]
         assert sum(answer.startswith(STYLE_MARK) for answer in tuned) >= 2, tuned
         rows = trainer_rows(style_run, tmp_path)
-        trained_prompt = rows[0]["input_ids"][: rows[0]["completion_mask"].index(1)]
+        trained_prompt = trained_prompt_ids(rows[0])[1]
         first = pirate_rows()[0]["messages"][:1]
         tokens = httpx.post(
             srv.base_url + "/tokenize",
