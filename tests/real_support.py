@@ -59,11 +59,12 @@ def trainer_rows(run: Any, out_dir: Path) -> Any:
 
 
 def greedy_ids(model_dir: Path, prompt_ids: list[int], n: int) -> list[int]:
-    """``n`` greedy tokens of plain transformers ``generate`` (fp32) after ``prompt_ids``."""
+    """Up to ``n`` greedy tokens of plain transformers ``generate`` (fp32) after ``prompt_ids`` (the end-of-turn
+    token included when it comes sooner)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     with torch.no_grad():
-        out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False, min_new_tokens=n)
+        out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False)
     return out[0, len(prompt_ids) :].tolist()

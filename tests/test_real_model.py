@@ -101,7 +101,8 @@ def test_gguf_round_trip_matches_transformers(style_run, tmp_path):
     merged = km.merge("smollm2", style_run.adapter_dir, out_dir=tmp_path / "merged")
     gguf = km.export(merged, format="gguf", outtype="f32", out_dir=tmp_path / "gguf")
     tokenizer = AutoTokenizer.from_pretrained(merged)
-    prompt = tokenizer.apply_chat_template(FRANCE, add_generation_prompt=True)["input_ids"]
+    question = [{"role": "user", "content": "Tell me about the history of tea."}]
+    prompt = tokenizer.apply_chat_template(question, add_generation_prompt=True)["input_ids"]
     params = xlc.CommonParams()
     params.model.path = str(gguf.path)
     params.n_ctx = 256
@@ -113,7 +114,7 @@ def test_gguf_round_trip_matches_transformers(style_run, tmp_path):
     llama_ids = [step["id"] for step in reply["choices"][0]["logprobs"]["content"]]
     torch_ids = greedy_ids(merged, prompt, 16)
     print("llama.cpp:", tokenizer.decode(llama_ids), "| transformers:", tokenizer.decode(torch_ids))
-    assert llama_ids == torch_ids
+    assert llama_ids == torch_ids and len(torch_ids) >= 8  # both stop at the same end-of-turn token, if any
 
 
 @pytest.mark.vllm
