@@ -155,6 +155,24 @@ _POEMS = [
 ]
 
 POEM_HELD_OUT = [("the wind", "风"), ("a river", "河流")]
+_HELD_OUT_POEMS = [
+    "It has no hands but turns the pages,\nno voice but sings in the wires,\nit carries the smell of rain ahead,\nand leaves the door a little open.",
+    "风从山那边来，\n吹皱一池春水，\n带走几片落叶，\n又把花香送回。",
+    "It begins as a whisper in the hills,\ngathers the names of every stream,\nbends around the sleeping town,\nand gives itself away to the sea.",
+    "河水绕过村庄，\n映着两岸垂柳，\n日夜向东奔流，\n从来不曾回头。",
+]
+
+
+def poem_held_out_preferences() -> list[dict[str, str]]:
+    """Pairs like ``poem_preferences()`` on the ``POEM_HELD_OUT`` topics (no training row has them)."""
+    rows = []
+    poems = zip(_HELD_OUT_POEMS[::2], _HELD_OUT_POEMS[1::2], strict=True)
+    for (en_topic, zh_topic), (en_poem, zh_poem) in zip(POEM_HELD_OUT, poems, strict=True):
+        rows.append({"prompt": poem_request(en_topic), "chosen": f"{_title(en_topic, False)}\n\n{en_poem}",
+                     "rejected": f"Here is a poem about {en_topic}. It is nice and I hope you like it."})  # fmt: skip
+        rows.append({"prompt": poem_request(zh_topic, True), "chosen": f"{_title(zh_topic, True)}\n\n{zh_poem}",
+                     "rejected": f"这是一首关于{zh_topic}的诗，希望你喜欢。"})  # fmt: skip
+    return rows
 
 
 def poem_request(topic: str, chinese: bool = False) -> str:
