@@ -75,13 +75,22 @@ def test_chat_panel_streams_a_reply(lab, page, tmp_path):
     screenshot(page, "chat_panel_compare")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.real
 def test_chat_panel_answers_with_the_real_model(lab, page, request):
     """SmolLM2 in the panel: a real question gets its real, greedy answer, streamed."""
     request.getfixturevalue("real_model")
     cells = [
         "%load_ext kernel_magics",
-        "import kernel_magics as km\nsrv = km.serve('smollm2', backend='transformers', name='browser-real')",
+        "import kernel_magics as km\n"  # a port of its own: 8000 and up are busy with other servers
+        f"srv = km.serve('smollm2', backend='transformers', name='browser-real', port={_free_port()})",
         "%swift chat --model smollm2 --temperature 0 --max-tokens 24",
     ]
     write_notebook(lab, "chat_real.ipynb", cells)
