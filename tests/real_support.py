@@ -38,6 +38,15 @@ def real_workspace(tmp_path_factory: pytest.TempPathFactory) -> Any:
     settings.workspace = before
 
 
+def free_port() -> int:
+    """A port nobody listens on now (8000 and up are shared with every other server on the machine)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def train_style(data: Path, max_steps: int = 30, **kwargs: Any) -> Any:
     """LoRA SFT of SmolLM2 on the pirate rows: few steps, short rows (a minute or two on 2 cores)."""
     import kernel_magics as km

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from real_support import *  # noqa: F403 - the tier's fixtures (real_model, real_workspace)
-from real_support import FRANCE, PARIS, greedy_ids, train_style, trainer_rows
+from real_support import FRANCE, PARIS, free_port, greedy_ids, train_style, trainer_rows
 
 import kernel_magics as km
 from kernel_magics.lab_data import PIRATE_HELD_OUT, STYLE_MARK, pirate_rows, write_jsonl
@@ -42,7 +42,9 @@ def style_run(real_model, real_workspace, pirate_data):
 
 @pytest.fixture(scope="module")
 def hf_server(real_model, style_run):
-    srv = km.serve("smollm2", adapters={"pirate": style_run.adapter_dir}, backend="transformers", name="real-hf")
+    srv = km.serve(
+        "smollm2", adapters={"pirate": style_run.adapter_dir}, backend="transformers", name="real-hf", port=free_port()
+    )
     yield srv
     srv.stop()
 
@@ -119,16 +121,9 @@ def test_gguf_round_trip_matches_transformers(style_run, tmp_path):
 
 @pytest.mark.vllm
 def test_vllm_engine_serves_the_adapter(style_run, tmp_path):
-    import os
-
-    from kernel_magics.config import settings
-
-    first_port = settings.port
-    settings.port = 21000 + os.getpid() % 20000
-    try:
-        srv = km.serve("smollm2", adapters={"pirate": style_run.adapter_dir}, backend="vllm", name="real-vllm")
-    finally:
-        settings.port = first_port
+    srv = km.serve(
+        "smollm2", adapters={"pirate": style_run.adapter_dir}, backend="vllm", name="real-vllm", port=free_port()
+    )
     try:
         client = srv.client(max_retries=0, timeout=300)
         assert _ask(client, "smollm2", FRANCE[0]["content"]).startswith(PARIS)
