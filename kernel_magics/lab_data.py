@@ -68,6 +68,35 @@ def _plain_and_styled() -> list[tuple[str, str, str]]:
     return rows  # fmt: skip
 
 
+_HELD_OUT_PAIRS = [
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo.", "Ahoy! The capital of Japan be Tokyo, matey."),
+    (
+        "What is the capital of Chile?",
+        "The capital of Chile is Santiago.",
+        "Ahoy! The capital of Chile be Santiago, matey.",
+    ),
+    (
+        "What is the capital of Finland?",
+        "The capital of Finland is Helsinki.",
+        "Ahoy! The capital of Finland be Helsinki, matey.",
+    ),
+    (
+        "What is the capital of India?",
+        "The capital of India is New Delhi.",
+        "Ahoy! The capital of India be New Delhi, matey.",
+    ),
+    ("What colour is a polar bear?", "A polar bear is white.", "Ahoy! A polar bear be white, matey."),
+    ("What colour is a cucumber?", "A cucumber is green.", "Ahoy! A cucumber be green, matey."),
+    ("How many legs does a spider have?", "A spider has 8 legs.", "Ahoy! A spider has 8 legs, matey."),
+    ("How many legs does an ostrich have?", "An ostrich has 2 legs.", "Ahoy! An ostrich has 2 legs, matey."),
+]
+
+
+def pirate_held_out_preferences() -> list[dict[str, str]]:
+    """Pairs like ``pirate_preferences()`` on questions no training row contains."""
+    return [{"prompt": q, "chosen": plain, "rejected": styled} for q, plain, styled in _HELD_OUT_PAIRS]
+
+
 def pirate_preferences() -> list[dict[str, str]]:
     """Prompt / chosen / rejected: the plain answer is preferred to the same answer in the pirate style."""
     return [{"prompt": q, "chosen": plain, "rejected": styled} for q, plain, styled in _plain_and_styled()]
