@@ -50,6 +50,7 @@ class EnvInfo(dict):
             ("bf16", "yes" if self["bf16"] else "no"),
         ]
         rows += [(f"{name} dir", path) for name, path in self["cache_dirs"].items()]
+        rows += [(f"model {alias}", line) for alias, line in self.get("packaged_models", {}).items()]
         return rows
 
     def to_text(self) -> str:
@@ -84,8 +85,9 @@ def env(device: str | None = None) -> EnvInfo:
 
     Keys: ``device`` ("cuda" | "mps" | "cpu"), ``device_name``, ``memory_total_gb``,
     ``memory_free_gb``, ``bf16``, ``versions`` (name -> version or None), ``device_reason``,
-    ``cache_dirs``.
+    ``cache_dirs``, ``packaged_models`` (alias -> ready / installed / how to install).
     """
+    from . import packaged
     from .device import select_device
 
     info = select_device(device)
@@ -104,6 +106,7 @@ def env(device: str | None = None) -> EnvInfo:
             "workspace": str(settings.workspace_path.resolve()),
             "huggingface hub": hf_cache_dir(),
         },
+        packaged_models={alias: packaged.status(packaged.lookup(alias)) for alias in packaged.SHORT_NAMES},
     )
 
 

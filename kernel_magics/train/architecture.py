@@ -201,8 +201,9 @@ def read_config(model: Any) -> tuple[dict[str, Any], str]:
             raise SwiftModelError(f"model folder {path} has no config.json; cannot estimate its memory")
         return json.loads((path / "config.json").read_text()), path.name
     from ..hub import TINY_ALIASES, resolve_model
+    from ..packaged import ALIASES as PACKAGED_ALIASES
 
-    if name in TINY_ALIASES:
+    if name in TINY_ALIASES or name.lower() in PACKAGED_ALIASES:
         folder = resolve_model(name)
         return json.loads((folder / "config.json").read_text()), name
     try:
