@@ -30,8 +30,7 @@ LABS = {
 
 def _params() -> list:
     return [
-        pytest.param(p, id=p.stem, marks=[pytest.mark.real] if LABS.get(p.stem) == "real" else [])
-        for p in NOTEBOOKS
+        pytest.param(p, id=p.stem, marks=[pytest.mark.real] if LABS.get(p.stem) == "real" else []) for p in NOTEBOOKS
     ]
 
 

@@ -178,7 +178,9 @@ def local_cards(dirs: Iterable[str | os.PathLike[str]] | None = None, hub_cache:
             card = card_from_folder(snap, repo_id) if snap else None
             if card:
                 cards.append(card)
-    for repo_id, folder in built_folders() if hub_cache else []:  # packaged real models converted into the kernel_magics cache
+    for repo_id, folder in (
+        built_folders() if hub_cache else []
+    ):  # packaged real models converted into the kernel_magics cache
         card = card_from_folder(folder, repo_id)
         if card:
             cards.append(card)
