@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,6 @@ from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3", "zero3-offload")
 STOP_FILE = "stop-requested"
 EVENTS_FILE = "events.jsonl"
-LAUNCH_LOG = "launcher.log"
-STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
 # top-level keys of a DeepSpeed config (deepspeed.runtime.config); anything else is a typo
 DEEPSPEED_KEYS = frozenset(
     """train_batch_size train_micro_batch_size_per_gpu gradient_accumulation_steps optimizer scheduler fp16 bf16
@@ -195,7 +190,7 @@ def probe_device(preference: str | None) -> Any:
         "except SwiftError as exc:\n    print(json.dumps({'error': str(exc)}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, preference or ""], capture_output=True, text=True,
-                          env=group_environment("cuda"), timeout=300)  # fmt: skip
+                          env=child_environment(), timeout=300)  # fmt: skip
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -205,6 +200,14 @@ def probe_device(preference: str | None) -> Any:
     if "error" in answer:
         raise SwiftDeviceError(answer["error"])
     return DeviceInfo(**{f.name: answer[f.name] for f in dataclasses.fields(DeviceInfo)})
+
+
+def child_environment() -> dict[str, str]:
+    """This environment with this checkout first on ``PYTHONPATH`` (for the processes a run starts)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # this checkout first, as in the kernel
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def kernel_stays_off_cuda(launcher: Any) -> Any:
@@ -285,148 +288,3 @@ def trainer_options(arguments: Any, device_type: str) -> dict[str, Any]:
     if strategy == "ddp":
         options["ddp_find_unused_parameters"] = False
     return {k: v for k, v in options.items() if v is not None}
-
-
-def launch_command(args: DistributedArguments, folder: Path, port: int, resume_from: Path | None) -> list[str]:
-    """The ``torchrun`` command line that trains the run in ``folder`` (rank 0 writes its logs)."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run",
-        f"--nproc-per-node={args.num_processes}", f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}",
-        f"--master-addr={args.master_addr or '127.0.0.1'}", f"--master-port={port}",
-        "-m", "kernel_magics.train.worker", str(folder),
-    ]  # fmt: skip
-    return command + (["--resume", str(resume_from)] if resume_from else [])
-
-
-def group_environment(device_type: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1" if device_type == "cpu" else env.get("OMP_NUM_THREADS", "4"))
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    root = str(Path(__file__).resolve().parents[2])  # this checkout first, as in the kernel
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def first_error(folder: Path, returncode: int) -> str:
-    """One line naming the rank that failed first: torchrun's "Root Cause" (a rank ended by a signal, such as
-    the out-of-memory killer's), else that rank's own error line, else the earliest error line written."""
-    errors = {p.stem.removeprefix("error-rank"): p for p in folder.glob("error-rank*.txt")}
-
-    def own_line(rank: str) -> str:
-        text = errors[rank].read_text(encoding="utf-8", errors="replace").splitlines()
-        return f"rank {rank}: {text[0] if text else 'failed'}"[:300]
-
-    try:
-        report = (folder / LAUNCH_LOG).read_text(encoding="utf-8", errors="replace").split("Root Cause", 1)[1]
-    except (OSError, IndexError):
-        report = ""
-    rank = re.search(r"rank\s*:\s*(\d+)", report)
-    code = re.search(r"exitcode\s*:\s*(-?\d+)", report)
-    if rank and code and int(code.group(1)) < 0:
-        number = -int(code.group(1))
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"rank {rank.group(1)} was ended by signal {number} ({name}){hint}; the other ranks were stopped"
-    if rank and rank.group(1) in errors:
-        return own_line(rank.group(1))
-    if errors:
-        return own_line(min(errors, key=lambda r: errors[r].stat().st_mtime))
-    cause = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-    return f"a training process ended with {cause}; see {folder / LAUNCH_LOG}"
-
-
-class GroupProcess:
-    """The torchrun process of one run and the ranks it starts (torchrun gives each rank its own session,
-    so a stop reaches them by their process ids, not by one process group)."""
-
-    live: set[GroupProcess] = set()
-
-    def __init__(self, command: list[str], folder: Path, env: dict[str, str]) -> None:
-        self.folder = folder
-        with open(folder / LAUNCH_LOG, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.seen: set[int] = {self.process.pid}
-        GroupProcess.live.add(self)
-
-    @property
-    def pgid(self) -> int:
-        return self.process.pid
-
-    def members(self) -> set[int]:
-        """torchrun and every process below it that is alive now (remembered, so orphans are found too)."""
-        self.seen |= descendants(self.process.pid)
-        return {pid for pid in self.seen if pid_alive(pid)}
-
-    def alive(self) -> bool:
-        return bool(self.members())
-
-    def terminate(self, grace_s: float = 10.0) -> None:
-        """SIGTERM to torchrun (it ends its ranks), then SIGKILL to every member still alive."""
-        self.members()
-        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            targets = [self.process.pid] if sig == signal.SIGTERM else sorted(self.members())
-            for pid in targets:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    continue
-            deadline = time.monotonic() + wait
-            while self.members() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if not self.members():
-                break
-        try:
-            self.process.wait(1.0)
-        except subprocess.TimeoutExpired:
-            pass
-        GroupProcess.live.discard(self)
-
-
-def descendants(root: int) -> set[int]:
-    """Process ids below ``root`` (Linux ``/proc``; psutil elsewhere when installed)."""
-    parents: dict[int, int] = {}
-    proc = Path("/proc")
-    if proc.is_dir():
-        for entry in proc.iterdir():
-            if entry.name.isdigit():
-                try:
-                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-    else:
-        try:
-            import psutil
-        except ImportError:
-            return set()
-        return {child.pid for child in psutil.Process(root).children(recursive=True)}
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def stop_all_groups() -> None:
-    """At interpreter exit: no rank outlives the kernel that started it."""
-    for group in list(GroupProcess.live):
-        group.terminate(grace_s=5.0)
-
-
-import atexit  # noqa: E402 - registered next to the function it calls
-
-atexit.register(stop_all_groups)

