@@ -232,7 +232,5 @@ def main() -> None:
         print(make_tiny_model(tiny_model_path(arch), arch))
 
 
-from .testing_vlm import load_vlm_processor, make_tiny_vlm, tiny_image_dataset  # noqa: E402, F401 - the kit's VLM half
-
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 """The tiny vision-language model of the kit (Qwen2-VL architecture, random weights, the tiny tokenizer with
-vision tokens) and a dataset of drawn shapes to train it on; :mod:`kernel_magics.testing` re-exports them."""
+vision tokens) and a dataset of drawn shapes to train it on; the tests import them from here."""
 
 from __future__ import annotations
 

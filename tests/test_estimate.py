@@ -200,7 +200,7 @@ def test_tiny_vlm_counts_and_image_tokens(tmp_path):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from kernel_magics.testing import make_tiny_vlm
+    from kernel_magics.testing_vlm import make_tiny_vlm
 
     folder = make_tiny_vlm(tmp_path / "vlm")
     with torch.device("meta"):

@@ -99,7 +99,7 @@ def test_packaged_datasets(kind, minimum, keys):
 
 @pytest.fixture(scope="session")
 def tiny_vlm(km_cache):
-    from kernel_magics.testing import make_tiny_vlm
+    from kernel_magics.testing_vlm import make_tiny_vlm
 
     return make_tiny_vlm(km_cache / "models" / "tiny-qwen2-vl")
 
@@ -109,7 +109,7 @@ def test_tiny_vlm_trains_on_an_image_row(tiny_vlm, tmp_path):
     from PIL import Image
     from transformers import Qwen2VLForConditionalGeneration
 
-    from kernel_magics.testing import load_vlm_processor, tiny_image_dataset
+    from kernel_magics.testing_vlm import load_vlm_processor, tiny_image_dataset
 
     data = tiny_image_dataset(tmp_path / "shapes", n=6)
     rows = [json.loads(line) for line in (data / "messages.jsonl").read_text().splitlines()]

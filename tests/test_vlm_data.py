@@ -15,7 +15,7 @@ from kernel_magics.errors import SwiftDataError
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kernel_magics.testing import tiny_image_dataset
+    from kernel_magics.testing_vlm import tiny_image_dataset
 
     return tiny_image_dataset(tmp_path_factory.mktemp("shapes"), n=6)
 

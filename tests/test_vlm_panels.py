@@ -13,7 +13,7 @@ from kernel_magics import cli
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kernel_magics.testing import tiny_image_dataset
+    from kernel_magics.testing_vlm import tiny_image_dataset
 
     folder = tiny_image_dataset(tmp_path_factory.mktemp("shapes"), n=11)
     rows = [json.loads(line) for line in (folder / "caption.jsonl").read_text().splitlines()]

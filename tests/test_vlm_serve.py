@@ -32,14 +32,14 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_vlm(km_cache: Path) -> Path:
-    from kernel_magics.testing import make_tiny_vlm
+    from kernel_magics.testing_vlm import make_tiny_vlm
 
     return make_tiny_vlm(km_cache / "models" / "tiny-qwen2-vl")
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kernel_magics.testing import tiny_image_dataset
+    from kernel_magics.testing_vlm import tiny_image_dataset
 
     return tiny_image_dataset(tmp_path_factory.mktemp("shapes"), n=3)
 

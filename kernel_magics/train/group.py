@@ -26,7 +26,7 @@ def set_processes(run: Any, num_processes: int) -> None:
     """Record another number of processes for the run's next start (its resume)."""
     from dataclasses import replace
 
-    from .run import atomic_write
+    from .folders import atomic_write
 
     changed = replace(distributed_arguments(run.config), num_processes=num_processes)
     changed.check_distributed()
@@ -89,7 +89,7 @@ def other_node_lines(run: Any) -> list[str]:
     if args.master_port is None:
         args.master_port = free_port()
         run.config["arguments"]["master_port"] = args.master_port
-        from .run import atomic_write
+        from .folders import atomic_write
 
         atomic_write(run.output_dir / "config.json", json.dumps(run.config, indent=2, ensure_ascii=False, default=str))
     return [

