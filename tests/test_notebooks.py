@@ -24,6 +24,7 @@ LABS = {
     "03_preference_dpo_orpo": "real",
     "04_serve_and_chat": "real",
     "05_merge_export_eval": "real",
+    "06_grpo": "tiny",
     "07_writing_assistant": "real",
 }
 
