@@ -53,19 +53,15 @@ def run_all_cells(page, timeout: float = 300) -> None:
 
     (After an error JupyterLab leaves the remaining cells unrun, with empty prompts.)
     """
-    kernel = """const w = window.jupyterapp.shell.currentWidget;
-            const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"""
-    # a notebook opened while another runs gets its kernel a little later: run-all before it is ready runs nothing
-    page.wait_for_function(f"() => {{ {kernel} return k && k.status === 'idle'; }}", timeout=timeout * 1000)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_timeout(1000)
     page.wait_for_function(
-        f"""() => {{
+        """() => {
             const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            {kernel}
-            return prompts.length > 0 && /[0-9]/.test(prompts[0].textContent)
-                && !prompts.some(p => p.textContent.includes('*')) && k && k.status === 'idle';
-        }}""",
+            const w = window.jupyterapp.shell.currentWidget;
+            const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+            return prompts.length > 0 && !prompts.some(p => p.textContent.includes('*')) && k && k.status === 'idle';
+        }""",
         timeout=timeout * 1000,
     )
 
