@@ -27,10 +27,11 @@ def mini(tmp_path_factory) -> str:
 
 @pytest.fixture(autouse=True)
 def empty_hub_cache(tmp_path, monkeypatch, km_cache):
-    """Nothing from this machine's Hugging Face cache leaks into the results."""
+    """Nothing from this machine's Hugging Face cache or converted packaged models leaks into the results."""
     cache = tmp_path / "hf-hub"
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("kernel_magics.packaged.built_folders", lambda: [])  # nor a real model another test converted
     return cache
 
 

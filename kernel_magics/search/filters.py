@@ -4,6 +4,7 @@ understanding read from the words. Each filter knows how to say why a card passe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -177,7 +178,9 @@ def _family_filter(cards: list[dict[str, Any]], values: list[str]) -> list[Filte
     known_fams = sorted({c["family"].lower() for c in cards if c["family"]})
     for fam in fams:
         if not any(k.startswith(fam) for k in known_fams):
-            raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{did_you_mean(fam, known_fams)}")
+            stems = sorted({re.match(r"[a-z]*", k).group() for k in known_fams} - {""})  # "qwen" of "qwen2.5"
+            hint = did_you_mean(fam, stems + known_fams)
+            raise SwiftUsageError(f"--family: no family '{fam}' in the catalog{hint}")
     return [
         Filter(
             "family " + " or ".join(fams),

@@ -151,7 +151,7 @@ class Server(Job):
         self._thread.start()
 
     def _start_process(self) -> None:
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f"km-{self.engine.name}-"))
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f"km-{self.engine.name}-", dir=_short_temp_base()))
         self.log_path = self._tmpdir / "server.log"
         env = self.engine.environment(os.environ)
         env["TMPDIR"] = str(self._tmpdir)
@@ -378,6 +378,14 @@ class _Stopped:
 
     def records(self) -> list[Any]:
         return list(self._records)
+
+
+def _short_temp_base() -> str | None:
+    """``/tmp`` when ``TMPDIR`` is too deep for vLLM's Unix sockets (107 bytes with a 37-byte name)."""
+    base = tempfile.gettempdir()
+    if len(base) <= 48 or not os.access("/tmp", os.W_OK):
+        return None
+    return "/tmp"
 
 
 def _parent_death_signal() -> Any:
