@@ -20,7 +20,7 @@ import kernel_magics as km
 from kernel_magics.errors import SwiftError
 from kernel_magics.testing import tiny_dataset
 from kernel_magics.train.distributed import port_is_free
-from kernel_magics.train.group import pid_alive
+from kernel_magics.train.folders import pid_alive
 
 SFT = str(tiny_dataset("sft"))
 # no dropout: a different batch layout must not change the random draws; the bar is 2e-4

@@ -150,5 +150,7 @@ def test_logits_term_matches_the_measured_peak(tiny_model: Path, tmp_path: Path)
         predicted[vocab] = estimate.breakdown.loc["logits + loss", "lora"] * 1024**3
     measured, counted = peaks[large] - peaks[small], predicted[large] - predicted[small]
     per_logit = measured / (BATCH * (LENGTH - 1) * (large - small))
-    print(f"logits: +{measured / 2**20:.0f} MiB measured, +{counted / 2**20:.0f} MiB estimated ({per_logit:.1f} B/logit)")
+    print(
+        f"logits: +{measured / 2**20:.0f} MiB measured, +{counted / 2**20:.0f} MiB estimated ({per_logit:.1f} B/logit)"
+    )
     assert 0.75 <= measured / counted <= 1.33

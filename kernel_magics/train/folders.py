@@ -72,14 +72,18 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _read_lock(lock: Path) -> dict[str, Any] | None:
@@ -94,7 +98,7 @@ def _read_lock(lock: Path) -> dict[str, Any] | None:
     except ValueError:
         return {} if age < LOCK_WRITE_GRACE_S else None
     pid = int(info.get("pid", 0)) if isinstance(info, dict) else 0
-    if pid and pid != os.getpid() and _pid_alive(pid):  # our own pid: _active_dirs knows our live runs
+    if pid and pid != os.getpid() and pid_alive(pid):  # our own pid: _active_dirs knows our live runs
         return info
     return None
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import SwiftError
 from .distributed import EVENTS_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
+from .folders import atomic_write, pid_alive
 
 STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
 LAUNCH_LOG = "launcher.log"
@@ -25,8 +26,6 @@ LAUNCH_LOG = "launcher.log"
 def set_processes(run: Any, num_processes: int) -> None:
     """Record another number of processes for the run's next start (its resume)."""
     from dataclasses import replace
-
-    from .folders import atomic_write
 
     changed = replace(distributed_arguments(run.config), num_processes=num_processes)
     changed.check_distributed()
@@ -89,8 +88,6 @@ def other_node_lines(run: Any) -> list[str]:
     if args.master_port is None:
         args.master_port = free_port()
         run.config["arguments"]["master_port"] = args.master_port
-        from .folders import atomic_write
-
         atomic_write(run.output_dir / "config.json", json.dumps(run.config, indent=2, ensure_ascii=False, default=str))
     return [
         f"node {rank} of {args.nnodes}: run there: {other_node_command(run, args, args.master_port, rank)}"
@@ -265,19 +262,6 @@ def descendants(root: int) -> set[int]:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def stop_all_groups() -> None:

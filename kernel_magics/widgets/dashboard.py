@@ -266,7 +266,8 @@ class Dashboard(W.VBox):
         if extra:
             text += f" · {html.escape(extra)}"
         self.status.value = text
-        self.stop_button.disabled = status in TERMINAL or status == "stopping"
+        # the run's own status too: an event handled late in another thread must not re-enable Stop after the end
+        self.stop_button.disabled = any(s in TERMINAL or s == "stopping" for s in (status, self.run.status))
         self._update_progress()
 
     def _on_stop(self) -> None:

@@ -54,7 +54,9 @@ class Lab:
     root: Path
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        # reset: the lab would otherwise restore the notebooks earlier tests opened (and start their kernels),
+        # and "run all" could reach one of them instead of this notebook
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
 
 
 @pytest.fixture(scope="module")

@@ -34,16 +34,17 @@ def copy_notebook(lab, source: Path) -> str:
 
 
 def open_notebook(page, lab, name: str, timeout: float = 120) -> None:
-    """Open a notebook and wait until its kernel is idle."""
+    """Open a notebook, alone in a fresh workspace, and wait until it is the current tab and its kernel is idle."""
     page.goto(lab.notebook_url(name))
     page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
     page.wait_for_function(
-        """() => {
+        """(name) => {
             const app = window.jupyterapp;
             const w = app && app.shell.currentWidget;
             const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-            return k && k.status === 'idle';
+            return w && w.context && w.context.path === name && k && k.status === 'idle';
         }""",
+        arg=name,
         timeout=timeout * 1000,
     )
 

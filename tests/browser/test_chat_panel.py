@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from jlab import assert_streamed, open_notebook, run_all_cells, screenshot, write_notebook
+from real_support import real_model  # noqa: F401 - SmolLM2, converted once per session
 
 SETUP = """
 import sys
@@ -79,3 +81,30 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.real
+def test_chat_panel_answers_with_the_real_model(lab, page, request):
+    """SmolLM2 in the panel: a real question gets its real, greedy answer, streamed."""
+    request.getfixturevalue("real_model")
+    cells = [
+        "%load_ext kernel_magics",
+        "import kernel_magics as km\n"  # a port of its own: 8000 and up are busy with other servers
+        f"srv = km.serve('smollm2', backend='transformers', name='browser-real', port={_free_port()})",
+        "%swift chat --model smollm2 --temperature 0 --max-tokens 24",
+    ]
+    write_notebook(lab, "chat_real.ipynb", cells)
+    open_notebook(page, lab, "chat_real.ipynb")
+    try:
+        run_all_cells(page, timeout=300)
+    finally:
+        screenshot(page, "chat_panel_real_cells")
+    panel = page.locator(".km-chat").first
+    panel.wait_for(timeout=60_000)
+    panel.locator(".km-chat-input").fill("What is the capital of France?")
+    panel.locator(".km-chat-send").click()
+    answer = panel.locator(".km-chat-answer").first
+    answer.locator(".km-chat-copy").wait_for(timeout=180_000)
+    assert answer.locator(".km-chat-markdown").inner_text().strip().startswith("The capital of France is Paris.")
+    assert "tok/s" in answer.locator(".km-chat-stats").inner_text()
+    screenshot(page, "chat_panel_real")

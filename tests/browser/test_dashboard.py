@@ -4,7 +4,9 @@ checkpoint, and the kernel stays alive."""
 
 from __future__ import annotations
 
+import pytest
 from jlab import open_notebook, run_all_cells, screenshot, write_notebook
+from real_support import real_model  # noqa: F401 - SmolLM2, converted once per session
 
 from kernel_magics.testing import tiny_dataset
 
@@ -87,3 +89,25 @@ lora_r: 16
 lora_alpha: 32
 max_length: 128
 """
+
+
+@pytest.mark.real
+def test_dashboard_trains_the_real_model(lab, page, request):
+    """SmolLM2 learning the pirate style live: the loss curve falls to the end and the run finishes."""
+    request.getfixturevalue("real_model")
+    from kernel_magics.lab_data import pirate_rows, write_jsonl
+
+    data = write_jsonl(pirate_rows(), lab.root / "pirate.jsonl")
+    write_notebook(lab, "dashboard_real.ipynb", ["%load_ext kernel_magics", REAL_CELL.format(data=data), "run = _.run"])
+    open_notebook(page, lab, "dashboard_real.ipynb")
+    run_all_cells(page, timeout=300)
+    board = page.locator(".km-dashboard").first
+    board.wait_for(timeout=60_000)
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('.km-dashboard .km-status').textContent === 'finished'", timeout=600_000
+        )
+    finally:
+        screenshot(page, "dashboard_real")
+    losses = page.evaluate("() => document.querySelector('.km-dashboard .js-plotly-plot').data[0].y")
+    assert len(losses) == 8 and losses[-1] < 0.5 * losses[0], losses
