@@ -2,6 +2,13 @@
 
 The labs that teach with SmolLM2-135M-Instruct (``MODEL = "smollm2"``) are in the ``real`` tier: the
 model is converted once per session (``real_model``) into the cache the notebook kernels use.
+
+The Chinese twins in notebooks/zh/ run only where their code differs from the English lab's, i.e. where a
+line carries a Chinese example string (``# 示例``; lab 01's search queries). A twin whose code cells equal its
+English lab's is covered by the English lab's run: tests/test_docs_in_step.py proves its code identical, cell
+for cell, and its markdown does not execute. Which twins differ is read from the files, so a twin that gains
+a ``# 示例`` line is executed from then on. A twin runs on the same model as its English lab, in the same way
+(same cache, workspace, temporary folder and working directory).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from real_support import real_model  # noqa: F401 - the real tier's session fixt
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+CHINESE = sorted((NOTEBOOK_DIR / "zh").glob("*.ipynb"))
 # every lab, and what it runs on; a new notebook must be added here
 LABS = {
     "00_quickstart": "real",
@@ -29,15 +37,30 @@ LABS = {
 }
 
 
+def _code(path: Path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def _differs(twin: Path) -> bool:
+    """A Chinese twin whose code is not the English lab's (a ``# 示例`` line), so it needs its own run."""
+    english = NOTEBOOK_DIR / twin.name
+    return not english.exists() or _code(twin) != _code(english)
+
+
 def _params() -> list:
     return [
         pytest.param(p, id=p.stem, marks=[pytest.mark.real] if LABS.get(p.stem) == "real" else []) for p in NOTEBOOKS
+    ] + [
+        pytest.param(p, id=f"zh/{p.stem}", marks=[pytest.mark.real] if LABS.get(p.stem) == "real" else [])
+        for p in CHINESE
+        if _differs(p)
     ]
 
 
 def test_every_lab_is_registered() -> None:
     assert {p.stem for p in NOTEBOOKS} == set(LABS)
-    for path in NOTEBOOKS:
+    assert {p.stem for p in CHINESE} <= set(LABS), "a Chinese lab without an English one"  # twins share the entry
+    for path in NOTEBOOKS + CHINESE:  # a twin runs on the same model as its English lab
         code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         uses_real = 'MODEL = "smollm2"' in code
         assert uses_real == (LABS[path.stem] == "real"), path.name
