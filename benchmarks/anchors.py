@@ -139,10 +139,11 @@ def run_llamafactory(python: str, model: Path, data: Path, steps: int, out: Path
         "bf16": False, "fp16": False, "disable_gradient_checkpointing": True, "seed": SEED, "report_to": "none",
         "optim": "adamw_torch", "dataloader_num_workers": 0, "plot_loss": False,
     }  # fmt: skip
-    (out / "train.json").write_text(json.dumps(config))
+    # JSON text in a .yaml file: LLaMA-Factory 0.9.5 reads .yaml configs (its .json reader fails on a Path)
+    (out / "train.yaml").write_text(json.dumps(config))
     stub = torchaudio_stub(python, out)
     command = [python, "-c", "import sys; from llamafactory.cli import main; sys.argv[1:] = ['train', sys.argv[1]]; main()",
-               str(out / "train.json")]  # fmt: skip
+               str(out / "train.yaml")]  # fmt: skip
     _, lines, _ = timed_lines(command, child_env(stub), out / "lf.log")
     return Timing(lines[0], gaps(lines, skip))
 

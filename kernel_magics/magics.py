@@ -7,6 +7,7 @@ the work lives in the capability packages. A :class:`~kernel_magics.errors.Swift
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -76,6 +77,8 @@ class SwiftMagics(Magics):
                 return None
             if call.command.name == "grpo" and self.shell is not None:
                 call.kwargs["reward"] = _notebook_rewards(call.kwargs.get("reward"), self.shell.user_ns)
+            if call.command.notebook and "verbose" in inspect.signature(call.command.function()).parameters:
+                call.kwargs.setdefault("verbose", False)  # the dashboard shows the run's notes: not printed twice
             result = call.run()
             if call.command.notebook and result is not None:
                 return load(call.command.notebook)(result)
