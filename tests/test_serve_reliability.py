@@ -303,6 +303,22 @@ def test_a_request_past_its_timeout_gets_a_504(tiny_model):
         srv.stop()
 
 
+def test_a_port_taken_between_picking_and_binding_is_one_line(tiny_model, monkeypatch):
+    from kernel_magics.errors import SwiftServeError
+    from kernel_magics.serve import api
+
+    taker = socket.socket()
+    taker.bind(("127.0.0.1", 0))
+    taker.listen(1)
+    port = taker.getsockname()[1]
+    monkeypatch.setattr(api, "pick_port", lambda host, asked, first: (port, None))  # free when it was looked at
+    try:
+        with pytest.raises(SwiftServeError, match=f"port {port} on 127.0.0.1 was taken before the server started"):
+            km.serve("tiny", backend="transformers", name="reliability-port-race")
+    finally:
+        taker.close()
+
+
 def test_an_image_that_decodes_to_too_many_pixels_is_refused_from_its_header():
     import base64
     import io

@@ -1,10 +1,14 @@
-"""Ports and process groups of a server: bind first (so the port is ours before anything loads), find a
-free one, and list what is left of a child's process group."""
+"""Ports and processes of a server: bind first (so the port is ours before anything loads), find a free
+one; for an engine's child process, a temporary folder its sockets fit in, an end when the kernel dies, and
+what is left of its process group."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import tempfile
+from typing import Any
 
 from ..errors import SwiftServeError
 
@@ -73,3 +77,23 @@ def pick_port(host: str, port: int | None, first: int) -> tuple[int, str | None]
             note = f"port {first} is busy; using {candidate}" if candidate != first else None
             return candidate, note
     raise SwiftServeError(f"no free port among {first}..{first + PORT_SCAN - 1} on {host}; pass --port")
+
+
+def short_temp_base() -> str | None:
+    """``/tmp`` when ``TMPDIR`` is too deep for vLLM's Unix sockets (107 bytes with a 37-byte name)."""
+    return "/tmp" if len(tempfile.gettempdir()) > 48 and os.access("/tmp", os.W_OK) else None
+
+
+def parent_death_signal() -> Any:
+    """A pre-exec hook asking Linux to end the child if the kernel dies without stopping it (or None)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # loaded before the fork
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return hook

@@ -25,7 +25,15 @@ from typing import Any
 
 from ..errors import SwiftServeError
 from ..jobs import FAILED, RUNNING, STOPPED, STOPPING, Job, live_jobs
-from .ports import LOOPBACK, bind_socket, group_members, pick_port, port_is_free  # noqa: F401 - re-exported
+from .ports import (  # noqa: F401 - re-exported
+    LOOPBACK,
+    bind_socket,
+    group_members,
+    parent_death_signal,
+    pick_port,
+    port_is_free,
+    short_temp_base,
+)
 
 _recent: list[Server] = []
 _recent_lock = threading.Lock()
@@ -125,7 +133,12 @@ class Server(Job):
         from .app import create_app
         from .limits import ServeLimits
 
-        self._socket = bind_socket(self.host, self.port)
+        try:
+            self._socket = bind_socket(self.host, self.port)
+        except OSError as exc:  # free when picked, taken since by another program
+            message = f"port {self.port} on {self.host} was taken before the server started ({exc.strerror}); try again"
+            self._set_state(FAILED, message)
+            raise SwiftServeError(message) from None
         try:
             self.engine.start()
         except BaseException as exc:
@@ -151,7 +164,7 @@ class Server(Job):
         self._thread.start()
 
     def _start_process(self) -> None:
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f"km-{self.engine.name}-", dir=_short_temp_base()))
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f"km-{self.engine.name}-", dir=short_temp_base()))
         self.log_path = self._tmpdir / "server.log"
         env = self.engine.environment(os.environ)
         env["TMPDIR"] = str(self._tmpdir)
@@ -165,7 +178,7 @@ class Server(Job):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: stop() ends vLLM's helpers too
-                preexec_fn=_parent_death_signal(),
+                preexec_fn=parent_death_signal(),
                 cwd=str(self._tmpdir),
             )
         finally:
@@ -378,26 +391,3 @@ class _Stopped:
 
     def records(self) -> list[Any]:
         return list(self._records)
-
-
-def _short_temp_base() -> str | None:
-    """``/tmp`` when ``TMPDIR`` is too deep for vLLM's Unix sockets (107 bytes with a 37-byte name)."""
-    base = tempfile.gettempdir()
-    if len(base) <= 48 or not os.access("/tmp", os.W_OK):
-        return None
-    return "/tmp"
-
-
-def _parent_death_signal() -> Any:
-    """A pre-exec hook asking Linux to end the child if the kernel dies without stopping it (or None)."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # loaded before the fork
-    except (OSError, AttributeError):
-        return None
-
-    def hook() -> None:  # pragma: no cover - runs in the child between fork and exec
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return hook
