@@ -9,7 +9,8 @@ reported in one line and left out. Every tool trains in its own fresh process (i
 script calling ``km.sft``), one at a time, tools alternated within each round (the order reverses every
 round), on identical work: LoRA r 8 / alpha 16 / dropout 0.05 on q_proj,v_proj, fp32, batch 4, 256 tokens,
 the packaged ``sft.jsonl`` conversation rows (ChatML-formatted by each model's chat template), lr 2e-4 cosine,
-seed 42, adamw_torch, no gradient checkpointing, no checkpoints, logging every step, on the CPU.
+seed 42, adamw_torch, one batch a step (ms-swift would accumulate 4 batches by default), no gradient
+checkpointing, no checkpoints, logging every step, on the CPU.
 
 What is timed, from the parent, by when each tool's step-log lines arrive (the children run unbuffered):
 **start-up** = process start to the first step's log (imports, loading, data, the first step),
@@ -134,6 +135,7 @@ def run_llamafactory(python: str, model: Path, data: Path, steps: int, out: Path
         "lora_rank": LORA_R, "lora_alpha": LORA_ALPHA, "lora_dropout": LORA_DROPOUT, "lora_target": "q_proj,v_proj",
         "dataset": "km_sft", "dataset_dir": str(out), "template": "qwen" if is_qwen(model) else "chatml",
         "cutoff_len": MAX_LENGTH, "max_steps": steps, "per_device_train_batch_size": BATCH,
+        "gradient_accumulation_steps": 1,
         "learning_rate": LR, "lr_scheduler_type": "cosine", "warmup_ratio": 0.03, "logging_steps": 1,
         "save_strategy": "no", "output_dir": str(out / "run"), "overwrite_output_dir": True, "use_cpu": True,
         "bf16": False, "fp16": False, "disable_gradient_checkpointing": True, "seed": SEED, "report_to": "none",
@@ -168,7 +170,8 @@ def run_swift(python: str, model: Path, data: Path, steps: int, out: Path, skip:
         "model": model, "tuner_type": "lora", "lora_rank": LORA_R, "lora_alpha": LORA_ALPHA,
         "lora_dropout": LORA_DROPOUT, "target_modules": "q_proj v_proj", "torch_dtype": "float32", "fp16": "false",
         "bf16": "false", "check_model": "false", "split_dataset_ratio": 0, "dataset": data, "max_length": MAX_LENGTH,
-        "per_device_train_batch_size": BATCH, "learning_rate": LR, "lr_scheduler_type": "cosine",
+        "per_device_train_batch_size": BATCH, "gradient_accumulation_steps": 1,  # ms-swift's default fills 16 rows
+        "learning_rate": LR, "lr_scheduler_type": "cosine",
         "warmup_ratio": 0.03, "max_steps": steps, "logging_steps": 1, "save_strategy": "no",
         "output_dir": out / "run", "seed": SEED, "gradient_checkpointing": "false", "optim": "adamw_torch",
         "report_to": "none", "dataloader_num_workers": 0, "dataset_num_proc": 1,
