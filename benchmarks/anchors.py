@@ -8,7 +8,8 @@ Installs nothing. LLaMA-Factory and ms-swift are looked for in the Python enviro
 reported in one line and left out. Every tool trains in its own fresh process (its CLI, or a small driver
 script calling ``km.sft``), one at a time, tools alternated within each round (the order reverses every
 round), on identical work: LoRA r 8 / alpha 16 / dropout 0.05 on q_proj,v_proj, fp32, batch 4, 256 tokens,
-the packaged ``sft.jsonl`` conversation rows (ChatML-formatted by each model's chat template), lr 2e-4 cosine,
+the packaged ``sft.jsonl`` conversation rows, ChatML-formatted the same way by every tool (km.sft gets the
+model with that template as its own: see ``same_template``), lr 2e-4 cosine,
 seed 42, adamw_torch, one batch a step (ms-swift would accumulate 4 batches by default), no gradient
 checkpointing, no checkpoints, logging every step, on the CPU.
 
@@ -50,6 +51,31 @@ for name in ("cold", "warm"):
     run.subscribe(lambda e, row: e == "metrics" and "loss" in row and print(f"'loss': {row['loss']}", flush=True))
     assert run.wait() == "finished", run.error
 """
+
+
+# LLaMA-Factory's and ms-swift's "chatml" template: no default system message, unlike SmolLM2's own template
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def same_template(model: Path, work: Path) -> Path:
+    """``model`` as every tool formats it: for the models LLaMA-Factory and ms-swift format with ChatML, a view of
+    the folder (weights linked) whose own chat template is that ChatML, so km.sft trains on the same tokens
+    (SmolLM2's template adds a default system message: 61 tokens a row on average instead of 44)."""
+    if is_qwen(model):
+        return model
+    view = work / f"{model.name}-chatml"
+    view.mkdir(parents=True, exist_ok=True)
+    for item in model.iterdir():
+        if item.name not in ("chat_template.jinja", "tokenizer_config.json") and not (view / item.name).exists():
+            (view / item.name).symlink_to(item.resolve())
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (view / "tokenizer_config.json").write_text(json.dumps(config))
+    (view / "chat_template.jinja").write_text(CHATML)
+    return view
 
 
 @dataclass
@@ -229,7 +255,7 @@ def main() -> None:
     data = tiny_dataset("sft")
     for name in options.models.split(","):
         try:
-            model = model_folder(name.strip(), work).resolve()
+            model = same_template(model_folder(name.strip(), work).resolve(), work)
         except (SystemExit, Exception) as exc:  # noqa: BLE001 - one line, then the other models
             print(f"model {name}: unavailable ({str(exc)[:200]}); left out")
             continue
