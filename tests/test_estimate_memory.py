@@ -94,10 +94,12 @@ class LiveBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor) or tensor.untyped_storage().nbytes() == 0:
+            if not isinstance(tensor, torch.Tensor):
                 continue
             storage = tensor.untyped_storage()
             address, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0:
+                continue
             if address not in self.holders:
                 self.live += nbytes
                 self.peak = max(self.peak, self.live)

@@ -48,21 +48,18 @@ def _differs(twin: Path) -> bool:
 
 
 def _params() -> list:
-    return [
-        pytest.param(p, id=p.stem, marks=[pytest.mark.real] if LABS.get(p.stem) == "real" else []) for p in NOTEBOOKS
-    ] + [
-        pytest.param(p, id=f"zh/{p.stem}", marks=[pytest.mark.real] if LABS.get(p.stem) == "real" else [])
-        for p in CHINESE
-        if _differs(p)
-    ]
+    def marks(path: Path) -> list:
+        return [pytest.mark.real] if LABS.get(path.stem) == "real" else []
+
+    english = [pytest.param(p, id=p.stem, marks=marks(p)) for p in NOTEBOOKS]
+    return english + [pytest.param(p, id=f"zh/{p.stem}", marks=marks(p)) for p in CHINESE if _differs(p)]
 
 
 def test_every_lab_is_registered() -> None:
     assert {p.stem for p in NOTEBOOKS} == set(LABS)
     assert {p.stem for p in CHINESE} <= set(LABS), "a Chinese lab without an English one"  # twins share the entry
     for path in NOTEBOOKS + CHINESE:  # a twin runs on the same model as its English lab
-        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-        uses_real = 'MODEL = "smollm2"' in code
+        uses_real = 'MODEL = "smollm2"' in "\n".join(_code(path))
         assert uses_real == (LABS[path.stem] == "real"), path.name
 
 

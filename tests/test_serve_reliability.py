@@ -319,6 +319,17 @@ def test_a_port_taken_between_picking_and_binding_is_one_line(tiny_model, monkey
         taker.close()
 
 
+def test_an_engine_child_gets_a_temp_folder_its_unix_sockets_fit_in(monkeypatch, tmp_path):
+    import tempfile
+
+    from kernel_magics.serve.ports import short_temp_base
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("deep" * 20)))  # vLLM's socket path would pass 107 bytes
+    assert short_temp_base() == "/tmp"
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert short_temp_base() is None  # a short TMPDIR is kept
+
+
 def test_an_image_that_decodes_to_too_many_pixels_is_refused_from_its_header():
     import base64
     import io

@@ -74,7 +74,21 @@ def test_dashboard_replays_a_finished_run_and_stop_button_stops(tiny_model, work
     assert "stopped" in replay.status.value and replay.stop_button.disabled
 
 
-def test_swift_cell_magic_returns_the_dashboard(tiny_model, workspace):
+def test_stop_stays_disabled_when_a_late_event_names_an_older_status(workspace):
+    from kernel_magics.train.run import Run
+    from kernel_magics.widgets.dashboard import Dashboard
+
+    folder = workspace / "runs" / "ended"
+    folder.mkdir(parents=True)
+    run = Run(folder, {"run_id": "ended", "max_steps": 3})
+    dash = Dashboard(run, interval=0.2)
+    run._state = "finished"  # the run ended; its own status event was already drawn
+    dash._on_event("checkpoint", str(folder / "checkpoint-3"))  # handled after the end, in another thread
+    dash._update_status("running")  # a status event that was delivered late
+    assert dash.stop_button.disabled
+
+
+def test_swift_cell_magic_returns_the_dashboard(tiny_model, workspace, capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
     from kernel_magics.widgets.dashboard import Dashboard
@@ -85,6 +99,8 @@ def test_swift_cell_magic_returns_the_dashboard(tiny_model, workspace):
         "swift", f"sft --model {tiny_model} --dataset {SFT} --lora-r 4", "max_steps: 3\nlogging_steps: 1\nlr: 1e-3\n"
     )
     assert isinstance(dash, Dashboard)
+    printed = capsys.readouterr().out
+    assert dash.run.notes and not any(note in printed for note in dash.run.notes)  # the dashboard shows them once
     assert dash.run.wait(120) == "finished", dash.run.error
     assert dash.run.config["arguments"]["lr"] == 1e-3 and dash.run.config["arguments"]["lora_r"] == 4
     assert dash.run.metrics["step"].tolist() == [1, 2, 3]
