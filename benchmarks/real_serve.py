@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serve import ClientProcess  # noqa: E402 - the lean streaming client of benchmarks/serve.py
+from _stream_client import ClientProcess  # noqa: E402 - the lean streaming client, in its own process
 
 QUESTIONS = [
     "Write a short story about a lighthouse keeper.",
