@@ -97,6 +97,30 @@ def test_auto_plan_by_device_and_estimate():
     assert "CPU" in plan.describe()
 
 
+def test_dtype_is_checked_against_the_device(tiny_model, workspace, monkeypatch):
+    from kernel_magics.train import plan as plan_module
+
+    cpu = DeviceInfo("cpu", None, "cpu", 24.0, 20.0, False, "test")
+    t4 = DeviceInfo("cuda", 0, "T4", 16.0, 15.0, False, "test")
+    with pytest.raises(SwiftConfigError) as info:
+        plan_module.make_plan("lora", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None, dtype="fp16")
+    assert "fp16 cannot train on the CPU" in one_line(info) and "bf16 or fp32" in str(info.value)
+    with pytest.raises(SwiftConfigError) as info:
+        plan_module.make_plan("lora", t4, batch_size=4, grad_accum=1, gradient_checkpointing=None, dtype="bf16")
+    assert "T4 has no bf16" in one_line(info) and "fp16" in str(info.value)
+    with pytest.raises(SwiftConfigError) as info:
+        km.sft(str(tiny_model), SFT, dtype="bf61", **QUIET)
+    assert "dtype must be one of auto, bf16, fp16, fp32" in one_line(info) and "bf16" in str(info.value)
+
+    for native, note in ((False, True), (True, False)):
+        monkeypatch.setattr("kernel_magics.device.cpu_has_native_bf16", lambda native=native: native)
+        plan = plan_module.make_plan("lora", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None, dtype="bf16")
+        assert plan.dtype == "bf16"
+        assert ("bf16 is emulated here" in plan.describe()) is note
+    auto = plan_module.make_plan("auto", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None)
+    assert auto.dtype == "fp32"  # bf16 on the CPU only when asked for
+
+
 def test_second_run_into_an_active_output_dir_is_refused(tiny_model, workspace, tmp_path):
     folder = tmp_path / "shared-run"
     first = km.sft(str(tiny_model), SFT, max_steps=500, save_steps=1000, output_dir=str(folder), **QUIET)

@@ -38,13 +38,15 @@ def check_start(args: Any) -> StartCheck:
     from ..device import select_device
     from ..errors import SwiftUsageError
     from .folders import active_lock, check_writable
-    from .plan import METHODS, make_plan
+    from .plan import DTYPES, METHODS, make_plan
 
     if isinstance(args.target_modules, str):
         args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
     args.check()
-    if args.method not in METHODS:
-        make_plan(args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None)  # raises
+    if args.method not in METHODS or args.dtype not in DTYPES:
+        make_plan(  # raises the one-line error
+            args.method, select_device("cpu"), batch_size=1, grad_accum=1, gradient_checkpointing=None, dtype=args.dtype
+        )
     folder = Path(args.output_dir).expanduser() if args.output_dir is not None else None
     if folder is not None and folder.exists() and active_lock(folder):
         raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
@@ -77,6 +79,7 @@ def plan_run(
             device=args.device,
             image_pixels=getattr(args, "max_pixels", None),
             train_vision=bool(getattr(args, "train_vision", False)),
+            dtype=None if args.dtype == "auto" else args.dtype,
         ).totals
     except Exception:  # noqa: BLE001 - an unusual config must not block training; the plan then skips it
         pass
@@ -90,6 +93,7 @@ def plan_run(
         gradient_checkpointing=args.gradient_checkpointing,
         estimates=estimates,
         optim=args.optim,
+        dtype=args.dtype,
     )
     return plan, estimates
 

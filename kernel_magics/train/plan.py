@@ -20,6 +20,7 @@ from ..device import DeviceInfo
 from ..errors import SwiftDeviceError
 
 METHODS = ("auto", "lora", "qlora", "full")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
 LORA_BF16_MIN_FREE_GB = 24.0
 
 
@@ -74,10 +75,12 @@ def make_plan(
     gradient_checkpointing: bool | None,
     estimates: dict[str, float] | None = None,
     optim: str | None = None,
+    dtype: str = "auto",
 ) -> Plan:
     """Resolve ``method`` ("auto" included) into a :class:`Plan` for ``device``.
 
     ``estimates`` maps method -> estimated GiB (from :func:`estimate`); used by ``auto`` on CUDA.
+    ``dtype``: the weights' and compute dtype, or "auto" (see :func:`choose_dtype`).
     """
     if method not in METHODS:
         from ..errors import SwiftConfigError, did_you_mean
@@ -98,14 +101,9 @@ def make_plan(
             raise SwiftDeviceError(
                 f"method 'qlora' cannot run here: {problem}; use method='{fallback}' (what auto picks)"
             )
-    if device.type == "cuda":
-        dtype = "bf16" if device.bf16 else "fp16"
-    elif device.type == "mps":
-        dtype = "bf16" if device.bf16 else "fp32"
-    else:
-        dtype = "fp32"
-        if method == "auto":
-            reasons.append("the CPU trains in fp32 and is slow for real models (fine for small ones)")
+    dtype = choose_dtype(dtype, device, reasons)
+    if device.type == "cpu" and method == "auto":
+        reasons.append(f"the CPU trains in {dtype} and is slow for real models (fine for small ones)")
     if device.type == "mps" and method == "auto" and batch_size > 1:
         grad_accum *= batch_size
         reasons.append(f"MPS: batch 1 with grad_accum {grad_accum} keeps the effective batch size")
@@ -125,6 +123,30 @@ def make_plan(
         reasons=reasons,
         estimate_gb=estimates.get(chosen),
     )
+
+
+def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str]) -> str:
+    """The dtype to train in: ``asked``, checked against ``device``, or for "auto" bf16 on GPUs that have it,
+    fp16 on older GPUs, bf16 or fp32 on MPS, and fp32 on the CPU (bf16 there changes the loss curve a little and
+    is faster only with AMX / AVX-512-BF16: ``dtype="bf16"`` asks for it). Notes why in ``reasons``."""
+    from ..errors import SwiftConfigError, did_you_mean
+
+    if asked not in DTYPES:
+        raise SwiftConfigError(f"dtype must be one of {', '.join(DTYPES)}, got '{asked}'{did_you_mean(asked, DTYPES)}")
+    if asked == "auto":
+        if device.type == "cuda":
+            return "bf16" if device.bf16 else "fp16"
+        return "bf16" if device.type == "mps" and device.bf16 else "fp32"
+    if asked == "fp16" and device.type == "cpu":
+        raise SwiftConfigError("dtype fp16 cannot train on the CPU (no fp16 mixed precision there); use bf16 or fp32")
+    if asked == "bf16" and device.type == "cuda" and not device.bf16:
+        raise SwiftConfigError(f"{device.name} has no bf16; use dtype fp16 (what auto picks) or fp32")
+    if asked == "bf16" and device.type == "cpu":
+        from ..device import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            reasons.append("this CPU has no AMX / AVX-512-BF16: bf16 is emulated here, slower than fp32")
+    return asked
 
 
 def _auto(device: DeviceInfo, estimates: dict[str, float], allow_qlora: bool = True) -> tuple[str, str]:

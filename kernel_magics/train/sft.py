@@ -22,7 +22,7 @@ from .arguments import training_kwargs
 from .distributed import DistributedArguments
 from .model import LoraSpec, load_for_training, load_tokenizer
 from .packing import has_varlen_attention, use_packed_rows
-from .plan import METHODS, Plan
+from .plan import DTYPES, METHODS, Plan
 
 if TYPE_CHECKING:
     from ..data import PreparedData
@@ -50,6 +50,9 @@ class SFTArguments(DistributedArguments):
     )
     dataset: Any = knob(None, "jsonl/json/csv/parquet file, a save_to_disk folder or a hub dataset id", short="-d")
     method: str = knob("auto", "lora, qlora (4-bit), full, or auto (by device and memory)", choices=METHODS)
+    dtype: str = knob(
+        "auto", "weights and compute: bf16, fp16, fp32, or auto (bf16/fp16 on GPUs, fp32 on the CPU)", choices=DTYPES
+    )
     lora_r: int = knob(LoraSpec.r, "LoRA rank")
     lora_alpha: int = knob(LoraSpec.alpha, "LoRA alpha (scale = alpha / r)")
     lora_dropout: float = knob(LoraSpec.dropout, "dropout on the LoRA input")
