@@ -308,8 +308,8 @@ def table(model: str, results: dict[str, list[Timing]], rows: str) -> None:
                 for km, t in zip(results["km.sft"], timings, strict=False)
             ]
             print(f"{tool} / km.sft median s/step, round by round: " + ", ".join(f"{r:.2f}" for r in paired))
-    shapes = {batch_shapes(timings) for timings in results.values()}
-    if len(shapes) > 1 or "?" in shapes or " shapes" in next(iter(shapes)):
+    reported = [t.batches for timings in results.values() for t in timings]
+    if not all(reported) or len({shape for batches in reported for shape in batches}) != 1:
         print("the tools' batches were not all one identical shape: s/step compares different work")
 
 

@@ -52,31 +52,31 @@ def host_memory_gb() -> tuple[float, float]:
     return round(total, 2), round(available, 2)
 
 
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first ``field`` line of /proc/cpuinfo (None where there is no such file or line)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 matmuls natively (AMX or AVX-512-BF16, from /proc/cpuinfo's flags); elsewhere
     bf16 is emulated and slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
+    return bool(set((_cpuinfo("flags") or "").split()) & {"amx_bf16", "avx512_bf16"})
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    import platform
+    name = _cpuinfo("model name")
+    if name is None:
+        import platform
 
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        name = platform.processor() or platform.machine()
+    return f"{name} ({os.cpu_count()} cores)"
 
 
 _probed: ContextVar[DeviceInfo | None] = ContextVar("kernel_magics_probed_device", default=None)

@@ -119,6 +119,14 @@ def test_dtype_is_checked_against_the_device(tiny_model, workspace, monkeypatch)
         assert ("bf16 is emulated here" in plan.describe()) is note
     auto = plan_module.make_plan("auto", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None)
     assert auto.dtype == "fp32"  # bf16 on the CPU only when asked for
+    # the reason auto gives for its method names the dtype the plan trains in
+    asked = plan_module.make_plan("auto", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None, dtype="bf16")
+    assert "LoRA in bf16" in asked.describe() and "fp32" not in asked.describe()
+    v100 = DeviceInfo("cuda", 0, "V100", 32.0, 30.0, False, "test")
+    plan = plan_module.make_plan(
+        "auto", v100, batch_size=4, grad_accum=1, gradient_checkpointing=None, estimates={"lora": 6.0}
+    )
+    assert (plan.method, plan.dtype) == ("lora", "fp16") and "-> LoRA fp16" in plan.describe()
 
 
 def test_second_run_into_an_active_output_dir_is_refused(tiny_model, workspace, tmp_path):

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftModelError
-from .plan import Plan
-
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+from .plan import TORCH_DTYPE_NAMES, Plan
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class LoraSpec:
 def torch_dtype(name: str):  # noqa: ANN201 - torch.dtype
     import torch
 
-    return getattr(torch, DTYPES[name])
+    return getattr(torch, TORCH_DTYPE_NAMES[name])
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False):  # noqa: ANN201

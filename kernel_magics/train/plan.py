@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..device import DeviceInfo
-from ..errors import SwiftDeviceError
+from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 
 METHODS = ("auto", "lora", "qlora", "full")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
+TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # a plan's dtype -> torch's name
+DTYPES = ("auto", *TORCH_DTYPE_NAMES)
 LORA_BF16_MIN_FREE_GB = 24.0
 
 
@@ -83,25 +84,25 @@ def make_plan(
     ``dtype``: the weights' and compute dtype, or "auto" (see :func:`choose_dtype`).
     """
     if method not in METHODS:
-        from ..errors import SwiftConfigError, did_you_mean
-
         raise SwiftConfigError(
             f"method must be one of {', '.join(METHODS)}, got '{method}'{did_you_mean(method, METHODS)}"
         )
     estimates = estimates or {}
+    dtype_notes: list[str] = []
+    dtype = choose_dtype(dtype, device, dtype_notes)
     reasons: list[str] = []
     chosen = method
     if method == "auto":
-        chosen, why = _auto(device, estimates)
+        chosen, why = _auto(device, estimates, dtype)
         reasons.append(why)
     if chosen == "qlora":
         problem = four_bit_problem(device)
         if problem:
-            fallback, _ = _auto(device, estimates, allow_qlora=False)
+            fallback, _ = _auto(device, estimates, dtype, allow_qlora=False)
             raise SwiftDeviceError(
                 f"method 'qlora' cannot run here: {problem}; use method='{fallback}' (what auto picks)"
             )
-    dtype = choose_dtype(dtype, device, reasons)
+    reasons += dtype_notes
     if device.type == "cpu" and method == "auto":
         reasons.append(f"the CPU trains in {dtype} and is slow for real models (fine for small ones)")
     if device.type == "mps" and method == "auto" and batch_size > 1:
@@ -129,8 +130,6 @@ def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str]) -> str:
     """The dtype to train in: ``asked``, checked against ``device``, or for "auto" bf16 on GPUs that have it,
     fp16 on older GPUs, bf16 or fp32 on MPS, and fp32 on the CPU (bf16 there changes the loss curve a little and
     is faster only with AMX / AVX-512-BF16: ``dtype="bf16"`` asks for it). Notes why in ``reasons``."""
-    from ..errors import SwiftConfigError, did_you_mean
-
     if asked not in DTYPES:
         raise SwiftConfigError(f"dtype must be one of {', '.join(DTYPES)}, got '{asked}'{did_you_mean(asked, DTYPES)}")
     if asked == "auto":
@@ -149,9 +148,10 @@ def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str]) -> str:
     return asked
 
 
-def _auto(device: DeviceInfo, estimates: dict[str, float], allow_qlora: bool = True) -> tuple[str, str]:
+def _auto(device: DeviceInfo, estimates: dict[str, float], dtype: str, allow_qlora: bool = True) -> tuple[str, str]:
+    """The method "auto" picks, and why (``dtype``: the plan's, named in the reason)."""
     if device.type == "cpu":
-        return "lora", "auto on the CPU: LoRA in fp32"
+        return "lora", f"auto on the CPU: LoRA in {dtype}"
     if device.type == "mps":
         return "lora", "auto on Apple MPS: LoRA (4-bit is not available on MPS)"
     free = device.memory_free_gb
@@ -159,7 +159,7 @@ def _auto(device: DeviceInfo, estimates: dict[str, float], allow_qlora: bool = T
     fits = lora_gb is None or lora_gb <= free * 0.9
     if free >= LORA_BF16_MIN_FREE_GB and fits:
         est = f", LoRA needs ~{lora_gb:.1f} GiB" if lora_gb is not None else ""
-        return "lora", f"auto: {free:.1f} GiB free on {device.name}{est} -> LoRA bf16"
+        return "lora", f"auto: {free:.1f} GiB free on {device.name}{est} -> LoRA {dtype}"
     if allow_qlora and four_bit_problem(device) is None:
         est = f" (LoRA would need ~{lora_gb:.1f} GiB)" if lora_gb is not None else ""
         return "qlora", f"auto: only {free:.1f} GiB free on {device.name}{est} -> QLoRA 4-bit"
