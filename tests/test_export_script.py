@@ -161,7 +161,7 @@ def test_a_hostile_run_id_is_quoted_not_run(finished_run, tmp_path, kind):
     """A run id such as ``r$(touch pwned)`` reaches the script as text: nothing it names is executed."""
     from kernel_magics.train.run import Run
 
-    hostile = "r$(touch pwned)`touch pwned2`'\"\"\"\nimport os; os.system('touch pwned3')  #"
+    hostile = "r$(touch pwned)`touch pwned2`'\"\"\" import os; os.system('touch pwned3')  #"
     home = tmp_path / "home"
     home.mkdir()
     folder = _copy_run(finished_run, home / hostile)
@@ -180,6 +180,29 @@ def test_a_hostile_run_id_is_quoted_not_run(finished_run, tmp_path, kind):
     argv = ["bash", str(script)] if kind == "shell" else [sys.executable, str(script)]
     result = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "training already done" in result.stdout and hostile.splitlines()[0] in result.stdout
+    assert "training already done" in result.stdout and hostile in result.stdout
     made = [p.name for p in tmp_path.rglob("pwned*")]
     assert made == []
+
+
+@pytest.mark.parametrize("run_id", ["../../../../sandbox/trav", "x\necho INJECTED > F #", "..", "a\\b"])
+def test_a_run_id_that_is_not_a_plain_name_is_refused_before_anything_is_written(finished_run, tmp_path, run_id):
+    """config.json's run id names files: a path, ``..`` or a control character is one line, nothing written."""
+    from kernel_magics.errors import SwiftConfigError
+    from kernel_magics.train.run import Run
+
+    folder = tmp_path / "a" / "b" / "c" / "d" / "run"
+    _copy_run(finished_run, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "run_id": run_id}))
+    before = sorted(tmp_path.rglob("*"))
+    for write in (
+        lambda run: to_script(run, kind="shell"),
+        lambda run: to_script(run, kind="python"),
+        lambda run: export_script(str(folder), launcher="torchrun"),
+        lambda run: export_script(str(folder), launcher="slurm"),
+    ):
+        with pytest.raises(SwiftConfigError, match=r"^run id .* is not a plain name") as info:
+            write(Run.load(folder))
+        assert "\n" not in str(info.value)
+    assert sorted(tmp_path.rglob("*")) == before

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftUsageError, did_you_mean
+from ..errors import SwiftConfigError, SwiftUsageError, did_you_mean
+from .distributed import check_host
+from .folders import checked_run_id
 
 LAUNCHERS = ("torchrun", "accelerate", "slurm")
 
@@ -37,14 +40,46 @@ def _run_folder(run: Any, folder: Path) -> Path:
     return folder
 
 
+def _count(args: dict[str, Any], name: str) -> int:
+    try:
+        return max(int(args.get(name) or 1), 1)
+    except (TypeError, ValueError):
+        raise SwiftConfigError(f"{name} in the run's config.json must be an integer, got {args.get(name)!r}") from None
+
+
+def _check_rendezvous(args: dict[str, Any]) -> None:
+    """The run's recorded ``master_addr`` / ``master_port``, checked (config.json may have been edited)."""
+    if args.get("master_addr"):
+        check_host(args["master_addr"])
+    port = args.get("master_port") or 29500
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SwiftConfigError(f"master_port in the run's config.json must be in 1..65535, got {port!r}")
+
+
 def _rendezvous(args: dict[str, Any]) -> list[str]:
+    """Defaults as quoted words first, then the variables the launcher reads (the environment may set them)."""
+    q = shlex.quote
     return [
-        f'NPROC="${{NPROC:-{max(int(args.get("num_processes") or 1), 1)}}}"  # processes (GPUs) per node',
-        f'NNODES="${{NNODES:-{max(int(args.get("nnodes") or 1), 1)}}}"',
+        f"DEFAULT_NPROC={_count(args, 'num_processes')}  # processes (GPUs) per node",
+        f"DEFAULT_NNODES={_count(args, 'nnodes')}",
+        f"DEFAULT_MASTER_ADDR={q(str(args.get('master_addr') or '127.0.0.1'))}",
+        f"DEFAULT_MASTER_PORT={q(str(args.get('master_port') or 29500))}",
+        'NPROC="${NPROC:-$DEFAULT_NPROC}"',
+        'NNODES="${NNODES:-$DEFAULT_NNODES}"',
         'NODE_RANK="${NODE_RANK:-0}"',
-        f'MASTER_ADDR="${{MASTER_ADDR:-{args.get("master_addr") or "127.0.0.1"}}}"',
-        f'MASTER_PORT="${{MASTER_PORT:-{args.get("master_port") or 29500}}}"',
+        'MASTER_ADDR="${MASTER_ADDR:-$DEFAULT_MASTER_ADDR}"',
+        'MASTER_PORT="${MASTER_PORT:-$DEFAULT_MASTER_PORT}"',
     ]
+
+
+def _comment(text: Any) -> str:
+    """``text`` for a ``#`` line: one line, control characters escaped (a newline cannot end the comment)."""
+    return str(text).encode("unicode_escape").decode("ascii")
+
+
+def _job_name(run_id: str) -> str:
+    """A Slurm job name: letters, digits, ``._-`` only (``#SBATCH`` lines are parsed by sbatch, not bash)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"km-{run_id}")[:60]
 
 
 TORCHRUN = (
@@ -62,16 +97,16 @@ def _script(launcher: str, run_dir: str, args: dict[str, Any], run_id: str) -> s
     q = shlex.quote
     head = ["#!/usr/bin/env bash"]
     if launcher == "slurm":
-        nodes, gpus = max(int(args.get("nnodes") or 1), 1), max(int(args.get("num_processes") or 1), 1)
+        nodes, gpus = _count(args, "nnodes"), _count(args, "num_processes")
         head += [
-            f"#SBATCH --job-name={q('km-' + run_id)[:60]}",
+            f"#SBATCH --job-name={_job_name(run_id)}",
             f"#SBATCH --nodes={nodes}",
             "#SBATCH --ntasks-per-node=1  # one torchrun per node; it starts the node's ranks",
             f"#SBATCH --gpus-per-node={gpus}",
             "#SBATCH --output=%x-%j.log",
         ]
     head += [
-        f"# Trains kernel_magics run {q(run_id)}'s configuration with {launcher} (written by export-script).",
+        f"# Trains kernel_magics run {_comment(run_id)}'s configuration with {launcher} (written by export-script).",
         "# Every node needs kernel_magics, the model (by name or path) and this folder.",
         "set -euo pipefail",
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
@@ -97,14 +132,17 @@ def write_cluster_script(run: Any, launcher: str, path: str | os.PathLike[str] |
         raise SwiftUsageError(
             f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'{did_you_mean(str(launcher), LAUNCHERS)}"
         )
+    run_id = checked_run_id(run.name, Path(run.output_dir) / "config.json")
+    arguments = dict(run.config.get("arguments") or {})
+    _check_rendezvous(arguments)
     suffix = ".sbatch" if launcher == "slurm" else ".sh"
-    name = f"{launcher}-{run.name}{suffix}"
+    name = f"{launcher}-{run_id}{suffix}"
     target = Path(path).expanduser() if path else Path(run.output_dir) / name
     if target.is_dir() or not target.suffix:
         target = target / name
     target.parent.mkdir(parents=True, exist_ok=True)
     run_dir = _run_folder(run, target.parent / f"{target.stem}-run")
-    text = _script(launcher, run_dir.name, dict(run.config.get("arguments") or {}), str(run.name))
+    text = _script(launcher, run_dir.name, arguments, run_id)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

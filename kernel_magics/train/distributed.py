@@ -10,8 +10,10 @@ through one all-reduce, so they all write the same checkpoint and exit together.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -80,6 +82,8 @@ class DistributedArguments:
             raise SwiftConfigError(
                 "nnodes > 1 needs --master-addr: the address of node 0 that the other nodes can reach"
             )
+        if self.master_addr:
+            check_host(self.master_addr)
         if self.master_port is not None and not 1 <= int(self.master_port) <= 65535:
             raise SwiftConfigError(f"master_port must be in 1..65535, got {self.master_port}")
         if self.strategy not in STRATEGIES:
@@ -87,6 +91,26 @@ class DistributedArguments:
             raise SwiftConfigError(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}{hint}")
         if self.deepspeed is not None:
             read_deepspeed_config(self.deepspeed)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_IP_TEXT = re.compile(r"^[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?$")  # an IPv6 scope id is a plain interface name
+
+
+def check_host(value: Any, name: str = "master_addr") -> str:
+    """``value`` when it is an IP address or a host name (RFC 1123 labels), else a one-line error."""
+    text = value if isinstance(value, str) else ""
+    try:
+        if _IP_TEXT.match(text) and ipaddress.ip_address(text):
+            return text
+    except ValueError:
+        pass
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    if 0 < len(text) <= 253 and all(_HOST_LABEL.match(label) for label in labels):
+        return text
+    raise SwiftConfigError(
+        f"{name} must be a host name or an IP address of node 0, got {str(value)[:80]!r}; fix --{name.replace('_', '-')}"
+    )
 
 
 def is_group(arguments: dict[str, Any]) -> bool:

@@ -54,6 +54,24 @@ def new_run_id(kind: str, model: str, root: Path) -> str:
     return run_id
 
 
+def checked_run_id(value: Any, where: Path | str = "config.json") -> str:
+    """A run id read from ``where``, usable as one file name: no path separator, no ``..``, no control character."""
+    text = value if isinstance(value, str) else ""
+    bad = (
+        not text.strip()
+        or text in (".", "..")
+        or ".." in text
+        or any(sep in text for sep in ("/", "\\", os.sep))
+        or any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029" for ch in text)
+    )
+    if bad:
+        raise SwiftConfigError(
+            f"run id {str(value)[:80]!r} in {where} is not a plain name (no path separators, '..' or control "
+            "characters); fix run_id there"
+        )
+    return text
+
+
 def new_run_uid() -> str:
     """The identity of one run (two runs in one folder share the folder name, never this)."""
     return uuid.uuid4().hex

@@ -8,7 +8,8 @@ output is already there, so running the script twice does the work once.
 
 Every recorded value reaches the script quoted: shell words through :func:`shlex.quote`, Python values
 through ``repr``, and text in comments and the docstring with its control characters and quotes escaped,
-so a run id or a path can never run code of its own.
+so a run id or a path can never run code of its own. The run id is checked where it is read (a plain file
+name), so nothing is written outside the folder the script goes to.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from ..argspec import Arg, Command
 from ..errors import SwiftUsageError, did_you_mean
+from .folders import checked_run_id
 from .methods import command_of, method_of
 
 SCRIPT_KINDS = ("shell", "python")
@@ -77,7 +79,7 @@ def _install_spec() -> list[str]:
     return [f"kernel_magics[train]=={kernel_magics.__version__}"]
 
 
-def _plan(run: Any, folder: Path, stem: str) -> dict[str, Any]:
+def _plan(run: Any, folder: Path, stem: str, run_id: str) -> dict[str, Any]:
     """Everything the templates need, with the data copied next to the script."""
     config = run.config
     command = command_of(method_of(config).name)
@@ -104,7 +106,7 @@ def _plan(run: Any, folder: Path, stem: str) -> dict[str, Any]:
         if versions.get(name)
     ]
     return {
-        "run_id": run.run_id if hasattr(run, "run_id") else run.name,
+        "run_id": run_id,
         "command": command.name,
         "model": model,
         "hub_model": "/" in model and not Path(model).exists(),
@@ -290,12 +292,13 @@ def to_script(run: Any, path: str | os.PathLike[str] | None = None, kind: str = 
         raise SwiftUsageError(f"kind must be shell or python, got '{kind}'{did_you_mean(str(kind), SCRIPT_KINDS)}")
     if not (hasattr(run, "config") and hasattr(run, "output_dir")):
         raise SwiftUsageError(f"to_script takes a run (km.sft(...), km.runs()), got {type(run).__name__}")
+    run_id = checked_run_id(run.name, Path(run.output_dir) / "config.json")
     suffix = ".sh" if kind == "shell" else ".py"
-    target = Path(path).expanduser() if path else Path(run.output_dir) / f"reproduce-{run.name}{suffix}"
+    target = Path(path).expanduser() if path else Path(run.output_dir) / f"reproduce-{run_id}{suffix}"
     if target.is_dir() or not target.suffix:  # a folder (existing, or a name without a suffix)
-        target = target / f"reproduce-{run.name}{suffix}"
+        target = target / f"reproduce-{run_id}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    plan = _plan(run, target.parent, target.stem)
+    plan = _plan(run, target.parent, target.stem, run_id)
     text = _shell(plan) if kind == "shell" else _python(plan)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
