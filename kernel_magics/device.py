@@ -7,7 +7,7 @@ says what it chose and why, so nothing silently assumes CUDA.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -64,10 +64,20 @@ def _cpuinfo(field: str) -> str | None:
     return None
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (AMX or AVX-512-BF16, from /proc/cpuinfo's flags); elsewhere
-    bf16 is emulated and slower than fp32."""
-    return bool(set((_cpuinfo("flags") or "").split()) & {"amx_bf16", "avx512_bf16"})
+# /proc/cpuinfo flags of the CPU features that compute bf16 matmuls natively, and their names for the plan line
+NATIVE_BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags from /proc/cpuinfo (empty where there is no such file, e.g. macOS)."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_native_bf16(flags: Iterable[str] | None = None) -> str | None:
+    """The feature with which this CPU (or one with ``flags``) computes bf16 matmuls natively ("AMX-BF16",
+    "AVX512-BF16"), or None: bf16 is then emulated and slower than fp32."""
+    have = set(cpu_flags() if flags is None else flags)
+    return next((name for flag, name in NATIVE_BF16_FLAGS.items() if flag in have), None)
 
 
 def cpu_name() -> str:
@@ -154,7 +164,8 @@ def _mps(torch, reason: str) -> DeviceInfo:  # noqa: ANN001
 
 def _cpu(reason: str) -> DeviceInfo:
     total, available = host_memory_gb()
-    # bf16 matmuls run on most CPUs but slowly; trainers refuse bf16 mixed precision without a GPU.
+    # bf16 here is bf16 mixed precision, which trainers refuse without a GPU; whether this CPU computes bf16
+    # natively is cpu_native_bf16() (what the training plan's dtype 'auto' reads).
     return DeviceInfo("cpu", None, cpu_name(), total, available, False, reason)
 
 

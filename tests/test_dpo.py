@@ -17,6 +17,7 @@ UNPAIRED = str(tiny_dataset("kto"))
 FAST = dict(
     verbose=False,
     method="lora",
+    dtype="fp32",  # exact-start checks compare with an fp32 model; auto is bf16 on CPUs with native bf16
     lora_r=8,
     lora_alpha=16,
     batch_size=4,

@@ -80,8 +80,10 @@ def test_qlora_where_4bit_is_impossible_says_what_auto_picks(tiny_model, workspa
     assert "bitsandbytes is not installed" in one_line(info) and "method='lora'" in str(info.value)
 
 
-def test_auto_plan_by_device_and_estimate():
+def test_auto_plan_by_device_and_estimate(monkeypatch):
     from kernel_magics.train.plan import make_plan
+
+    monkeypatch.setattr("kernel_magics.device.cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bf16
 
     big = DeviceInfo("cuda", 0, "H100", 80.0, 78.0, True, "test")
     small = DeviceInfo("cuda", 0, "T4", 16.0, 15.0, False, "test")
@@ -112,14 +114,16 @@ def test_dtype_is_checked_against_the_device(tiny_model, workspace, monkeypatch)
         km.sft(str(tiny_model), SFT, dtype="bf61", **QUIET)
     assert "dtype must be one of auto, bf16, fp16, fp32" in one_line(info) and "bf16" in str(info.value)
 
-    for native, note in ((False, True), (True, False)):
-        monkeypatch.setattr("kernel_magics.device.cpu_has_native_bf16", lambda native=native: native)
+    for flags, note in (({"avx2"}, True), ({"avx2", "avx512_bf16"}, False)):
+        monkeypatch.setattr("kernel_magics.device.cpu_flags", lambda flags=flags: frozenset(flags))
         plan = plan_module.make_plan("lora", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None, dtype="bf16")
         assert plan.dtype == "bf16"
         assert ("bf16 is emulated here" in plan.describe()) is note
+    monkeypatch.setattr("kernel_magics.device.cpu_flags", lambda: frozenset({"avx2"}))
     auto = plan_module.make_plan("auto", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None)
-    assert auto.dtype == "fp32"  # bf16 on the CPU only when asked for
+    assert auto.dtype == "fp32"  # bf16 on the CPU only when asked for or computed natively
     # the reason auto gives for its method names the dtype the plan trains in
+    monkeypatch.setattr("kernel_magics.device.cpu_flags", lambda: frozenset({"avx512_bf16"}))
     asked = plan_module.make_plan("auto", cpu, batch_size=4, grad_accum=1, gradient_checkpointing=None, dtype="bf16")
     assert "LoRA in bf16" in asked.describe() and "fp32" not in asked.describe()
     v100 = DeviceInfo("cuda", 0, "V100", 32.0, 30.0, False, "test")

@@ -19,10 +19,12 @@ from typing import Any
 from ..errors import SwiftConfigError
 from .architecture import DEFAULT_IMAGE_PIXELS, Architecture, VisionTower, read_config, targets
 from .model import LoraSpec
+from .plan import choose_dtype
 
 GB = 1024**3
 METHODS = ("lora", "qlora", "full")
 NF4_BYTES = 0.5 + 0.5 / 64 * 1 / 4 + 4 / (64 * 256)  # 4-bit + fp8 absmax per 64 + fp32 per 256 blocks (double quant)
+COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 CUDA_CONTEXT_GB = 0.5  # CUDA context and cuBLAS workspace, not counted by torch.cuda.max_memory_allocated
 
 
@@ -198,26 +200,31 @@ def estimate(
         raise SwiftConfigError("images_per_row must be >= 0 and image_pixels positive")
     info = select_device(device)
     cuda = info.type == "cuda"
-    dtype = dtype or ("bf16" if info.bf16 else "fp32")
-    compute_bytes = {"bf16": 2, "fp16": 2, "fp32": 4}.get(dtype)
-    if compute_bytes is None:
+    # "auto" per method as the plan decides it (on a CPU with native bf16: LoRA in bf16, full fine-tuning in fp32)
+    dtypes = {m: dtype or choose_dtype("auto", info, [], m) for m in METHODS}
+    if any(d not in COMPUTE_BYTES for d in dtypes.values()):
         raise SwiftConfigError(f"dtype must be bf16, fp16 or fp32, got '{dtype}'")
     if gradient_checkpointing is None:
         gradient_checkpointing = cuda
-    parts, trainable = component_table(
-        arch,
-        max_length=max_length,
-        batch_size=batch_size,
-        lora_r=lora_r,
-        target_modules=target_modules,
-        gradient_checkpointing=gradient_checkpointing,
-        compute_bytes=compute_bytes,
-        cuda=cuda,
-        vision=vision,
-        images_per_row=images_per_row,
-        image_pixels=image_pixels,
-        train_vision=train_vision,
-    )
+    tables = {
+        d: component_table(
+            arch,
+            max_length=max_length,
+            batch_size=batch_size,
+            lora_r=lora_r,
+            target_modules=target_modules,
+            gradient_checkpointing=gradient_checkpointing,
+            compute_bytes=COMPUTE_BYTES[d],
+            cuda=cuda,
+            vision=vision,
+            images_per_row=images_per_row,
+            image_pixels=image_pixels,
+            train_vision=train_vision,
+        )
+        for d in set(dtypes.values())
+    }
+    parts = {m: tables[dtypes[m]][0][m] for m in METHODS}
+    trainable = next(iter(tables.values()))[1]
     from .distributed import per_device
 
     parts = per_device(parts, strategy, num_processes)
@@ -242,7 +249,7 @@ def estimate(
             lora_r=lora_r,
             target_modules=target_modules or "all-linear",
             gradient_checkpointing=gradient_checkpointing,
-            dtype=dtype,
+            dtype=dtypes[method],
             **(
                 {"num_processes": num_processes, "strategy": strategy} if num_processes > 1 or strategy != "ddp" else {}
             ),

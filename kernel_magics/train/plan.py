@@ -5,9 +5,11 @@ The plan is made from the device (:func:`kernel_magics.device.select_device`) an
 training starts:
 
 * CUDA with >= 24 GiB free and the LoRA estimate fitting -> LoRA in bf16
-* CUDA otherwise -> QLoRA (4-bit NF4, double quantization, bf16 compute, paged 8-bit AdamW)
+* CUDA otherwise -> QLoRA (4-bit NF4, double quantization, bf16 compute, paged 8-bit AdamW); fused AdamW for the
+  other methods on CUDA
 * Apple MPS -> LoRA with batch 1 and gradient accumulation (same effective batch)
-* CPU -> LoRA in fp32 (slow for real models; fine for small ones)
+* CPU -> LoRA in bf16 where the CPU computes it natively (AMX / AVX512-BF16), fp32 elsewhere (slow for real
+  models; fine for small ones)
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Plan:
     optim: str
     reasons: list[str] = field(default_factory=list)
     estimate_gb: float | None = None
+    compile: bool = False  # torch.compile of the model (see .levers)
+    liger: bool = False  # Liger's Triton kernels
+    padding_free: bool = False  # rows concatenated, FlashAttention-2 varlen
 
     def describe(self) -> str:
         """One paragraph: the plan and why."""
@@ -89,7 +94,7 @@ def make_plan(
         )
     estimates = estimates or {}
     dtype_notes: list[str] = []
-    dtype = choose_dtype(dtype, device, dtype_notes)
+    dtype = choose_dtype(dtype, device, dtype_notes, method)
     reasons: list[str] = []
     chosen = method
     if method == "auto":
@@ -112,7 +117,9 @@ def make_plan(
     if gradient_checkpointing is None:
         gradient_checkpointing = device.type == "cuda" or chosen == "qlora" and device.type != "cpu"
     if optim is None:
-        optim = "paged_adamw_8bit" if chosen == "qlora" else "adamw_torch"
+        optim = (
+            "paged_adamw_8bit" if chosen == "qlora" else "adamw_torch_fused" if device.type == "cuda" else "adamw_torch"
+        )
     return Plan(
         method=chosen,
         dtype=dtype,
@@ -126,26 +133,47 @@ def make_plan(
     )
 
 
-def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str]) -> str:
-    """The dtype to train in: ``asked``, checked against ``device``, or for "auto" bf16 on GPUs that have it,
-    fp16 on older GPUs, bf16 or fp32 on MPS, and fp32 on the CPU (bf16 there changes the loss curve a little and
-    is faster only with AMX / AVX-512-BF16: ``dtype="bf16"`` asks for it). Notes why in ``reasons``."""
+def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str], method: str = "auto") -> str:
+    """The dtype to train in: ``asked``, checked against ``device``, or for "auto" what the hardware computes
+    natively: bf16 on GPUs that have it, fp16 on older GPUs, bf16 or fp32 on MPS, and on the CPU bf16 where its
+    flags show AMX-BF16 or AVX512-BF16 (1.5-2x faster than fp32 there; emulated and slower elsewhere), except for
+    full fine-tuning (``method``), whose weights stay fp32 on the CPU. Notes why in ``reasons``."""
     if asked not in DTYPES:
         raise SwiftConfigError(f"dtype must be one of {', '.join(DTYPES)}, got '{asked}'{did_you_mean(asked, DTYPES)}")
     if asked == "auto":
         if device.type == "cuda":
             return "bf16" if device.bf16 else "fp16"
-        return "bf16" if device.type == "mps" and device.bf16 else "fp32"
+        if device.type == "mps":
+            return "bf16" if device.bf16 else "fp32"
+        return _cpu_auto_dtype(method, reasons)
     if asked == "fp16" and device.type == "cpu":
         raise SwiftConfigError("dtype fp16 cannot train on the CPU (no fp16 mixed precision there); use bf16 or fp32")
     if asked == "bf16" and device.type == "cuda" and not device.bf16:
         raise SwiftConfigError(f"{device.name} has no bf16; use dtype fp16 (what auto picks) or fp32")
     if asked == "bf16" and device.type == "cpu":
-        from ..device import cpu_has_native_bf16
+        from ..device import cpu_native_bf16
 
-        if not cpu_has_native_bf16():
-            reasons.append("this CPU has no AMX / AVX-512-BF16: bf16 is emulated here, slower than fp32")
+        if cpu_native_bf16() is None:
+            reasons.append("this CPU has no AMX / AVX512-BF16: bf16 is emulated here, slower than fp32")
     return asked
+
+
+def _cpu_auto_dtype(method: str, reasons: list[str]) -> str:
+    """What "auto" trains in on the CPU, with the reason added to ``reasons``."""
+    from ..device import cpu_native_bf16
+
+    feature = cpu_native_bf16()
+    if feature is None:
+        reasons.append("fp32: this CPU has no AMX / AVX512-BF16, so bf16 would be emulated and slower")
+        return "fp32"
+    if method == "full":
+        reasons.append(
+            f"fp32: full fine-tuning keeps fp32 weights on the CPU (bf16 rounds small updates away; "
+            f"this CPU has {feature}, which LoRA uses)"
+        )
+        return "fp32"
+    reasons.append(f"bf16: this CPU has {feature} (base weights bf16, LoRA weights fp32; dtype fp32 forces fp32)")
+    return "bf16"
 
 
 def _auto(device: DeviceInfo, estimates: dict[str, float], dtype: str, allow_qlora: bool = True) -> tuple[str, str]:

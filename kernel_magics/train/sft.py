@@ -51,7 +51,9 @@ class SFTArguments(DistributedArguments):
     dataset: Any = knob(None, "jsonl/json/csv/parquet file, a save_to_disk folder or a hub dataset id", short="-d")
     method: str = knob("auto", "lora, qlora (4-bit), full, or auto (by device and memory)", choices=METHODS)
     dtype: str = knob(
-        "auto", "weights and compute: bf16, fp16, fp32, or auto (bf16/fp16 on GPUs, fp32 on the CPU)", choices=DTYPES
+        "auto",
+        "weights and compute: bf16, fp16, fp32, or auto (bf16/fp16 on GPUs; bf16 on CPUs with native bf16, else fp32)",
+        choices=DTYPES,
     )
     lora_r: int = knob(LoraSpec.r, "LoRA rank")
     lora_alpha: int = knob(LoraSpec.alpha, "LoRA alpha (scale = alpha / r)")
