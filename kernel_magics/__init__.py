@@ -53,6 +53,9 @@ _LAZY = {
     "export": "kernel_magics.export.api:export",
     "evaluate": "kernel_magics.export.api:evaluate",
     "compare": "kernel_magics.export.api:compare",
+    "compare_benchmarks": "kernel_magics.bench.api:compare_benchmarks",
+    "benchmark_tasks": "kernel_magics.bench.registry:benchmark_tasks",
+    "launcher": "kernel_magics.widgets.launcher:launcher",
 }
 
 _LAZY.update(public_functions())

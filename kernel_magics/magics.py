@@ -12,7 +12,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Int, TraitError, Unicode, default, observe, validate
 
 from . import cli
 from .argspec import load
@@ -35,6 +35,22 @@ class SwiftMagics(Magics):
     api_key = Unicode(settings.api_key, help=_H["api_key"]).tag(config=True)
     verbose_errors = Bool(settings.verbose_errors, help=_H["verbose_errors"]).tag(config=True)
     trust_remote_code = Bool(settings.trust_remote_code, help=_H["trust_remote_code"]).tag(config=True)
+    language = Unicode(help="language of the launcher's labels and help (%swift alone): en or zh").tag(config=True)
+
+    @default("language")
+    def _default_language(self) -> str:
+        from .widgets.launcher_i18n import default_language
+
+        return default_language()
+
+    @validate("language")
+    def _check_language(self, proposal: Any) -> str:
+        from .widgets.launcher_i18n import check_language
+
+        try:
+            return check_language(proposal["value"])
+        except SwiftConfigError as exc:
+            raise TraitError(str(exc)) from None
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -70,6 +86,8 @@ class SwiftMagics(Magics):
     @line_cell_magic
     def swift(self, line: str, cell: str | None = None) -> Any:
         """Run a kernel_magics subcommand: ``%swift --help`` lists them."""
+        if not line.strip() and cell is None:  # %swift alone: the launcher panel
+            return load("kernel_magics.widgets.launcher:launcher")(self.language)
         try:
             call = cli.parse(line, cell, prog="%%swift" if cell is not None else "%swift")
             if call.help is not None:

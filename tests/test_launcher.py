@@ -1,0 +1,170 @@
+"""The launcher (``%swift`` alone): forms made from the argument spec, the live plan, Run and Insert cell
+giving the same call, the language setting, the runs tab."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from kernel_magics import cli
+from kernel_magics.argspec import Command, args_from, knob
+from kernel_magics.testing import tiny_dataset
+from kernel_magics.train.methods import method
+
+pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture()
+def shell(workspace):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "kernel_magics")
+    yield ip
+    ip.run_line_magic("unload_ext", "kernel_magics")
+
+
+def _form(name: str, **values):
+    from kernel_magics.widgets.launcher_forms import CommandForm
+
+    form = CommandForm(cli.command(name))
+    for key, value in values.items():
+        form.set_value(key, value)
+    return form
+
+
+def test_a_new_knob_in_a_methods_dataclass_appears_in_its_form_with_help_and_default():
+    from kernel_magics.widgets.launcher_forms import CommandForm
+
+    base = method("sft").argument_class()
+
+    @dataclass
+    class WithKnob(base):
+        warmup_tokens: int = knob(1234, "tokens of warm-up before the schedule starts")
+
+    command = Command("sft", "sft with one more knob", "kernel_magics.train.api:sft", args_from(WithKnob))
+    form = CommandForm(command)
+    assert [a.name for a in form.common] == ["model", "dataset", "method", "max_steps", "lr"]
+    assert "warmup_tokens" in [a.name for a in form.more]
+    assert form.inputs["warmup_tokens"].value == "1234"
+    row = next(r for r in form.more_panel.children[0].children if "km-field-warmup_tokens" in r._dom_classes)
+    assert "tokens of warm-up before the schedule starts" in row.children[-1].value
+    assert "default: 1234" in row.children[-1].value
+    form.set_value("warmup_tokens", "99")
+    assert form.kwargs() == {"warmup_tokens": 99}
+    assert "warmup_tokens: 99" in form.cell().body
+    # the real sft form has one input per flag of the subcommand, nothing hand-listed
+    real = CommandForm(cli.command("sft"))
+    assert set(real.inputs) == {a.name for a in cli.command("sft").args}
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        (
+            "sft",
+            dict(model="tiny", dataset="data/train.jsonl", method="qlora", max_steps="30", lr="2e-4",
+                 lora_r="4", target_modules="q_proj, v_proj", packing=True, gradient_checkpointing=False,
+                 dtype="fp32", eval_steps="0.25"),
+        ),
+        ("grpo", dict(model="tiny", dataset="p.jsonl", reward="format, length", loss="gspo", beta="0", top_p="0.9")),
+        ("serve", dict(model="smollm2", adapters="tuned=/tmp/a\nother=/tmp/b", port="8123", trust_remote_code=True)),
+        ("export", dict(model_dir="out/merged model", format="bnb-4bit", outtype="q8_0", group_size="64")),
+    ],
+)  # fmt: skip
+def test_the_inserted_cell_parses_to_the_forms_arguments(name, values):
+    form = _form(name, **values)
+    kwargs = form.kwargs()
+    assert len(kwargs) == len(values)  # every changed field is an argument (none equals its default)
+    cell = form.cell()
+    call = cli.parse(cell.line, cell.body or None, prog="%%swift")
+    assert call.command.name == name
+    assert call.kwargs == kwargs
+    assert cell.text.startswith(f"%%swift {name}" if cell.body else f"%swift {name}")
+    common = {a.name for a in form.common}
+    for key in kwargs:  # common fields on the line, the others in the YAML body
+        assert (f"{key}:" in cell.body) == (key not in common), key
+
+
+def test_a_bad_value_is_one_line_under_the_form():
+    form = _form("sft", max_steps="ten")
+    assert form.insert() is None
+    assert "--max-steps" in form.message.value and "ten" in form.message.value
+    assert "\n" not in form.message.value
+
+
+def test_the_plan_follows_method_batch_and_length(tiny_model):
+    form = _form("sft", model="tiny", device="cpu")
+    form.refresh_plan(wait=True)
+    assert "data-method='lora'" in form.plan_box.value  # auto on the CPU
+    assert "auto on the CPU" in form.plan_box.value
+    small = _peak(form.plan_box.value)
+    form.set_value("method", "full")
+    form.refresh_plan(wait=True)
+    assert "data-method='full'" in form.plan_box.value
+    form.set_value("method", "lora")
+    form.set_value("batch_size", "32")
+    form.set_value("max_length", "4096")
+    form.refresh_plan(wait=True)
+    assert _peak(form.plan_box.value) > small
+    form.set_value("model", "no-such/model-anywhere")
+    form.refresh_plan(wait=True)
+    assert "km-plan-none" in form.plan_box.value and "no-such/model-anywhere" in form.plan_box.value
+
+
+def _peak(text: str) -> float:
+    return float(text.split("km-plan-peak'>")[1].split(" GiB")[0])
+
+
+def test_run_and_the_inserted_cell_start_the_same_run(shell, tiny_model):
+    from kernel_magics.widgets.dashboard import Dashboard
+
+    launcher = shell.run_line_magic("swift", "")
+    form = launcher.forms["sft"]
+    for key, value in dict(model="tiny", dataset=str(tiny_dataset("sft")), max_steps="2", lora_r="4").items():
+        form.set_value(key, value)
+    form.inputs["logging_steps"].value = "1"
+    sent: list[str] = []
+    launcher.bridge.send = lambda message: sent.append(message)
+    form.insert()
+    assert sent[0]["type"] == "insert" and sent[0]["text"] == form.cell().text
+    launcher.bridge._on_message(None, {"type": "inserted", "id": sent[0]["id"], "ok": True}, None)
+    assert "inserted below this cell" in form.message.value
+
+    board = form.run()
+    assert isinstance(board, Dashboard) and board.run.wait(120) == "finished", board.run.error
+    second = shell.run_cell(sent[0]["text"]).result.run  # the inserted cell, executed as the notebook would
+    assert second.wait(120) == "finished", second.error
+    assert second.output_dir != board.run.output_dir
+    for key in ("arguments", "plan", "model", "command", "max_steps"):
+        assert second.config[key] == board.run.config[key], key
+
+    runs = launcher.show_action("runs")
+    rows = runs.table.children
+    assert len(rows) == 2 and all("finished" in r.children[0].value for r in rows)
+    assert [b.description for b in rows[0].children[1:]] == ["Dashboard"]  # finished: no resume, no stop
+    assert isinstance(runs.attach(str(second.output_dir)), Dashboard)
+
+
+def test_language_setting_and_chinese_labels(shell, monkeypatch, capsys):
+    from traitlets import TraitError
+
+    from kernel_magics.widgets.launcher_i18n import default_language
+
+    monkeypatch.setenv("LC_ALL", "zh_CN.UTF-8")
+    assert default_language() == "zh"
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    assert default_language() == "en"
+    shell.run_line_magic("config", 'SwiftMagics.language = "zh"')
+    launcher = shell.run_line_magic("swift", "")
+    assert launcher.tabs.titles[:3] == ("找模型", "下载", "微调")
+    form = launcher.forms["sft"]
+    labels = [row.children[0].value for row in form.children if "km-launcher-field" in row._dom_classes]
+    assert labels == ["模型", "数据集", "方法", "步数", "学习率"]
+    assert "更多参数" in form.more_panel.titles[0]
+    magics = shell.magics_manager.registry["SwiftMagics"]
+    with pytest.raises(TraitError, match="language must be one of en, zh"):
+        magics.language = "fr"
+    shell.run_line_magic("swift", "--help")  # flags still print the usage
+    assert "usage: %swift SUBCOMMAND" in capsys.readouterr().out
