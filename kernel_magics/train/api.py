@@ -215,6 +215,7 @@ def grpo(
     dataset: Any = _GRPO.dataset,
     reward: Any = _GRPO.reward,
     reward_weights: list[float] | None = _GRPO.reward_weights,
+    reward_timeout: float = _GRPO.reward_timeout,
     num_generations: int = _GRPO.num_generations,
     max_completion_length: int = _GRPO.max_completion_length,
     beta: float = _GRPO.beta,

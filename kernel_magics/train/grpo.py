@@ -28,7 +28,8 @@ from ..argspec import csv_list, knob
 from ..errors import SwiftConfigError, did_you_mean
 from .grpo_config import trl_config, wants_vllm  # noqa: F401 - part of this method's interface
 from .plan import Plan
-from .rewards import DEFAULT_FORMAT, NEEDS_ANSWER, SOURCE_FILE, Reward, resolve_rewards, sources_file, wrap
+from .reward_calls import wrap
+from .rewards import DEFAULT_FORMAT, NEEDS_ANSWER, SOURCE_FILE, Reward, resolve_rewards, sources_file
 from .sft import SFTArguments
 
 LOSSES = ("dapo", "grpo", "dr_grpo", "bnpo", "gspo")
@@ -71,6 +72,7 @@ class GRPOArgs(SFTArguments):
     )
     reward_weights: list[float] | None = knob(None, "one weight per reward, e.g. 1,0.5", type=_floats,
                                               default_help="all 1")  # fmt: skip
+    reward_timeout: float = knob(60.0, "seconds one reward call may take before the run fails")
     loss: str = knob("dapo", "dapo, grpo, dr_grpo, bnpo or gspo (sequence-level)", choices=LOSSES)
     num_generations: int = knob(8, "completions sampled per prompt")
     max_completion_length: int = knob(256, "longest completion in tokens")
@@ -118,6 +120,7 @@ class GRPOArgs(SFTArguments):
             ("temperature", self.temperature > 0, "> 0"),
             ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
             ("num_iterations", self.num_iterations >= 1, ">= 1"),
+            ("reward_timeout", self.reward_timeout > 0, "> 0 seconds"),
             ("vllm_gpu_memory_utilization", 0 < self.vllm_gpu_memory_utilization < 1, "in (0, 1)"),
         ):
             if not ok:
@@ -261,7 +264,7 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
     try:
         trainer = trainer_class()(
             model=model,
-            reward_funcs=wrap(inputs.rewards),
+            reward_funcs=wrap(inputs.rewards, args.reward_timeout, run._stop_event),
             args=trl_config(args, plan, run.output_dir),
             train_dataset=inputs.train.to_dataset(),
             processing_class=inputs.tokenizer,

@@ -10,8 +10,9 @@ list with one assistant message: :func:`completion_text` gives its text either w
   penalty from 0 down to -1 for completions longer than ``length_target`` tokens)
 * ``"module:function"`` or ``"path/to/file.py:function"`` (the CLI and YAML spelling)
 
-Each resolved reward is wrapped by :class:`CheckedReward`: one that raises, returns the wrong number of
-values or a non-number fails the run with one line naming the function and the sample. The source of the
+Each resolved reward is called through :class:`~.reward_calls.CheckedReward` (a time limit, stoppable): one
+that raises, hangs, returns the wrong number of values or a non-number fails the run with one line naming
+the function and the sample. The source of the
 user's functions is saved with the run (``rewards.py``), so a run can resume and ``export-script`` can
 reproduce it; where there is no source, one line says so.
 """
@@ -21,13 +22,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import math
-import numbers
 import re
 import sys
 import textwrap
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,69 +256,6 @@ def _resolve_one(
     return Reward(name, item, f"{SOURCE_FILE}:{name}", function_source(item))
 
 
-# -- the checking wrapper --------------------------------------------------------------------------------
-def _sample(prompts: Sequence[Any], completions: Sequence[Any], index: int) -> str:
-    text = completion_text(completions[index]) if index < len(completions) else ""
-    return f"sample {index} (completion {text[:60]!r})"
-
-
-class CheckedReward:
-    """Calls a reward and checks what it returns; problems raise one :class:`SwiftRewardError` line."""
-
-    def __init__(self, func: Callable[..., Any], name: str) -> None:
-        self.func = func
-        self.__name__ = name
-
-    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-        try:
-            values = self.func(prompts=prompts, completions=completions, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any bug in the user's function
-            index = self._failing_sample(prompts, completions, kwargs)
-            raise SwiftRewardError(
-                f"reward {self.__name__} raised {type(exc).__name__}: {str(exc)[:120]} on "
-                f"{_sample(prompts, completions, index)}; fix the function and run again"
-            ) from None
-        return self.check(values, prompts, completions)
-
-    def check(self, values: Any, prompts: list[Any], completions: list[Any]) -> list[float | None]:
-        if hasattr(values, "tolist"):
-            values = values.tolist()
-        if not isinstance(values, (list, tuple)):
-            raise SwiftRewardError(
-                f"reward {self.__name__} returned {type(values).__name__}, not a list of numbers, for "
-                f"{len(completions)} completions; return one number per completion"
-            )
-        if len(values) != len(completions):
-            raise SwiftRewardError(
-                f"reward {self.__name__} returned {len(values)} values for {len(completions)} completions (first: "
-                f"{_sample(prompts, completions, 0)}); return one number per completion"
-            )
-        out: list[float | None] = []
-        for index, value in enumerate(values):
-            ok = value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool))
-            if ok and value is not None and not math.isfinite(float(value)):
-                ok = False
-            if not ok:
-                raise SwiftRewardError(
-                    f"reward {self.__name__} returned {value!r} ({type(value).__name__}) for "
-                    f"{_sample(prompts, completions, index)}; return a finite number (or None to skip)"
-                )
-            out.append(None if value is None else float(value))
-        return out
-
-    def _failing_sample(self, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]) -> int:
-        """The first sample the function fails on when called on it alone (0 when it only fails on batches)."""
-        for index in range(len(completions)):
-            one = {
-                k: [v[index]] if isinstance(v, list) and len(v) == len(completions) else v for k, v in kwargs.items()
-            }
-            try:
-                self.func(prompts=[prompts[index]], completions=[completions[index]], **one)
-            except Exception:  # noqa: BLE001
-                return index
-        return 0
-
-
 # -- sources saved with the run ------------------------------------------------------------------------------
 def function_source(func: Any) -> str | None:
     """The dedented source of a plain function (None for lambdas, partials, objects or code without source)."""
@@ -382,10 +318,6 @@ def sources_file(rewards: list[Reward]) -> tuple[str, list[str]]:
         imports.update(found_imports)
         bodies += [*defs, reward.source.rstrip()]
     return "\n".join([*parts, *sorted(imports), "", *[b + "\n\n" for b in bodies]]).rstrip() + "\n", notes
-
-
-def wrap(rewards: list[Reward]) -> list[CheckedReward]:
-    return [CheckedReward(r.func, r.name) for r in rewards]
 
 
 def notebook_namespace() -> dict[str, Any] | None:

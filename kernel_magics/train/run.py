@@ -227,6 +227,10 @@ class Run(Job):
             self._set_state(final)
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
             line = describe_failure(exc, self)
+            if getattr(exc, "ends_as_stopped", False) and self._stop_event.is_set():  # stopped mid-step
+                self.log(line)
+                self._release()
+                return self._set_state(STOPPED)
             try:
                 atomic_write(self.output_dir / "error.txt", line + "\n\n" + traceback.format_exc())
             except OSError:
