@@ -19,41 +19,25 @@ ones, named in the ``relaxed`` column (see :mod:`kernel_magics.search.relax`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..errors import SwiftConfigError, SwiftUsageError
-from .catalog import COLUMNS
 from .commands import billions, token_count
 from .entities import EntityIndex
 from .filters import Filter, explicit_filters, listify, understood_filters
-from .fusion import preference_score, ranks, rrf
-from .index import SearchIndex, build_index
-from .lexicon import has_cjk, to_english
-from .relax import Selection, select
+from .index import build_index
+from .ranking import RESULT_COLUMNS, frame_of, newest, rank
+from .relax import select
 from .sources import all_cards, catalog, joined
 from .text import tokenize
+from .timeframe import catalog_month
 from .understand import Understanding, understand
 
 __all__ = ["RESULT_COLUMNS", "all_cards", "catalog", "print_results", "search"]
 
 MAX_QUERY_CHARS = 2000
 MODES = ("hybrid", "bm25", "dense")
-RESULT_COLUMNS = (*COLUMNS, "local", "path", "score", "why", "relaxed")
-# fusion weights of the three ranked lists; dense similarity below DENSE_FLOOR counts as "no match"
-WEIGHTS = {"bm25": 1.0, "dense": 1.0, "prefs": 1.0}
-DENSE_FLOOR = 0.5
 _entity_memo: dict[int, tuple[list[dict[str, Any]], EntityIndex]] = {}
-
-
-def _frame(rows: list[dict[str, Any]], attrs: dict[str, Any]) -> Any:
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    frame.attrs.update(attrs)
-    return frame
 
 
 def search(
@@ -116,7 +100,7 @@ def search(
     explicit = dict(modalities=modalities, tasks=tasks, languages=languages, license=license, formats=formats)
     explicit.update(min_context=min_context, family=family)
     filters = explicit_filters(cards, **explicit)
-    u, mentions = _understood(cards, text, mode, sizes)
+    u, mentions = _understood(cards, text, mode, sizes, catalog_month(catalog_cards))
     filters += _mention_filters(mentions) + understood_filters(u)
     settings = {"include_local": include_local, "local_dirs": list(local_dirs or []), "mode": mode}
     settings.update(embedder=embedder, catalog=str(catalog) if catalog else None)
@@ -125,12 +109,12 @@ def search(
     selection = select(cards, filters, k)
     attrs["note"] = selection.note
     if selection.empty:
-        return _frame([], attrs)
+        return frame_of([], attrs)
     index = build_index(catalog_cards, extra, embedder=embedder, dense=mode != "bm25")
     attrs["embedder"] = index.embedder.name if index.embedder else None
     if not text or (not tokenize(text) and not attrs["understood"]):  # nothing but filler words
-        return _newest(cards, selection, filters, k, attrs)
-    return _rank(index, cards, selection, text, u, filters, k, mode, attrs)
+        return newest(cards, selection, filters, k, attrs)
+    return rank(index, cards, selection, text, u, filters, k, mode, attrs)
 
 
 def _attrs(
@@ -149,6 +133,12 @@ def _attrs(
         "mode": mode,
         "understood": [f"{m.text} → {m.label}" for m in mentions] + [f"{p.text} → {p.meaning}" for p in u.phrases],
         "filters": [f.label for f in filters],
+        "time": u.time_attrs(),
+        "license": {
+            "allowed": sorted(u.licenses) if u.licenses is not None else None,
+            "excluded": sorted(u.excluded_licenses),
+            "label": u.license_label,
+        },
         "note": "",
         "refresh": "",
         "args": {key: listify(value) if key in listed else value for key, value in args.items()},
@@ -197,11 +187,11 @@ def _refresh(limit: int | None) -> str:
 
 
 def _understood(
-    cards: list[dict[str, Any]], text: str, mode: str, sizes: dict[str, float | None]
+    cards: list[dict[str, Any]], text: str, mode: str, sizes: dict[str, float | None], as_of: str
 ) -> tuple[Understanding, list[Any]]:
     """What the query says (hybrid mode only) with the explicit size bounds merged in, and the names in it."""
     hybrid = bool(text) and mode == "hybrid"
-    u = understand(text) if hybrid else Understanding(query=text)
+    u = understand(text, as_of) if hybrid else Understanding(query=text, as_of=as_of)
     if sizes["min_params_b"] is not None or sizes["max_params_b"] is not None:
         u.bound_size(sizes["min_params_b"], sizes["max_params_b"], "--min-params-b/--max-params-b")
         u.explicit_size = True
@@ -209,7 +199,10 @@ def _understood(
         source = "--min-active-params-b/--max-active-params-b"
         u.bound_size(sizes["min_active_params_b"], sizes["max_active_params_b"], source, active=True)
         u.explicit_active = True
-    return u, (_entities(cards).mentions(text) if hybrid else [])
+    names = text
+    for phrase in u.name_free:  # "Llama licence", "Qwen 协议": licences, not models
+        names = names.replace(phrase, " ")
+    return u, (_entities(cards).mentions(names) if hybrid else [])
 
 
 def _mention_filters(mentions: list[Any]) -> list[Filter]:
@@ -229,128 +222,6 @@ def _entities(cards: list[dict[str, Any]]) -> EntityIndex:
     return entry[1]
 
 
-def _nearest(selection: Selection, order: list[int]) -> list[int]:
-    """Relaxed cards in ``order``, the closest to the relaxed bounds first (a stable sort keeps ``order``)."""
-    return sorted(order, key=lambda i: selection.gaps.get(int(i), 0.0))
-
-
-def _newest(
-    cards: list[dict[str, Any]], selection: Selection, filters: list[Filter], k: int, attrs: dict[str, Any]
-) -> Any:
-    def newest(indices: Any) -> list[int]:
-        return sorted(indices, key=lambda i: (cards[i]["release"], cards[i]["params_b"] or 0), reverse=True)
-
-    strict = newest(selection.strict)[:k]
-    relaxed = _nearest(selection, newest(selection.relaxed))[: k - len(strict)]
-    if not attrs["note"]:
-        attrs["note"] = "no query: the newest models" + (" that pass the filters" if filters else "")
-    rows = [_row(cards[i], 0.0, _filter_why(cards[i], filters, []), "") for i in strict]
-    rows += [_row(cards[i], 0.0, _filter_why(cards[i], filters, selection.dropped), selection.label) for i in relaxed]
-    return _frame(rows, attrs)
-
-
-def _filter_why(card: dict[str, Any], filters: list[Filter], dropped: list[Filter]) -> list[str]:
-    return [("relaxed " if any(f is d for d in dropped) else "") + f.why(card) for f in filters]
-
-
-@dataclass
-class _Scores:
-    """The ranked channels of one query over the candidate cards."""
-
-    tokens: list[str]
-    bm25: np.ndarray | None
-    dense: np.ndarray | None
-    prefs: np.ndarray | None
-    lists: list[tuple[dict[int, int], float]]
-
-
-def _scores(
-    index: SearchIndex, cards: list[dict[str, Any]], candidates: np.ndarray, text: str, u: Understanding, mode: str
-) -> _Scores:
-    query_tokens = tokenize(text)
-    english = to_english(text) if has_cjk(text) else text
-    if has_cjk(text) and mode == "hybrid":
-        query_tokens += [t for t in tokenize(english) if t not in query_tokens]
-    lists: list[tuple[dict[int, int], float]] = []
-    bm25 = index.bm25_scores(query_tokens) if mode in ("hybrid", "bm25") else None
-    dense_text = text if index.embedder is not None and index.embedder.multilingual else english
-    dense = index.dense_scores(dense_text) if mode in ("hybrid", "dense") else None
-    if bm25 is not None:
-        lists.append((ranks(bm25, candidates), WEIGHTS["bm25"]))
-    if dense is not None:
-        lists.append((ranks(dense, candidates, positive_only=False), WEIGHTS["dense"]))
-    prefs = None
-    if mode == "hybrid" and (u.has_preferences or u.task_groups):
-        prefs = np.zeros(len(cards), dtype=np.float32)
-        for i in candidates:
-            prefs[i] = preference_score(cards[i], u)
-        lists.append((ranks(prefs, candidates), WEIGHTS["prefs"]))
-    return _Scores(query_tokens, bm25, dense, prefs, lists)
-
-
-def _rank(
-    index: SearchIndex,
-    cards: list[dict[str, Any]],
-    selection: Selection,
-    text: str,
-    u: Understanding,
-    filters: list[Filter],
-    k: int,
-    mode: str,
-    attrs: dict[str, Any],
-) -> Any:
-    candidates = np.concatenate([selection.strict, selection.relaxed])
-    scores = _scores(index, cards, candidates, text, u, mode)
-    no_text_match = scores.bm25 is None or float(scores.bm25[candidates].max()) <= 0
-    weak_dense = scores.dense is None or float(scores.dense[candidates].max()) < DENSE_FLOOR
-    if not u.phrases and not attrs["understood"] and no_text_match and weak_dense:
-        attrs["note"] = (
-            f"nothing in the catalog matches '{text[:60]}'; describe a task, size or language "
-            "(e.g. 'small Chinese chat model under 3B')"
-        )
-        return _frame([], attrs)
-    fused = dict(zip((int(i) for i in candidates), rrf(scores.lists, candidates), strict=True))
-    shares_word = (lambda i: scores.bm25[i] > 0) if mode == "bm25" else (lambda i: True)  # BM25 alone: a word
-    strict = sorted((int(i) for i in selection.strict if shares_word(i)), key=lambda i: -fused[i])[:k]
-    relaxed = sorted((int(i) for i in selection.relaxed if shares_word(i)), key=lambda i: -fused[i])
-    relaxed = _nearest(selection, relaxed)[: k - len(strict)]
-    rows = [_row(cards[i], fused[i], _why(index, cards[i], i, filters, [], u, scores), "") for i in strict]
-    for i in relaxed:
-        why = _why(index, cards[i], i, filters, selection.dropped, u, scores)
-        rows.append(_row(cards[i], fused[i], why, selection.label))
-    if not rows and not attrs["note"]:
-        attrs["note"] = f"no card shares a word with '{text[:60]}'"
-    elif len(strict) < k and not attrs["note"] and mode == "bm25":
-        attrs["note"] = f"only {len(strict)} of the cards share a word with '{text[:60]}'"
-    return _frame(rows, attrs)
-
-
-def _why(
-    index: SearchIndex,
-    card: dict[str, Any],
-    i: int,
-    filters: list[Filter],
-    dropped: list[Filter],
-    u: Understanding,
-    scores: _Scores,
-) -> list[str]:
-    why = _filter_why(card, filters, dropped)
-    if scores.prefs is not None:
-        why += [f"{t} ✓" for t in sorted(u.soft_tasks & set(card["tasks"]))]
-    if scores.bm25 is not None and scores.bm25[i] > 0:
-        terms = index.matched_terms(i, scores.tokens)
-        if terms:
-            why.append("terms: " + ", ".join(terms[:8]))
-    if scores.dense is not None:
-        why.append(f"similarity {float(scores.dense[i]):.2f}")
-    return why
-
-
-def _row(card: dict[str, Any], score: float, why: list[str], relaxed: str) -> dict[str, Any]:
-    reasons = "; ".join(dict.fromkeys(w for w in why if w))
-    return {**card, "score": round(score, 5), "why": reasons, "relaxed": relaxed}
-
-
 def print_results(frame: Any) -> None:
     """Terminal view of a search result: one line per model, then why it matched; relaxed rows marked."""
     for key in ("refresh", "understood", "note"):
@@ -360,7 +231,7 @@ def print_results(frame: Any) -> None:
         elif value:
             print(value)
     shown_relaxed = False
-    for rank, row in enumerate(frame.itertuples(index=False), 1):
+    for place, row in enumerate(frame.itertuples(index=False), 1):
         if row.relaxed and not shown_relaxed:
             print(f"-- relaxed '{row.relaxed}': the nearest models outside it --")
             shown_relaxed = True
@@ -370,5 +241,6 @@ def print_results(frame: Any) -> None:
         ctx = f"{row.context_length // 1000}k" if row.context_length >= 1000 else str(row.context_length)
         flag = " (local)" if row.local else ""
         mark = f"  [relaxed: {row.relaxed}]" if row.relaxed else ""
-        print(f"{rank:>2}. {row.id}{flag}  {size}  ctx {ctx}  {row.license}  [{', '.join(row.tasks)}]{mark}")
+        licence = f"{row.license or '?'} ({row.license_verdict})"
+        print(f"{place:>2}. {row.id}{flag}  {size}  ctx {ctx}  {licence}  [{', '.join(row.tasks)}]{mark}")
         print(f"    {row.why}")

@@ -12,14 +12,16 @@ from typing import Any
 from ..errors import SwiftUsageError, did_you_mean, some_choices
 from .catalog import FORMATS, MODALITIES, TASKS
 from .lexicon import LANGUAGE_NAMES
+from .licenses import RESEARCH_ONLY
+from .timeframe import month_index
 from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED, Understanding
 
-LICENSE_GROUPS = {"commercial": COMMERCIAL, "permissive": PERMISSIVE}
+LICENSE_GROUPS = {"commercial": COMMERCIAL, "permissive": PERMISSIVE, "research-only": RESEARCH_ONLY}
 
 
-# tiers of relaxable filters: constraints (size, format, language, license, context, a named family) are
-# relaxed before the kind of model asked for (inputs, tasks, mixture of experts)
-CONSTRAINT, KIND = 0, 1
+# tiers of relaxable filters: the release window goes first, then constraints (size, format, language,
+# license, context, a named family), then the kind of model asked for (inputs, tasks, mixture of experts)
+WHEN, CONSTRAINT, KIND = -1, 0, 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,28 @@ def explicit_filters(
             )
         )
     return out + _family_filter(cards, listify(family))
+
+
+def time_filter(u: Understanding) -> Filter | None:
+    """The release window read from the query (cards without a release month fail it)."""
+    low, high = u.released_from, u.released_until
+    if low is None and high is None:
+        return None
+
+    def months_outside(card: dict[str, Any]) -> float:
+        month = month_index(card["release"])
+        if month < 0:
+            return math.inf
+        return max(0, (low if low is not None else month) - month, month - (high if high is not None else month))
+
+    return Filter(
+        u.time_label,
+        lambda c: months_outside(c) == 0,
+        relaxable=True,
+        relax_order=WHEN,
+        detail=lambda c: f"released {c['release'] or 'unknown'}",
+        distance=lambda c: months_outside(c) / 12,
+    )
 
 
 def _license_filter(cards: list[dict[str, Any]], values: list[str]) -> list[Filter]:
@@ -259,7 +283,7 @@ def _kind_filters(u: Understanding) -> list[Filter]:
 
 
 def _constraint_filters(u: Understanding) -> list[Filter]:
-    out = [f for f in (size_filter(u), active_filter(u)) if f is not None]
+    out = [f for f in (time_filter(u), size_filter(u), active_filter(u)) if f is not None]
     out += [Filter(lang, lambda c, x=lang: x in c["languages"], True) for lang in sorted(u.languages)]
     if u.multilingual:
         out.append(
@@ -270,13 +294,15 @@ def _constraint_filters(u: Understanding) -> list[Filter]:
                 detail=lambda c: f"{len(c['languages'])} languages",
             )
         )
-    if u.licenses is not None:
+    if u.licenses is not None or u.excluded_licenses:
         out.append(
             Filter(
                 u.license_label or "license",
-                lambda c, a=u.licenses: c["license"] in a,
+                lambda c, a=u.licenses, x=u.excluded_licenses: (
+                    (a is None or c["license"] in a) and c["license"] not in x
+                ),
                 True,
-                detail=lambda c: f"license {c['license']}",
+                detail=lambda c: f"license {c['license'] or 'unknown'}",
             )
         )
     if u.formats is not None:

@@ -2,9 +2,10 @@
 
 Each rule is a regular expression (English words are matched on word boundaries, Chinese ones anywhere)
 with a one-line meaning shown to the user and an effect that :mod:`kernel_magics.search.understand`
-applies: a size bound, a required input kind, a task, a language, a license group, a build format, a
-minimum context or a soft preference. Sizes and context lengths written as numbers live in
-:mod:`kernel_magics.search.sizes`.
+applies: a size bound, a required input kind, a task, a language, a build format, a minimum context or a
+soft preference. Sizes and context lengths written as numbers live in :mod:`kernel_magics.search.sizes`,
+licences in :mod:`kernel_magics.search.license_phrases`, release dates in
+:mod:`kernel_magics.search.timeframe`.
 """
 
 from __future__ import annotations
@@ -13,29 +14,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# licenses that allow commercial use without a separate application (check the model's license anyway)
-PERMISSIVE = frozenset(
-    {"apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0"}
-)
-COMMERCIAL = PERMISSIVE | frozenset(
-    {
-        "llama2",
-        "llama3",
-        "llama3.1",
-        "llama3.2",
-        "llama3.3",
-        "llama4",
-        "gemma",
-        "qwen",
-        "deepseek",
-        "openrail",
-        "openrail++",
-        "creativeml-openrail-m",
-        "bigscience-bloom-rail-1.0",
-        "bigcode-openrail-m",
-        "falcon-llm-license",
-    }
-)
 QUANTIZED = frozenset({"gguf", "awq", "gptq", "bnb-4bit", "mlx"})
 SPECIALISED_TASKS = frozenset(
     {"base", "code", "math", "reasoning", "ocr", "grounding", "embedding", "rerank", "asr", "tts", "translation",
@@ -215,23 +193,6 @@ RULES: list[Rule] = [
         "multilingual (5+ languages)",
         multilingual=True,
     ),  # fmt: skip
-    # licenses
-    *_rule(
-        r"commercial(?:ly)?(?: use)?|for business|for products?",
-        r"可商用|商用|商业",
-        "license allows commercial use",
-        licenses=COMMERCIAL,
-    ),
-    *_rule(
-        r"permissive(?: license)?|open[- ]source license",
-        r"宽松协议|宽松许可",
-        "permissive license",
-        licenses=PERMISSIVE,
-    ),  # fmt: skip
-    *_rule(r"apache(?:[- ]?2(?:\.0)?)?(?: license)?", None, "Apache-2.0 license", licenses=frozenset({"apache-2.0"})),
-    *_rule(
-        r"mit[- ]licen[cs]ed|mit licen[cs]e|license mit", r"mit协议", "MIT license", licenses=frozenset({"mit"})
-    ),  # fmt: skip
     # formats
     *_rule(r"gguf|llama\.cpp|llamacpp|ollama|lm studio", None, "GGUF build", formats=frozenset({"gguf"})),
     *_rule(r"awq", None, "AWQ build", formats=frozenset({"awq"})),
@@ -252,7 +213,5 @@ RULES: list[Rule] = [
         min_context=LONG_CONTEXT,
     ),
     # recency
-    *_rule(
-        r"latest|newest|recent|state[- ]of[- ]the[- ]art|sota", r"最新|最近|新出", "recent (preferred)", recent=True
-    ),  # fmt: skip
+    *_rule(r"recent|state[- ]of[- ]the[- ]art|sota", r"最近|近期", "recent (preferred)", recent=True),
 ]

@@ -5,7 +5,9 @@ at most 4B); ``understand("long context model for summarising contracts")`` find
 100k tokens. Each recognised phrase is kept with its meaning so results can say why they matched.
 
 Hard constraints come from what the user states (sizes, input modalities, languages, licenses, formats,
-context, specialised tasks); soft preferences (chat, captioning, recency...) only reorder results.
+context, specialised tasks, release dates); soft preferences (chat, captioning, recency...) only reorder
+results, and "newest" / "最新" sorts them by release. Relative dates ("last 6 months", "近一年") count back
+from ``as_of``, the catalog's date (:func:`kernel_magics.search.timeframe.catalog_month`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import SwiftConfigError
-from .phrases import COMMERCIAL, LONG_CONTEXT, PERMISSIVE, QUANTIZED, RULES, SMALL_B, SPECIALISED_TASKS, Rule
+from .license_phrases import license_matches
+from .licenses import COMMERCIAL, PERMISSIVE
+from .phrases import LONG_CONTEXT, QUANTIZED, RULES, SMALL_B, SPECIALISED_TASKS, Rule
 from .sizes import Match, context_matches, size_matches
+from .timeframe import month_name, time_matches, window_label
 
 __all__ = [
     "COMMERCIAL",
@@ -48,6 +53,7 @@ class Understanding:
     task_groups: list[frozenset[str]] = field(default_factory=list)  # each group: one of these tasks
     soft_tasks: set[str] = field(default_factory=set)
     licenses: frozenset[str] | None = None  # any of these
+    excluded_licenses: frozenset[str] = frozenset()  # none of these
     license_label: str = ""
     formats: frozenset[str] | None = None  # at least one of these builds
     soft_formats: set[str] = field(default_factory=set)
@@ -67,6 +73,13 @@ class Understanding:
     prefer_recent: bool = False
     prefer_small: bool = False
     moe: bool = False  # mixture of experts: fewer active than total parameters
+    as_of: str = ""  # the catalog's date (YYYY-MM) relative phrases were resolved against
+    released_from: int | None = None  # release month range (timeframe.month_index), inclusive
+    released_until: int | None = None
+    time_source: str = ""
+    sort_recent: bool = False  # "newest" / "最新": newest first
+    name_free: list[str] = field(default_factory=list)  # phrases whose names are not models ("Llama licence")
+    retrieval_free: list[str] = field(default_factory=list)  # phrases kept out of text retrieval ("no Llama")
 
     @property
     def has_constraints(self) -> bool:
@@ -75,6 +88,9 @@ class Understanding:
             or self.languages
             or self.task_groups
             or self.licenses is not None
+            or bool(self.excluded_licenses)
+            or self.released_from is not None
+            or self.released_until is not None
             or self.formats is not None
             or self.min_params_b is not None
             or self.max_params_b is not None
@@ -89,6 +105,34 @@ class Understanding:
     @property
     def has_preferences(self) -> bool:
         return bool(self.soft_tasks or self.soft_formats or self.prefer_recent or self.prefer_small)
+
+    @property
+    def time_label(self) -> str:
+        """The release window as words ("released 2024-01 or later"), "" when there is none."""
+        return window_label(self.released_from, self.released_until)
+
+    def time_attrs(self) -> dict[str, object]:
+        """The time filter for ``frame.attrs["time"]``: months (YYYY-MM or None), order and catalog date."""
+        return {
+            "released_from": month_name(self.released_from) if self.released_from is not None else None,
+            "released_until": month_name(self.released_until) if self.released_until is not None else None,
+            "filter": self.time_label,
+            "sort": "newest first" if self.sort_recent else "relevance",
+            "as_of": self.as_of,
+        }
+
+    def bound_time(self, low: int | None, high: int | None, source: str) -> None:
+        """Intersect the release window with ``[low, high]`` (months); a window that cannot hold raises."""
+        if low is not None and (self.released_from is None or low > self.released_from):
+            self.released_from = low
+        if high is not None and (self.released_until is None or high < self.released_until):
+            self.released_until = high
+        if self.released_from is not None and self.released_until is not None:
+            if self.released_from > self.released_until:
+                raise SwiftConfigError(
+                    f"contradictory release dates: {source} leaves no month after {self.time_source}; drop one"
+                )
+        self.time_source = f"{self.time_source} and {source}" if self.time_source else source
 
     def bound_size(self, low: float | None, high: float | None, source: str, active: bool = False) -> None:
         """Intersect the total (or ``active``) size range with ``[low, high]`` billions; contradictions raise."""
@@ -116,11 +160,20 @@ def _b(value: float) -> str:
     return f"{value:g}B"
 
 
-def understand(query: str) -> Understanding:
-    """Read filters and preferences from ``query`` (English, Chinese or both)."""
-    result = Understanding(query=query)
+def understand(query: str, as_of: str | None = None) -> Understanding:
+    """Read filters and preferences from ``query`` (English, Chinese or both).
+
+    ``as_of`` (YYYY-MM) is the date relative phrases count back from; by default the packaged catalog's.
+    """
+    if as_of is None:
+        from .catalog import load_catalog
+        from .timeframe import catalog_month
+
+        as_of = catalog_month(load_catalog())
+    result = Understanding(query=query, as_of=as_of)
     text = query.lower()
-    matches = context_matches(query, text) + size_matches(query, text)
+    matches = context_matches(query, text) + size_matches(query, text) + license_matches(query, text)
+    matches += time_matches(query, text, as_of)
     for rule in RULES:
         for m in rule.pattern.finditer(text):
             matches.append(Match(m.start(), m.end(), _rule_effect(rule), query[m.start() : m.end()]))
@@ -163,10 +216,6 @@ def _rule_effect(rule: Rule):
                 u.task_groups.append(group)
         if "soft_task" in effect:
             u.soft_tasks.add(effect["soft_task"])
-        if "licenses" in effect:
-            new = frozenset(effect["licenses"])
-            u.licenses = new if u.licenses is None else (u.licenses & new) or new
-            u.license_label = rule.meaning
         if "formats" in effect:
             new = frozenset(effect["formats"])
             u.formats = new if u.formats is None else (u.formats & new) or new
