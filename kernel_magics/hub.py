@@ -13,6 +13,7 @@ import os
 import re
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .argspec import Arg, Command, csv_list
 from .config import settings
@@ -30,16 +31,36 @@ def is_offline() -> bool:
     )
 
 
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Can we open a TCP connection to the hub? (A fast check before a long download attempt.)"""
-    endpoint = os.environ.get("HF_ENDPOINT", "")
+def hub_endpoint() -> str:
+    """The Hub's base URL: ``HF_ENDPOINT`` when set, else huggingface_hub's (https://huggingface.co)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip()
     if endpoint:
-        host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
+        return endpoint.rstrip("/")
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        from huggingface_hub import constants
+    except ImportError:
+        return "https://huggingface.co"
+    return str(constants.ENDPOINT).rstrip("/")
+
+
+def hub_reachable(timeout: float = 3.0, endpoint: str | None = None) -> bool:
+    """Can we open a TCP connection to the hub? (A fast check before a long download attempt.)"""
+    return unreachable_reason(timeout, endpoint) is None
+
+
+def unreachable_reason(timeout: float = 3.0, endpoint: str | None = None) -> str | None:
+    """Why a TCP connection to the hub's host and port cannot be opened (one line), or None when it can."""
+    url = urlsplit(endpoint or hub_endpoint())
+    try:
+        port = url.port or (80 if url.scheme == "http" else 443)
+    except ValueError:
+        return f"the Hub endpoint {url.geturl()[:80]} has no valid port"
+    host = url.hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {type(exc).__name__}: {exc.strerror or exc}"[:160]
 
 
 def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: str | None) -> Path | None:

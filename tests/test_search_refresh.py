@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import httpx
+import httpx2
 import huggingface_hub
 import pytest
 from huggingface_hub import constants
@@ -20,6 +21,7 @@ from huggingface_hub.hf_api import ModelInfo
 from search_queries import MINI, write_mini_catalog
 
 import kernel_magics as km
+import kernel_magics.hub
 from kernel_magics import cli
 from kernel_magics.config import settings
 from kernel_magics.errors import SwiftConfigError
@@ -92,6 +94,8 @@ def hub(monkeypatch, tmp_path):
         raise AssertionError("a test touched the network")
 
     monkeypatch.setattr(httpx.Client, "send", no_network)
+    monkeypatch.setattr(httpx2.Client, "send", no_network)  # huggingface_hub 2.x's HTTP client
+    monkeypatch.setattr(kernel_magics.hub, "unreachable_reason", lambda *args, **kwargs: None)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -169,12 +173,18 @@ def test_offline_says_so_and_changes_nothing(hub, monkeypatch, variable):
     assert len(hub.requests) == requests and hub_catalog_path().read_bytes() == before
 
 
-def test_no_network_says_so_and_keeps_the_last_catalog(hub, monkeypatch):
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ConnectError, httpx2.ConnectError, httpx2.ReadTimeout, httpx2.RemoteProtocolError],
+    ids=["httpx-connect", "httpx2-connect", "httpx2-read-timeout", "httpx2-protocol"],
+)
+def test_no_network_says_so_and_keeps_the_last_catalog(hub, monkeypatch, failure):
     km.refresh_catalog(limit=10)
     before = hub_catalog_path().read_bytes()
-    hub.failure = httpx.ConnectError("[Errno -3] Temporary failure in name resolution")
+    hub.failure = failure("[Errno -3] Temporary failure in name resolution")
     report = km.refresh_catalog(limit=10)
-    assert report.offline and report.message.startswith("could not reach the Hub (ConnectError: [Errno -3]")
+    assert report.offline
+    assert report.message.startswith(f"could not reach the Hub ({failure.__name__}: [Errno -3]"), report.message
     assert "\n" not in report.message and len(report.message) < 300
     assert hub_catalog_path().read_bytes() == before
 

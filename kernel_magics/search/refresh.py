@@ -14,7 +14,10 @@ mixture-of-experts layout) and writes the cards (:mod:`kernel_magics.search.hubc
 the index is rebuilt for the new card set on the next query.
 
 Offline (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``, or no network) it says so in one line and changes
-nothing.
+nothing. Nothing waits long: the Hub's port is tried first (``CONNECT_TIMEOUT_S``), each request has connect
+and read timeouts, and the whole pull, huggingface_hub's retries included, ends after ``TOTAL_TIMEOUT_S``.
+Every network or Hub error (of whichever HTTP library huggingface_hub uses: ``httpx``, ``httpx2``,
+``requests``) and an answer that is not the expected JSON give one line, with the catalog as it was.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +52,11 @@ EXPAND = [
     "trendingScore",
 ]
 _TRUE = {"1", "true", "yes", "on"}
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 10.0
+TOTAL_TIMEOUT_S = 30.0  # the whole pull, retries included
+# errors raised by these packages are network or Hub errors, whatever their class (httpx and httpx2 alike)
+_NETWORK_PACKAGES = ("httpx", "httpx2", "httpcore", "h11", "h2", "requests", "urllib3", "huggingface_hub", "ssl")
 
 
 @dataclass(frozen=True)
@@ -95,13 +105,19 @@ def refresh_catalog(limit: int | None = None, sort: str | Sequence[str] = ("tren
     reason = offline_reason()
     if reason:
         return RefreshReport(f"offline ({reason}): {unchanged}; unset it to pull new model cards", offline=True)
+    from ..hub import unreachable_reason
+
+    refused = unreachable_reason(CONNECT_TIMEOUT_S)
+    if refused:
+        return RefreshReport(f"could not reach the Hub ({refused}): {unchanged}", offline=True)
     try:
-        cards = _pull(limit, [SORTS[o] for o in orders])
+        cards = _pull_within(limit, [SORTS[o] for o in orders], TOTAL_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - any network or Hub failure leaves the catalog as it was
         if not _is_network_error(exc):
             raise
-        line = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
-        return RefreshReport(f"could not reach the Hub ({line}): {unchanged}", offline=True)
+        line = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        what = "the Hub's answer is not the expected JSON" if _is_bad_answer(exc) else "could not reach the Hub"
+        return RefreshReport(f"{what} ({line}): {unchanged}", offline=True)
     if not cards:
         return RefreshReport(f"the Hub listed no new model with a known size: {unchanged}")
     path = _write(cards)
@@ -115,16 +131,81 @@ def refresh_catalog(limit: int | None = None, sort: str | Sequence[str] = ("tren
     )
 
 
-def _is_network_error(exc: Exception) -> bool:
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+def _is_bad_answer(exc: BaseException) -> bool:
+    return isinstance(exc, (ValueError, TypeError, KeyError, AttributeError)) and not _from_network_package(exc)
 
+
+def _from_network_package(exc: BaseException) -> bool:
+    return any(cls.__module__.split(".")[0] in _NETWORK_PACKAGES for cls in type(exc).__mro__)
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """A network, Hub or bad-answer error, judged by where its class comes from (not by one library's classes)."""
+    return isinstance(exc, (OSError, TimeoutError, json.JSONDecodeError, HubAnswerError)) or _from_network_package(exc)
+
+
+class HubAnswerError(ValueError):
+    """The Hub answered with something other than the listings or configs it documents."""
+
+
+def _pull_within(limit: int, sorts: list[str], total_s: float) -> list[dict[str, Any]]:
+    """:func:`_pull` with per-request timeouts, ended after ``total_s`` (a late pull's cards are dropped)."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with _timeouts():
+                outcome["cards"] = _pull(limit, sorts)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="km-catalog-refresh", daemon=True)
+    worker.start()
+    worker.join(total_s)
+    if worker.is_alive():
+        raise TimeoutError(f"no complete answer within {total_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["cards"]
+
+
+@contextmanager
+def _timeouts() -> Iterator[None]:
+    """huggingface_hub's shared client with connect / read timeouts while the refresh runs (its default has
+    none), made with the HTTP module huggingface_hub itself uses; unchanged where it offers no client factory."""
     try:
-        import httpx
+        from huggingface_hub.utils import _http
+    except ImportError:
+        yield
+        return
+    module = getattr(_http, "httpx2", None) or getattr(_http, "httpx", None)
+    factory = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None)
+    if module is None or factory is None or not hasattr(_http, "set_client_factory"):
+        yield
+        return
 
-        http_errors: tuple[type[BaseException], ...] = (httpx.HTTPError,)
-    except ImportError:  # pragma: no cover - huggingface_hub depends on httpx
-        http_errors = ()
-    return isinstance(exc, (OSError, TimeoutError, HfHubHTTPError, OfflineModeIsEnabled, *http_errors))
+    def with_timeouts():  # noqa: ANN202 - an httpx / httpx2 Client
+        hooks = {"request": [_http.hf_request_event_hook]} if hasattr(_http, "hf_request_event_hook") else {}
+        timeout = module.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        return module.Client(event_hooks=hooks, follow_redirects=True, timeout=timeout)
+
+    _http.set_client_factory(with_timeouts)
+    try:
+        yield
+    finally:
+        if getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) is with_timeouts:
+            _http.set_client_factory(factory)
+
+
+def _listing(items: Any) -> Iterator[Any]:
+    """The models of one listing; an answer that does not parse into models is a :class:`HubAnswerError`."""
+    try:
+        for info in items:
+            if not isinstance(getattr(info, "id", None), str):
+                raise HubAnswerError(f"a listed model has no id ({type(info).__name__})")
+            yield info
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise HubAnswerError(f"{type(exc).__name__}: {exc}") from None
 
 
 def _pull(limit: int, sorts: list[str]) -> list[dict[str, Any]]:
@@ -137,10 +218,11 @@ def _pull(limit: int, sorts: list[str]) -> list[dict[str, Any]]:
     siblings: dict[str, set[str]] = {}
     for pipeline in PIPELINES:
         for order in sorts:
-            for info in api.list_models(pipeline_tag=pipeline, sort=order, limit=limit, expand=EXPAND):
+            for info in _listing(api.list_models(pipeline_tag=pipeline, sort=order, limit=limit, expand=EXPAND)):
                 _sort_listing(info, listed, siblings)
     for tag in QUANTIZED_TAGS:
-        for info in api.list_models(filter=tag, sort="downloads", limit=limit * 4, expand=["tags", "cardData"]):
+        listing = api.list_models(filter=tag, sort="downloads", limit=limit * 4, expand=["tags", "cardData"])
+        for info in _listing(listing):
             _sort_listing(info, {}, siblings)
     new = [info for model_id, info in listed.items() if model_id not in known]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -165,15 +247,15 @@ def _sort_listing(info: Any, listed: dict[str, Any], siblings: dict[str, set[str
 
 def _config(repo_id: str) -> dict[str, Any]:
     """A model's ``config.json`` (empty when it has none or it is gated), kept out of the hub cache."""
-    import httpx
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
     folder = hub_catalog_path().parent / "hub-configs"
     try:
-        path = hf_hub_download(repo_id, "config.json", cache_dir=folder)
+        path = hf_hub_download(repo_id, "config.json", cache_dir=folder, etag_timeout=READ_TIMEOUT_S)
         config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (HfHubHTTPError, EntryNotFoundError, httpx.HTTPError, OSError, ValueError):  # gated, none, lost
+    except Exception as exc:  # noqa: BLE001 - gated, none, lost: the card is made without it
+        if not _is_network_error(exc):
+            raise
         return {}
     return config if isinstance(config, dict) else {}
 
