@@ -47,6 +47,7 @@ def serve(
     tool_call_parser: str | None = None,
     max_body_mb: float = 32.0,
     max_waiting: int = 256,
+    max_choices: int = 128,
     request_timeout_s: float | None = None,
     default_max_tokens: int = 2048,
     allowed_hosts: str | Iterable[str] | None = None,
@@ -65,7 +66,7 @@ def serve(
     the folder name of a local model, else the hub id). ``tool_call_parser`` ("hermes", "llama3_json"; default:
     chosen from the chat template) turns tool calls in replies into OpenAI ``tool_calls``.
     ``engine_args={"stream_interval": N}`` in tokens). Transformers engine limits: ``max_body_mb`` per
-    request body (413 beyond), ``max_waiting`` queued requests (503 with Retry-After beyond),
+    request body (413 beyond), ``max_waiting`` queued choices (prompts x n; 503 with Retry-After beyond), ``max_choices`` per request (400 beyond),
     ``request_timeout_s`` per request (504 beyond; None = no limit), ``default_max_tokens`` for chat
     requests that name none, ``allowed_hosts``: the ``Host`` names a server without ``api_key`` answers
     (default localhost, 127.0.0.1, [::1]; "*" for any).
@@ -83,7 +84,7 @@ def serve(
             f"host {host} exposes the server beyond this machine; pass --api-key KEY as well (or keep 127.0.0.1)"
         )
     _check_limits(max_batch_size, max_model_len, stream_interval_ms)
-    limits = _limits(max_body_mb, max_waiting, request_timeout_s, default_max_tokens, allowed_hosts)
+    limits = _limits(max_body_mb, (max_waiting, max_choices), request_timeout_s, default_max_tokens, allowed_hosts)
     requested = str(model if model is not None else settings.default_model).strip()
     served = (served_model_name or "").strip() or short_model_name(requested)
     named_adapters = _adapter_map(adapters)
@@ -121,19 +122,22 @@ def short_model_name(model: str) -> str:
 
 def _limits(
     max_body_mb: float,
-    max_waiting: int,
+    queue: tuple[int, int],
     request_timeout_s: float | None,
     default_max_tokens: int,
     allowed_hosts: str | Iterable[str] | None,
 ) -> Any:
     from .limits import LOOPBACK_HOSTS, ServeLimits
 
+    max_waiting, max_choices = queue  # choices waiting in the engine, choices of one request
     hosts = [allowed_hosts] if isinstance(allowed_hosts, str) else list(allowed_hosts or ())
     hosts = [h.strip() for item in hosts for h in str(item).split(",") if h.strip()]
     if not max_body_mb > 0:
         raise SwiftConfigError(f"max_body_mb must be > 0, got {max_body_mb}")
     if max_waiting < 1:
         raise SwiftConfigError(f"max_waiting must be at least 1, got {max_waiting}")
+    if max_choices < 1:
+        raise SwiftConfigError(f"max_choices must be at least 1, got {max_choices}")
     if request_timeout_s is not None and not request_timeout_s > 0:
         raise SwiftConfigError(f"request_timeout_s must be > 0 (leave it out for no limit), got {request_timeout_s}")
     if default_max_tokens < 1:
@@ -141,6 +145,7 @@ def _limits(
     return ServeLimits(
         max_body_bytes=int(max_body_mb * 2**20),
         max_waiting=max_waiting,
+        max_choices=max_choices,
         request_timeout_s=request_timeout_s,
         default_max_tokens=default_max_tokens,
         allowed_hosts=tuple(hosts) or LOOPBACK_HOSTS,

@@ -29,7 +29,8 @@ class ServeLimits:
     max_stop_strings: int = 4  # as the OpenAI API
     max_stop_chars: int = 256
     max_images: int = 8  # image parts per request
-    max_waiting: int = 256  # requests queued before the engine answers 503 with Retry-After
+    max_waiting: int = 256  # choices queued (prompts x n of each request) before a 503 with Retry-After
+    max_choices: int = 128  # prompts x n of one request (400 beyond)
     default_max_tokens: int = 2048  # chat replies when the request names no max_tokens
     request_timeout_s: float | None = None  # a request running longer ends with a 504
     limit_concurrency: int = 1024  # open connections uvicorn accepts before answering 503
@@ -63,12 +64,22 @@ def check_images(messages: list[ChatMessage], limits: ServeLimits) -> None:
         raise APIError(f"at most {limits.max_images} images per request are allowed, got {count}", param="messages")
 
 
-def check_queue(engine: Any, limits: ServeLimits) -> None:
-    """503 with ``Retry-After`` when the engine's waiting queue is full."""
-    pending = getattr(engine, "pending", None)
-    if pending is not None and pending() >= limits.max_waiting:
+def check_queue(engine: Any, limits: ServeLimits, choices: int = 1, param: str = "n") -> None:
+    """A 400 when one request asks for more choices (prompts x ``n``) than the server takes; a 503 with
+    ``Retry-After`` when its choices do not fit in the engine's waiting queue now."""
+    cap = min(limits.max_choices, limits.max_waiting)
+    if choices > cap:
+        knob = "max_choices" if cap == limits.max_choices else "max_waiting"
         raise APIError(
-            f"the server is busy ({limits.max_waiting} requests waiting); retry in a moment",
+            f"this request asks for {choices} choices (prompts x n); this server takes at most {cap} per request "
+            f"({knob}); send fewer prompts or a smaller n",
+            param=param,
+            code="too_many_choices",
+        )
+    pending = getattr(engine, "pending", None)
+    if pending is not None and pending() + choices > limits.max_waiting:
+        raise APIError(
+            f"the server is busy ({limits.max_waiting} choices waiting at most); retry in a moment",
             status=503,
             type="server_error",
             code="server_busy",

@@ -24,6 +24,7 @@ from .limits import ServeLimits, check_images, check_queue, check_sampling
 from .logprobs import chat_logprobs, completion_logprobs
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest, SamplingRequest, check_fields, new_id, now
 from .protocol import usage as usage_of
+from .request_checks import check_logit_bias, check_schema
 from .tools import choice_of_tools, forced_call_grammar, may_start_call, parse_tool_calls
 
 
@@ -43,7 +44,7 @@ async def chat_reply(
     check_fields(body, getattr(engine, "api_fields", "transformers"), "chat")
     check_sampling(body, limits)
     check_images(body.messages, limits)
-    check_queue(engine, limits)
+    check_queue(engine, limits, body.n)
     vision = getattr(engine, "accepts_images", False)  # image_url parts go to engines that take images
     messages = [_message(m, vision) for m in body.messages]
     tools, extras = _chat_extras(engine, body)
@@ -90,6 +91,8 @@ def _chat_extras(engine: Engine, body: ChatCompletionRequest) -> tuple[list[dict
     extras = Extras(top_logprobs=(body.top_logprobs or 0) if body.logprobs else None)
     grammars = getattr(engine, "grammars", None)
     tools = [t.model_dump(exclude_none=True) for t in body.tools or []]
+    for tool in tools:
+        check_schema(tool["function"].get("parameters", {}), "tools")
     forced = False
     if tools:
         parser = getattr(engine, "tool_call_parser", None)
@@ -109,6 +112,7 @@ def _chat_extras(engine: Engine, body: ChatCompletionRequest) -> tuple[list[dict
     if schema is not None:
         if forced:
             raise APIError("response_format cannot be combined with a forced tool_choice", param="response_format")
+        check_schema(schema, "response_format")
         extras.guides = grammars.json_schema(schema)
     return tools or None, extras
 
@@ -175,7 +179,7 @@ async def completion_reply(
 ) -> Any:
     check_fields(body, getattr(engine, "api_fields", "transformers"), "completions")
     check_sampling(body, limits)
-    check_queue(engine, limits)
+    check_queue(engine, limits, len(body.texts()) * body.n, "prompt" if isinstance(body.prompt, list) else "n")
     if body.echo:
         raise APIError("echo is not supported", param="echo")
     texts = body.texts()
@@ -259,9 +263,7 @@ def _submit(
         if room <= 0 or (limit is not None and limit > room):
             raise context_error(engine, str(len(prompt_ids)), "messages" if prefix == "chatcmpl" else "prompt", limit)
     loop, rid = asyncio.get_running_loop(), new_id(prefix)
-    bias = {int(k): float(v) for k, v in (body.logit_bias or {}).items() if str(k).lstrip("-").isdigit()}
-    if body.logit_bias and len(bias) != len(body.logit_bias):
-        raise APIError("logit_bias keys must be token ids", param="logit_bias")
+    bias = check_logit_bias(body.logit_bias, getattr(engine, "vocab_size", None))
     handles = []
     for p, prompt_ids in enumerate(prompts):
         for j in range(body.n):

@@ -47,6 +47,7 @@ class HFEngine:
         self.model_dir = Path(model_dir)
         self.tool_call_parser = tool_call_parser  # None: chosen from the chat template at start()
         self.grammars: Any = None
+        self.vocab_size: int | None = None
         self.served_name = served_name
         self.adapter_dirs = {n: check_adapter(n, p, self.model_dir)[0] for n, p in (adapters or {}).items()}
         self.models = [served_name, *self.adapter_dirs]
@@ -105,7 +106,8 @@ class HFEngine:
         self.eos_ids = eos_ids
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else next(iter(eos_ids), 0)
-        self.grammars = Grammars(self.tokenizer, int(config.vocab_size), sorted(eos_ids))
+        self.vocab_size = int(config.vocab_size)  # the width of the logits: token ids a request may name
+        self.grammars = Grammars(self.tokenizer, self.vocab_size, sorted(eos_ids))
         try:
             self.tool_call_parser = parser_for_template(self.tokenizer.chat_template, self.tool_call_parser)
         except ValueError as exc:
@@ -292,8 +294,8 @@ class HFEngine:
                 for pos, row in enumerate(rows):
                     if row.handle.cancelled.is_set():
                         row.finish = "cancelled"
-                    else:
-                        row.add(int(next_tokens[pos]), logprobs.get(pos))
+                    elif row.finish is None:  # not failed in step()
+                        self._add_token(row, int(next_tokens[pos]), logprobs.get(pos))
                     if row.finish is None and len(row.handle.prompt_ids) + len(row.tokens) >= self.max_model_len:
                         row.end("length")  # the context window is full
                     if row.finish is None:
@@ -336,9 +338,16 @@ class HFEngine:
             if row.finish is None:
                 row.handle.push(RuntimeError("the server is shutting down"))
 
+    @staticmethod
+    def _add_token(row: Row, token: int, logprob: dict[str, Any] | None) -> None:
+        try:
+            row.add(token, logprob)
+        except Exception as exc:  # noqa: BLE001 - one request's failure (grammar, decoding) stays its own
+            row.fail(exc)
+
     def _record(self, row: Row, batch_size: int) -> None:
         handle = row.handle
-        if row.finish == "cancelled":
+        if row.finish in ("cancelled", "error"):
             return
         end = time.perf_counter()
         ttft = handle.first_token_at - handle.arrived if handle.first_token_at else end - handle.arrived

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..logprobs import entries
-from .base import Delta, RequestHandle
+from .base import Delta, EngineFailure, RequestHandle
 
 _REPLACEMENT = "\ufffd"  # what decode() shows for an incomplete UTF-8 sequence
 
@@ -83,6 +83,11 @@ class Row:
         else:
             self.end(self.finish)
 
+    def fail(self, exc: BaseException) -> None:
+        """This request alone failed (its bias, grammar or sampler): it gets the error and leaves the batch."""
+        self.finish = "error"
+        self.handle.push(EngineFailure(f"generation failed: {type(exc).__name__}: {str(exc)[:200]}"))
+
     def end(self, reason: str) -> None:
         """Push the rest of the text with the finish reason and the token counts."""
         self.finish = reason
@@ -116,49 +121,68 @@ class Row:
 
 
 def sample(logits: Any, rows: list[Row]) -> Any:
-    """The next token of every row (greedy rows: the most likely one)."""
-    import torch
-
+    """The next token of every row (greedy rows: the most likely one); a row whose sampler fails leaves."""
     chosen = logits.argmax(dim=-1).cpu()
     for pos, row in enumerate(rows):
-        params = row.params
-        if params.greedy:
+        if row.params.greedy or row.finish is not None:
             continue
-        scores = logits[pos] / params.temperature
-        probs = torch.softmax(scores, dim=-1)
-        if params.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            cumulative = sorted_probs.cumsum(-1)
-            cut = cumulative - sorted_probs > params.top_p  # keep the smallest set reaching top_p
-            sorted_probs = sorted_probs.masked_fill(cut, 0.0)
-            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        token = torch.multinomial(probs.cpu(), 1, generator=row.generator)
-        chosen[pos] = token.item()
+        try:
+            chosen[pos] = _sample_row(logits[pos], row)
+        except Exception as exc:  # noqa: BLE001 - one request's failure stays its own
+            row.fail(exc)
     return chosen
 
 
-def shape_logits(logits: Any, rows: list[Row]) -> bool:
-    """Apply each row's logit bias, penalties and grammar to ``logits`` in place; True when any applied."""
+def _sample_row(logits: Any, row: Row) -> int:
+    """One token for a sampling (non-greedy) row from its logits."""
     import torch
 
+    params = row.params
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        cumulative = sorted_probs.cumsum(-1)
+        cut = cumulative - sorted_probs > params.top_p  # keep the smallest set reaching top_p
+        sorted_probs = sorted_probs.masked_fill(cut, 0.0)
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs.cpu(), 1, generator=row.generator).item())
+
+
+def shape_logits(logits: Any, rows: list[Row]) -> bool:
+    """Apply each row's logit bias, penalties and grammar to ``logits`` in place; True when any applied.
+
+    A row whose shaping fails gets the error and leaves (:meth:`Row.fail`); the other rows go on.
+    """
     shaped = False
     for pos, row in enumerate(rows):
-        handle = row.handle
-        bias = _option(handle, "logit_bias")
-        if bias:
-            ids = torch.tensor(list(bias), device=logits.device)
-            logits[pos, ids] += torch.tensor(list(bias.values()), device=logits.device, dtype=logits.dtype)
-            shaped = True
-        presence, frequency = _option(handle, "presence_penalty", 0.0), _option(handle, "frequency_penalty", 0.0)
-        if (presence or frequency) and row.tokens:
-            counts = torch.bincount(torch.tensor(row.tokens), minlength=logits.shape[-1])[: logits.shape[-1]]
-            counts = counts.to(logits.device, logits.dtype)
-            logits[pos] -= frequency * counts + presence * (counts > 0).to(logits.dtype)
-            shaped = True
-        guide = _option(handle, "guide")
-        if guide is not None:
-            guide.mask(logits[pos])
-            shaped = True
+        if row.finish is not None:
+            continue
+        try:
+            shaped = _shape_row(logits[pos], row) or shaped
+        except Exception as exc:  # noqa: BLE001 - one request's failure stays its own
+            row.fail(exc)
+    return shaped
+
+
+def _shape_row(logits: Any, row: Row) -> bool:
+    import torch
+
+    handle, shaped = row.handle, False
+    bias = _option(handle, "logit_bias")
+    if bias:
+        ids = torch.tensor(list(bias), device=logits.device)
+        logits[ids] += torch.tensor(list(bias.values()), device=logits.device, dtype=logits.dtype)
+        shaped = True
+    presence, frequency = _option(handle, "presence_penalty", 0.0), _option(handle, "frequency_penalty", 0.0)
+    if (presence or frequency) and row.tokens:
+        counts = torch.bincount(torch.tensor(row.tokens), minlength=logits.shape[-1])[: logits.shape[-1]]
+        counts = counts.to(logits.device, logits.dtype)
+        logits -= frequency * counts + presence * (counts > 0).to(logits.dtype)
+        shaped = True
+    guide = _option(handle, "guide")
+    if guide is not None:
+        guide.mask(logits)
+        shaped = True
     return shaped
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...device import DeviceInfo
+from ...errors import SwiftConfigError
 from ...hub import is_vision_model
 from ..tools import parser_for_template
 from .base import check_adapter
@@ -32,6 +33,7 @@ STATS_SERIES = (
 
 
 NO_MEDIA_DOMAIN = "none.invalid"  # .invalid never resolves (RFC 2606)
+BIND_FLAGS = ("host", "port", "uds")  # where vLLM listens: set by serve(host=, port=) only
 
 
 def _knows_media_domains() -> bool:
@@ -106,6 +108,23 @@ def create(model_dir: Path, served_name: str, adapters: dict[str, str], options:
     )
 
 
+def check_engine_args(engine_args: Mapping[str, Any]) -> dict[str, Any]:
+    """``engine_args`` without the bind address: ``host``, ``port``, ``uds`` in any spelling (``--host``,
+    ``host=...``, a prefix vLLM's parser would expand) are refused in one line."""
+    for key in engine_args:
+        name = str(key).strip().lstrip("-").split("=")[0].strip().replace("-", "_").lower()
+        if name == "config":
+            raise SwiftConfigError(
+                "engine_args may not name a vLLM config file (it could set host or port); pass its keys"
+            )
+        if any(flag.startswith(name) for flag in BIND_FLAGS if name):
+            raise SwiftConfigError(
+                f"engine_args may not set {str(key)[:40]!r}: the server's address is set by serve(host=..., port=...) "
+                "(vLLM stays on 127.0.0.1)"
+            )
+    return dict(engine_args)
+
+
 def read_stats(metrics_text: str) -> Any:
     """vLLM's per-request series (sums, counts, totals) from its ``/metrics`` text, as a DataFrame."""
     from ..metrics import parse_prometheus
@@ -166,7 +185,7 @@ class VLLMProcess:
         self.api_key = api_key
         self.trust_remote_code = trust_remote_code
         self.max_batch_size = max_batch_size
-        self.engine_args = dict(engine_args or {})
+        self.engine_args = check_engine_args(engine_args or {})
 
     def command(self, host: str, port: int) -> list[str]:
         argv = [
@@ -218,7 +237,7 @@ class VLLMProcess:
             if value is True or str(value).lower() == "true":
                 argv.append(flag)
             else:
-                argv += [flag, str(value)]
+                argv.append(f"{flag}={value}")  # one argument: a value that looks like a flag stays a value
         return argv
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:

@@ -6,7 +6,10 @@ one ASGI layer in front of vLLM's app:
 * ``GET /v1/models/{id}`` (the ``openai`` client's ``models.retrieve``), which vLLM lacks, answered from
   vLLM's own ``/v1/models`` (so its API-key check applies);
 * a request field vLLM's request models do not have (vLLM would drop it and log a line) gets a 400
-  naming it, the same answer the transformers engine gives (``protocol.check_fields``).
+  naming it, the same answer the transformers engine gives (``protocol.check_fields``);
+* a ``logit_bias`` outside [-100, 100] (vLLM would clamp it) or with negative ids, and a JSON schema
+  that is invalid or that xgrammar cannot enforce, get the transformers engine's 400 too
+  (``request_checks``).
 """
 
 from __future__ import annotations
@@ -98,13 +101,10 @@ class ParityLayer:
             request = json.loads(body)
         except ValueError:
             request = None  # vLLM answers malformed JSON itself
-        if isinstance(request, dict):
-            unknown = sorted(k for k, v in request.items() if k not in fields and v is not None)
-            if unknown:
-                message = f"{unknown[0]} is not supported by this server's engine (vLLM); leave it out"
-                status, payload = _error(message, 400, unknown[0], "unsupported_parameter")
-                await _respond(send, status, payload, [(b"content-type", b"application/json")])
-                return
+        refusal = _refusal(request, fields) if isinstance(request, dict) else None
+        if refusal is not None:
+            await _respond(send, 400, refusal, [(b"content-type", b"application/json")])
+            return
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -115,6 +115,41 @@ class ParityLayer:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _refusal(request: dict[str, Any], fields: set[str]) -> bytes | None:
+    """The 400 body for a request the transformers engine would refuse too (None: pass it to vLLM)."""
+    from ..protocol import APIError
+    from ..request_checks import check_logit_bias, check_schema
+
+    unknown = sorted(k for k, v in request.items() if k not in fields and v is not None)
+    if unknown:
+        message = f"{unknown[0]} is not supported by this server's engine (vLLM); leave it out"
+        return _error(message, 400, unknown[0], "unsupported_parameter")[1]
+    try:
+        if isinstance(request.get("logit_bias"), dict):
+            check_logit_bias(request["logit_bias"], None)  # ids beyond the vocabulary: vLLM's own 400
+        for schema, param in _schemas(request):
+            check_schema(schema, param)
+    except APIError as exc:
+        return json.dumps(exc.body()).encode()
+    return None
+
+
+def _schemas(request: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The JSON schemas of a request: its ``response_format``'s and each tool's parameters."""
+    found: list[tuple[Any, str]] = []
+    response_format = request.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        if isinstance(spec, dict) and "schema" in spec:
+            found.append((spec["schema"], "response_format"))
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("parameters") is not None:
+            found.append((function["parameters"], "tools"))
+    return found
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
