@@ -14,6 +14,7 @@ TRL's configs and vLLM's engine arguments do.
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import dataclasses
 import importlib
 import types
@@ -124,6 +125,7 @@ class Command:
     notebook: str | None = None  # "module:function" showing the result in a notebook (widgets)
     terminal: str | None = None  # "module:function" printing the result on a terminal
     defaults: dict[str, Any] = field(default_factory=dict)  # fixed keywords, e.g. an alias's loss type
+    notebook_functions: tuple[str, ...] = ()  # arguments whose names may be functions defined in the notebook
 
     def function(self) -> Callable[..., Any]:
         return load(self.target)
@@ -212,10 +214,15 @@ def _help_text(arg: Arg) -> str:
     if arg.choices:
         text += f" (one of: {', '.join(map(str, arg.choices))})"
     if arg.default not in (None, "", [], ()) and not arg.positional:
-        text += f" [default: {arg.default}]"
+        text += f" [default: {_spelled(arg.default)}]"
     elif arg.default is None and arg.default_help:
         text += f" [default: {arg.default_help}]"
     return text.replace("%", "%%")
+
+
+def _spelled(value: Any) -> str:
+    """A default as it is written on the line: a list as ``a,b``."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _metavar(arg: Arg) -> str:
@@ -296,14 +303,6 @@ def merge_body(command: Command, body: str | None) -> dict[str, Any]:
     return values
 
 
-def check_kwargs(command: Command, kwargs: dict[str, Any]) -> None:
-    """Raise on keyword arguments the command does not know (for API wrappers)."""
-    names = {a.name for a in command.args}
-    for key in kwargs:
-        if key not in names:
-            raise SwiftUsageError(f"{command.name}(): unknown argument '{key}'{did_you_mean(key, names)}")
-
-
 # -- Arg rows from an argument dataclass -----------------------------------------------------------------
 def knob(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - TRL's metadata key
     """A dataclass field with its flag's ``help`` (and ``choices``, ``short``, ``default_help``) in its
@@ -318,15 +317,17 @@ def args_from(cls: type, skip: Sequence[str] = ()) -> tuple[Arg, ...]:
     does naming it in ``skip`` or in the class's ``NOT_ON_LINE``. The type of the flag follows the
     annotation: bool -> ``--x/--no-x``, int, ``int | None`` (accepts "none"), float, ``list[str]`` (a
     comma list), anything else a string."""
-    hidden = {*skip, *getattr(cls, "NOT_ON_LINE", ())}
     hints = typing.get_type_hints(cls)
-    rows = [
-        _arg_from(cls, f, hints[f.name])
-        for f in dataclasses.fields(cls)
-        if f.name not in hidden and f.metadata.get("cli", True)
-    ]
-    first = [a for a in rows if a.name in ("model", "dataset")]
-    return (*first, *(a for a in rows if a not in first))
+    return tuple(_arg_from(cls, f, hints[f.name]) for f in keyword_fields(cls) if f.name not in skip)
+
+
+def keyword_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that are keywords and flags: ``model`` and ``dataset`` first, then field order;
+    fields named in ``NOT_ON_LINE`` or marked ``"cli": False`` are not."""
+    hidden = set(getattr(cls, "NOT_ON_LINE", ()))
+    shown = [f for f in dataclasses.fields(cls) if f.name not in hidden and f.metadata.get("cli", True)]
+    first = [f for f in shown if f.name in ("model", "dataset")]
+    return [*first, *(f for f in shown if f not in first)]
 
 
 def _arg_from(cls: type, spec: dataclasses.Field, hint: Any) -> Arg:
@@ -335,7 +336,7 @@ def _arg_from(cls: type, spec: dataclasses.Field, hint: Any) -> Arg:
     default_help = meta.get("default_help")
     if callable(default_help):
         default_help = default_help(cls)
-    convert, is_flag = _converter(hint)
+    convert, is_flag = flag_type(hint)
     return Arg(
         spec.name,
         type=meta.get("type", convert),
@@ -348,11 +349,13 @@ def _arg_from(cls: type, spec: dataclasses.Field, hint: Any) -> Arg:
     )
 
 
-def _converter(hint: Any) -> tuple[Callable[[Any], Any], bool]:
+def flag_type(hint: Any) -> tuple[Callable[[Any], Any], bool]:
     """The flag's converter for a field's annotation, and whether it is a boolean flag."""
     options = set(typing.get_args(hint)) if _is_union(hint) else {hint}
     optional = type(None) in options
     options.discard(type(None))
+    if any(typing.get_origin(o) in _SEQUENCES for o in options):
+        return csv_list, False  # "a,b" on the line, a list from Python
     kind = options.pop() if len(options) == 1 else Any
     if kind is bool:
         return boolean, True
@@ -363,6 +366,9 @@ def _converter(hint: Any) -> tuple[Callable[[Any], Any], bool]:
     if typing.get_origin(kind) in (list, tuple):
         return csv_list, False
     return str, False
+
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)
 
 
 def _is_union(hint: Any) -> bool:

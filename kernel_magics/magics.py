@@ -93,8 +93,9 @@ class SwiftMagics(Magics):
             if call.help is not None:
                 print(call.help)
                 return None
-            if call.command.name == "grpo" and self.shell is not None:
-                call.kwargs["reward"] = _notebook_rewards(call.kwargs.get("reward"), self.shell.user_ns)
+            for name in call.command.notebook_functions:
+                if name in call.kwargs and self.shell is not None:
+                    call.kwargs[name] = _notebook_functions(call.kwargs[name], self.shell.user_ns)
             if call.command.notebook and "verbose" in inspect.signature(call.command.function()).parameters:
                 call.kwargs.setdefault("verbose", False)  # the dashboard shows the run's notes: not printed twice
             result = call.run()
@@ -107,7 +108,7 @@ class SwiftMagics(Magics):
             raise UsageError(str(exc)) from None
 
 
-def _notebook_rewards(names: Any, namespace: dict[str, Any]) -> Any:
+def _notebook_functions(names: Any, namespace: dict[str, Any]) -> Any:
     """``%%swift grpo --reward my_reward``: names of functions defined in the notebook become the functions
     (other names — built-ins, module:function — pass through)."""
     if names is None:

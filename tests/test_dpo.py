@@ -11,7 +11,9 @@ import torch
 
 import kernel_magics as km
 from kernel_magics.testing import tiny_dataset
+from kernel_magics.train.methods import METHODS
 
+DPO = next(m for m in METHODS if m.name == "dpo")  # the registry entry the launcher starts
 PAIRS = str(tiny_dataset("dpo"))
 UNPAIRED = str(tiny_dataset("kto"))
 FAST = dict(
@@ -97,9 +99,11 @@ def _lora_parameters(model, adapter: str) -> int:
 
 
 def test_fresh_lora_dpo_keeps_one_copy_of_the_weights(tiny_model, workspace):
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer, create_run
+    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.start import create_run
 
     run, inputs = create_run(
+        DPO,
         PreferenceArguments(model=str(tiny_model), dataset=PAIRS, max_steps=2, **_args()), verbose=False
     )
     trainer = build_trainer(run, inputs)
@@ -121,14 +125,15 @@ def test_sft_then_dpo_continues_the_sft_adapter(tiny_model, workspace):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.trainer.utils import use_adapter
 
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer, create_run, start_run
+    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.start import create_run, start_run
 
     sft = km.sft(str(tiny_model), str(tiny_dataset("sft")), max_steps=6, lr=2e-3, **FAST)
     finished(sft)
 
     # model=None: the base comes from the SFT run; adapter= takes the Run itself
     args = PreferenceArguments(dataset=PAIRS, adapter=sft, lr=1e-3, max_steps=6, **_args())
-    run, inputs = create_run(args, verbose=False)
+    run, inputs = create_run(DPO, args, verbose=False)
     assert inputs.adapter_dir == sft.adapter_dir.resolve()
     assert Path(run.config["model_path"]).resolve() == Path(tiny_model).resolve()
     trainer = build_trainer(run, inputs)
@@ -170,9 +175,11 @@ def test_sft_then_dpo_continues_the_sft_adapter(tiny_model, workspace):
 
 
 def test_orpo_starts_from_the_base_without_reference(tiny_model, workspace):
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer, create_run
+    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.start import create_run
 
     run, inputs = create_run(
+        DPO,
         PreferenceArguments(model=str(tiny_model), dataset=PAIRS, loss="orpo", **_args()), verbose=False
     )
     trainer = build_trainer(run, inputs)
@@ -239,9 +246,10 @@ def test_a_run_built_but_never_started_does_not_hold_up_stop_all(tiny_model, wor
     import time
 
     from kernel_magics.jobs import live_jobs, stop_all
-    from kernel_magics.train.dpo import PreferenceArguments, create_run
+    from kernel_magics.train.dpo import PreferenceArguments
+    from kernel_magics.train.start import create_run
 
-    run, _ = create_run(PreferenceArguments(model=str(tiny_model), dataset=PAIRS, **_args()), verbose=False)
+    run, _ = create_run(DPO, PreferenceArguments(model=str(tiny_model), dataset=PAIRS, **_args()), verbose=False)
     assert run not in live_jobs("run")
     start = time.monotonic()
     stop_all("run", timeout=30)

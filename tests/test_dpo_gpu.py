@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from kernel_magics.testing import tiny_dataset
+from kernel_magics.train.methods import METHODS
 
 pytestmark = pytest.mark.gpu
+DPO = next(m for m in METHODS if m.name == "dpo")  # the registry entry the launcher starts
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,8 @@ def test_dpo_on_a_05b_architecture(qwen_05b, workspace, method):
     import torch
 
     import kernel_magics as km
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer, create_run
+    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.start import create_run
 
     knobs = dict(
         model=str(qwen_05b),
@@ -62,7 +65,7 @@ def test_dpo_on_a_05b_architecture(qwen_05b, workspace, method):
         warmup_ratio=0.0,
         lr_scheduler="constant",
     )
-    run, inputs = create_run(PreferenceArguments(max_steps=2, **knobs), verbose=False)
+    run, inputs = create_run(DPO, PreferenceArguments(max_steps=2, **knobs), verbose=False)
     trainer = build_trainer(run, inputs)
     assert trainer.ref_model is None  # the reference is the same weights with the adapter off
     if method == "qlora":

@@ -7,80 +7,28 @@ run trains in a background thread and the call returns the :class:`Run` immediat
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftError, SwiftUsageError
+from ..errors import SwiftUsageError
+from ..signatures import from_arguments
 from .distributed import kernel_stays_off_cuda
-from .dpo import PreferenceArguments as _DPO
-from .grpo import GRPOArgs as _GRPO
+from .dpo import PreferenceArguments
+from .grpo import GRPOArgs
+from .methods import method
 from .run import Run
-from .vlm import VisionArguments as _SFT
+from .start import launch
+from .vlm import VisionArguments
 
-# The keywords of sft() and dpo() are spelled out for completion and help; their defaults are the argument
-# dataclasses' (the single source of each knob), and their names those dataclasses' fields.
-
-
-def _arguments(cls: Any, given: dict[str, Any]) -> Any:
-    """The argument dataclass ``cls`` filled from a public function's keyword arguments (its ``locals()``)."""
-    from dataclasses import fields
-
-    values = {f.name: given[f.name] for f in fields(cls) if f.name in given}
-    if values.get("output_dir") is not None:
-        values["output_dir"] = str(values["output_dir"])
-    return cls(**values)
+# Each public training function's keywords are generated from its method's argument dataclass (the single
+# source of each knob: name, default, type, help); the function's own body only hands the filled dataclass
+# to the launcher with the method's registry entry.
 
 
 @kernel_stays_off_cuda
-def sft(
-    model: str | None = _SFT.model,
-    dataset: Any = _SFT.dataset,
-    method: str = _SFT.method,
-    dtype: str = _SFT.dtype,
-    lora_r: int = _SFT.lora_r,
-    lora_alpha: int = _SFT.lora_alpha,
-    lora_dropout: float = _SFT.lora_dropout,
-    target_modules: list[str] | None = _SFT.target_modules,
-    lr: float | None = _SFT.lr,
-    epochs: float = _SFT.epochs,
-    max_steps: int | None = _SFT.max_steps,
-    batch_size: int = _SFT.batch_size,
-    grad_accum: int = _SFT.grad_accum,
-    max_length: int = _SFT.max_length,
-    packing: bool = _SFT.packing,
-    seed: int = _SFT.seed,
-    eval_split: float = _SFT.eval_split,
-    eval_steps: float | None = _SFT.eval_steps,
-    logging_steps: int = _SFT.logging_steps,
-    save_steps: int = _SFT.save_steps,
-    save_total_limit: int | None = _SFT.save_total_limit,
-    warmup_ratio: float = _SFT.warmup_ratio,
-    lr_scheduler: str = _SFT.lr_scheduler,
-    weight_decay: float = _SFT.weight_decay,
-    max_grad_norm: float = _SFT.max_grad_norm,
-    gradient_checkpointing: bool | None = _SFT.gradient_checkpointing,
-    assistant_only_loss: bool = _SFT.assistant_only_loss,
-    token_metrics: bool = _SFT.token_metrics,
-    on_bad_rows: str = _SFT.on_bad_rows,
-    early_stopping_patience: int | None = _SFT.early_stopping_patience,
-    optim: str | None = _SFT.optim,
-    device: str | None = _SFT.device,
-    trust_remote_code: bool | None = _SFT.trust_remote_code,
-    output_dir: str | os.PathLike[str] | None = _SFT.output_dir,
-    num_processes: int = _SFT.num_processes,
-    nnodes: int = _SFT.nnodes,
-    node_rank: int = _SFT.node_rank,
-    master_addr: str | None = _SFT.master_addr,
-    master_port: int | None = _SFT.master_port,
-    strategy: str = _SFT.strategy,
-    deepspeed: str | None = _SFT.deepspeed,
-    train_vision: bool = _SFT.train_vision,
-    max_pixels: int | None = _SFT.max_pixels,
-    template: str = _SFT.template,
-    verbose: bool = True,
-) -> Run:
+@from_arguments(VisionArguments)
+def sft(arguments: VisionArguments, *, verbose: bool = True) -> Run:
     """Start supervised fine-tuning (LoRA, QLoRA or full) in the background and return its :class:`Run`.
 
     ``model``: "tiny", a local folder or a hub id (default: ``settings.default_model``). ``dataset``: a
@@ -99,97 +47,12 @@ def sft(
     by a ``torchrun`` process group and watched from here exactly like a one-process run (docs/distributed.md);
     ``batch_size`` is per process.
     """
-    from ..config import settings
-    from ..device import select_device
-    from ..hub import is_vision_model, resolve_model
-    from .launching import check_start, plan_run, rows_in_memory, write_run
-    from .sft import SFTArguments, check_data
-    from .vlm import text_model_data_error
-
-    args = _arguments(SFTArguments, locals())
-    start = check_start(args)
-    model_name = str(model if model is not None else settings.default_model)
-    info = select_device(device)
-    model_path = resolve_model(model_name)
-    if is_vision_model(model_path):
-        from dataclasses import asdict
-
-        from .vlm import VisionArguments, launch
-
-        vision = dict(train_vision=train_vision, max_pixels=max_pixels, template=template)
-        return launch(VisionArguments(**asdict(args), **vision), verbose=verbose)
-    try:
-        data = check_data(args)
-    except SwiftError as exc:
-        raise text_model_data_error(model_name, dataset) or exc from None
-    plan, estimates = plan_run(args, model_path, info)
-    run = write_run(
-        start,
-        command="sft",
-        kind="sft",
-        trainer="kernel_magics.train.sft:build_trainer",
-        args=args,
-        model_name=model_name,
-        model_path=model_path,
-        plan=plan,
-        estimates=estimates,
-        device=info,
-        data={"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
-        rows=rows_in_memory(dataset),
-        lines=[plan.describe(), f"data: {data.summary()}"],
-        verbose=verbose,
-    )
-    return run.start(prepared=data)
+    return launch(method("sft"), arguments, verbose=verbose)
 
 
 @kernel_stays_off_cuda
-def dpo(
-    model: str | None = _DPO.model,
-    dataset: Any = _DPO.dataset,
-    loss: str = _DPO.loss,
-    adapter: Any = _DPO.adapter,
-    beta: float | None = _DPO.beta,
-    lr: float | None = _DPO.lr,
-    simpo_gamma: float = _DPO.simpo_gamma,
-    desirable_weight: float = _DPO.desirable_weight,
-    undesirable_weight: float = _DPO.undesirable_weight,
-    method: str = _DPO.method,
-    dtype: str = _DPO.dtype,
-    lora_r: int = _DPO.lora_r,
-    lora_alpha: int = _DPO.lora_alpha,
-    lora_dropout: float = _DPO.lora_dropout,
-    target_modules: list[str] | None = _DPO.target_modules,
-    epochs: float = _DPO.epochs,
-    max_steps: int | None = _DPO.max_steps,
-    batch_size: int = _DPO.batch_size,
-    grad_accum: int = _DPO.grad_accum,
-    max_length: int = _DPO.max_length,
-    seed: int = _DPO.seed,
-    eval_split: float = _DPO.eval_split,
-    eval_steps: float | None = _DPO.eval_steps,
-    logging_steps: int = _DPO.logging_steps,
-    save_steps: int = _DPO.save_steps,
-    save_total_limit: int | None = _DPO.save_total_limit,
-    warmup_ratio: float = _DPO.warmup_ratio,
-    lr_scheduler: str = _DPO.lr_scheduler,
-    weight_decay: float = _DPO.weight_decay,
-    max_grad_norm: float = _DPO.max_grad_norm,
-    gradient_checkpointing: bool | None = _DPO.gradient_checkpointing,
-    on_bad_rows: str = _DPO.on_bad_rows,
-    early_stopping_patience: int | None = _DPO.early_stopping_patience,
-    optim: str | None = _DPO.optim,
-    device: str | None = _DPO.device,
-    trust_remote_code: bool | None = _DPO.trust_remote_code,
-    output_dir: str | os.PathLike[str] | None = _DPO.output_dir,
-    num_processes: int = _DPO.num_processes,
-    nnodes: int = _DPO.nnodes,
-    node_rank: int = _DPO.node_rank,
-    master_addr: str | None = _DPO.master_addr,
-    master_port: int | None = _DPO.master_port,
-    strategy: str = _DPO.strategy,
-    deepspeed: str | None = _DPO.deepspeed,
-    verbose: bool = True,
-) -> Run:
+@from_arguments(PreferenceArguments)
+def dpo(arguments: PreferenceArguments, *, verbose: bool = True) -> Run:
     """Start preference tuning (DPO, ORPO, KTO or SimPO) in the background and return its :class:`Run`.
 
     ``loss``: "dpo" (``trl.DPOTrainer``), "orpo" (no reference model, no prior SFT needed), "kto" (unpaired
@@ -203,70 +66,12 @@ def dpo(
     anything heavy loads; ``Run.metrics`` gets rewards/chosen, rewards/rejected, rewards/margins,
     rewards/accuracies (and log_odds_ratio for orpo, kl for kto) next to the loss.
     """
-    from .dpo import PreferenceArguments, launch
-
-    args = _arguments(PreferenceArguments, locals())  # adapter: a Run or a folder; launch() resolves it
-    return launch(args, verbose=verbose)
+    return launch(method("dpo"), arguments, verbose=verbose)
 
 
 @kernel_stays_off_cuda
-def grpo(
-    model: str | None = _GRPO.model,
-    dataset: Any = _GRPO.dataset,
-    reward: Any = _GRPO.reward,
-    reward_weights: list[float] | None = _GRPO.reward_weights,
-    reward_timeout: float = _GRPO.reward_timeout,
-    num_generations: int = _GRPO.num_generations,
-    max_completion_length: int = _GRPO.max_completion_length,
-    beta: float = _GRPO.beta,
-    temperature: float = _GRPO.temperature,
-    top_p: float = _GRPO.top_p,
-    loss: str = _GRPO.loss,
-    epsilon: float | None = _GRPO.epsilon,
-    epsilon_high: float | None = _GRPO.epsilon_high,
-    scale_rewards: str | None = _GRPO.scale_rewards,
-    num_iterations: int = _GRPO.num_iterations,
-    mask_truncated_completions: bool = _GRPO.mask_truncated_completions,
-    adapter: Any = _GRPO.adapter,
-    format_pattern: str = _GRPO.format_pattern,
-    length_target: int | None = _GRPO.length_target,
-    use_vllm: bool | None = _GRPO.use_vllm,
-    vllm_gpu_memory_utilization: float = _GRPO.vllm_gpu_memory_utilization,
-    lr: float | None = _GRPO.lr,
-    method: str = _GRPO.method,
-    dtype: str = _GRPO.dtype,
-    lora_r: int = _GRPO.lora_r,
-    lora_alpha: int = _GRPO.lora_alpha,
-    lora_dropout: float = _GRPO.lora_dropout,
-    target_modules: list[str] | None = _GRPO.target_modules,
-    epochs: float = _GRPO.epochs,
-    max_steps: int | None = _GRPO.max_steps,
-    batch_size: int = _GRPO.batch_size,
-    grad_accum: int = _GRPO.grad_accum,
-    max_length: int = _GRPO.max_length,
-    seed: int = _GRPO.seed,
-    logging_steps: int = _GRPO.logging_steps,
-    save_steps: int = _GRPO.save_steps,
-    save_total_limit: int | None = _GRPO.save_total_limit,
-    warmup_ratio: float = _GRPO.warmup_ratio,
-    lr_scheduler: str = _GRPO.lr_scheduler,
-    weight_decay: float = _GRPO.weight_decay,
-    max_grad_norm: float = _GRPO.max_grad_norm,
-    gradient_checkpointing: bool | None = _GRPO.gradient_checkpointing,
-    on_bad_rows: str = _GRPO.on_bad_rows,
-    optim: str | None = _GRPO.optim,
-    device: str | None = _GRPO.device,
-    trust_remote_code: bool | None = _GRPO.trust_remote_code,
-    output_dir: str | os.PathLike[str] | None = _GRPO.output_dir,
-    num_processes: int = _GRPO.num_processes,
-    nnodes: int = _GRPO.nnodes,
-    node_rank: int = _GRPO.node_rank,
-    master_addr: str | None = _GRPO.master_addr,
-    master_port: int | None = _GRPO.master_port,
-    strategy: str = _GRPO.strategy,
-    deepspeed: str | None = _GRPO.deepspeed,
-    verbose: bool = True,
-) -> Run:
+@from_arguments(GRPOArgs)
+def grpo(arguments: GRPOArgs, *, verbose: bool = True) -> Run:
     """Start online RL with GRPO (TRL's ``GRPOTrainer``) in the background and return its :class:`Run`.
 
     ``dataset``: prompt-only rows (``prompt`` as text or messages, or ``messages`` without the final
@@ -280,14 +85,14 @@ def grpo(
     installed). ``Run.metrics`` gets reward, reward_std, rewards/<fn>/mean|std, completions/mean_length,
     kl, entropy and clip ratios; ``run.samples`` the latest scored completions.
     """
-    from .grpo import launch
-
-    return launch(_arguments(_GRPO, locals()), verbose=verbose)
+    return launch(method("grpo"), arguments, verbose=verbose)
 
 
-def rlhf(type: str = "dpo", **kwargs: Any) -> Run:  # noqa: A002 - ms-swift's name for the loss
+@kernel_stays_off_cuda
+@from_arguments(PreferenceArguments, rename={"loss": "type"})
+def rlhf(arguments: PreferenceArguments, *, verbose: bool = True) -> Run:
     """ms-swift's spelling: ``rlhf(type="orpo", ...)`` is :func:`dpo` with ``loss="orpo"``."""
-    return dpo(loss=type, **kwargs)
+    return launch(method("dpo"), arguments, verbose=verbose)
 
 
 def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..adapters import trained_base
 from ..argspec import knob
 from ..errors import SwiftConfigError, SwiftDataError, did_you_mean
 from .arguments import training_kwargs
@@ -313,69 +312,16 @@ def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: AN
     return trainer
 
 
-# -- starting a run ---------------------------------------------------------------------------------
-def launch(args: PreferenceArguments, *, verbose: bool = True) -> Any:
-    """Check everything cheap in the caller's thread, write the run folder and start the :class:`Run`.
+# -- what the run records ---------------------------------------------------------------------------
+def run_record(args: PreferenceArguments, inputs: PreferenceInputs, plan: Plan) -> Any:
+    """The launcher's ``record`` hook: the loss, its beta and the adapter continued, in config.json and the log."""
+    from .launching import rows_in_memory
+    from .start import RunRecord
 
-    Mirrors ``km.sft``: bad arguments, data rows, adapters or output folders fail at once with one line;
-    then training runs in a background thread and the started ``Run`` is returned.
-    """
-    run, inputs = create_run(args, verbose=verbose)
-    return start_run(run, inputs)
-
-
-def start_run(run: Any, inputs: PreferenceInputs) -> Any:
-    """Register ``run`` as a live job (``%swift stop``, Ctrl-C and kernel shutdown see it) and start it."""
-    from ..jobs import _live, _live_lock
-
-    with _live_lock:
-        _live.add(run)
-    return run.start(prepared=inputs)
-
-
-def create_run(args: PreferenceArguments, *, verbose: bool = True) -> tuple[Any, PreferenceInputs]:
-    """Everything :func:`launch` does except starting: the checked inputs and a ``Run`` that is not yet a
-    live job (so one that is never started does not hold up ``stop_all``); :func:`start_run` starts it."""
-    from ..config import settings
-    from ..device import select_device
-    from ..hub import resolve_model
-    from ..jobs import _live, _live_lock
-    from .launching import check_start, plan_run, rows_in_memory, write_run
-
-    start = check_start(args)
-    adapter_dir = adapter_folder(args.adapter) if args.adapter is not None else None
-    args.adapter = str(adapter_dir) if adapter_dir is not None else None
-    model_name = args.model
-    if model_name is None:
-        model_name = (trained_base(adapter_dir) if adapter_dir is not None else None) or settings.default_model
-    model_name = str(model_name)
-    info = select_device(args.device)
-    model_path = resolve_model(model_name)
-    inputs = prepare_inputs(args, model_path, trust_remote_code=start.trust_remote_code)
-    rows_per_step = args.batch_size * (1 if args.loss == "kto" else 2)  # a pair is two sequences
-    plan, estimates = plan_run(args, model_path, info, rows_per_step)
-    if adapter_dir is not None and plan.method == "full":
-        raise SwiftConfigError(
-            "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
-        )
-    head = f"{args.loss}: beta {args.beta_value}" + (f", from adapter {adapter_dir}" if adapter_dir else "")
-    run = write_run(
-        start,
-        command="dpo",
-        kind=args.loss,
-        trainer="kernel_magics.train.dpo:build_trainer",
-        args=args,
-        model_name=model_name,
-        model_path=model_path,
-        plan=plan,
-        estimates=estimates,
-        device=info,
+    adapter = f", from adapter {inputs.adapter_dir}" if inputs.adapter_dir else ""
+    return RunRecord(
         data={"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
+        lines=[f"{args.loss}: beta {args.beta_value}{adapter}", plan.describe(), *inputs.notes],
         rows=rows_in_memory(args.dataset),
         extra={"adapter": args.adapter, "loss": args.loss, "beta": args.beta_value},
-        lines=[head, plan.describe(), *inputs.notes],
-        verbose=verbose,
     )
-    with _live_lock:
-        _live.discard(run)  # live once start_run starts it
-    return run, inputs

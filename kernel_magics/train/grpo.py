@@ -170,14 +170,16 @@ def rewards_of(args: GRPOArgs, base: Path | None = None) -> list[Reward]:
 
 
 def prepare_inputs(
-    args: GRPOArgs, model_path: Path, rewards: list[Reward], *, trust_remote_code: bool = False
+    args: GRPOArgs, model_path: Path, *, trust_remote_code: bool = False, rewards: list[Reward] | None = None
 ) -> GRPOInputs:
-    """Read and check the prompts and the adapter, load the tokenizer, count prompt tokens (no weights)."""
+    """Resolve the rewards (unless given: the live functions on resume), read and check the prompts and the
+    adapter, load the tokenizer, count prompt tokens (no weights)."""
     from ..data.prepare import check_lengths
     from ..data.prompts import prepare_prompts, prompt_length, to_conversational_prompts
     from .continuing import adapter_folder, check_adapter_matches
     from .model import load_tokenizer
 
+    rewards = rewards if rewards is not None else rewards_of(args)
     adapter_dir = adapter_folder(args.adapter) if args.adapter else None
     if adapter_dir is not None:
         check_adapter_matches(adapter_dir, model_path)
@@ -256,7 +258,7 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
         if config.get("dataset_copy"):
             args.dataset = config["dataset_copy"]
         rewards = getattr(run, "reward_objects", None) or rewards_of(args, base=run.output_dir)
-        inputs = prepare_inputs(args, resolve_model(config["model_path"]), rewards, trust_remote_code=trust)
+        inputs = prepare_inputs(args, resolve_model(config["model_path"]), trust_remote_code=trust, rewards=rewards)
     model = load_model(inputs, args, plan, trust)
     register_metrics(inputs.rewards)
     progress_bars = datasets.is_progress_bar_enabled()
@@ -286,66 +288,29 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
     return trainer
 
 
-# -- starting a run ------------------------------------------------------------------------------------
-def launch(args: GRPOArgs, *, verbose: bool = True) -> Any:
-    """Check everything cheap in the caller's thread, write the run folder and start the :class:`Run`."""
-    run, inputs = create_run(args, verbose=verbose)
-    return run.start(prepared=inputs)
-
-
-def create_run(args: GRPOArgs, *, verbose: bool = True) -> tuple[Any, GRPOInputs]:
-    """The checked inputs and a ``Run`` that is not started yet (its folder holds config.json and rewards.py)."""
-    from ..adapters import trained_base
-    from ..config import settings
-    from ..device import select_device
-    from ..hub import resolve_model
-    from .continuing import adapter_folder
-    from .launching import check_start, plan_run, rows_in_memory, write_run
+# -- what the run records ---------------------------------------------------------------------------
+def run_record(args: GRPOArgs, inputs: GRPOInputs, plan: Plan) -> Any:
+    """The launcher's ``record`` hook: loss, rollouts and rewards in config.json and the log; once the run
+    folder exists, the rewards' sources as ``rewards.py`` and the live functions on the run (for a resume in
+    this process)."""
+    from .launching import rows_in_memory
     from .run import atomic_write
+    from .start import RunRecord
 
-    start = check_start(args)
-    rewards = rewards_of(args)
-    adapter_dir = adapter_folder(args.adapter) if args.adapter is not None else None
-    args.adapter = str(adapter_dir) if adapter_dir is not None else None
-    model_name = args.model
-    if model_name is None:
-        model_name = (trained_base(adapter_dir) if adapter_dir is not None else None) or settings.default_model
-    model_name = str(model_name)
-    info = select_device(args.device)
-    model_path = resolve_model(model_name)
-    inputs = prepare_inputs(args, model_path, rewards, trust_remote_code=start.trust_remote_code)
-    plan, estimates = plan_run(args, model_path, info)
-    if adapter_dir is not None and plan.method == "full":
-        raise SwiftConfigError(
-            "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
-        )
     rollout = "vLLM colocated (sleeps between rollouts)" if wants_vllm(args, plan) else "transformers generate"
-    source, source_notes = sources_file(rewards)
-    args.reward = [r.spec for r in rewards]
+    source, source_notes = sources_file(inputs.rewards)
+    args.reward = [r.spec for r in inputs.rewards]
     head = f"grpo: {args.loss}, beta {args.beta}, {args.num_generations} generations per prompt; rollouts: {rollout}"
-    run = write_run(
-        start,
-        command="grpo",
-        kind="grpo",
-        trainer="kernel_magics.train.grpo:build_trainer",
-        args=args,
-        model_name=model_name,
-        model_path=model_path,
-        plan=plan,
-        estimates=estimates,
-        device=info,
+
+    def written(run: Any) -> None:
+        atomic_write(run.output_dir / SOURCE_FILE, source)
+        run.reward_objects = inputs.rewards
+
+    rewards = [r.name for r in inputs.rewards]
+    return RunRecord(
         data={"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
-        rows=rows_in_memory(args.dataset),
-        extra={
-            "adapter": args.adapter,
-            "loss": args.loss,
-            "beta": args.beta,
-            "rewards": [r.name for r in rewards],
-            "reward_file": SOURCE_FILE,
-        },
         lines=[head, plan.describe(), *inputs.notes, *source_notes],
-        verbose=verbose,
+        rows=rows_in_memory(args.dataset),
+        extra={"adapter": args.adapter, "loss": args.loss, "beta": args.beta, "rewards": rewards, "reward_file": SOURCE_FILE},
+        written=written,
     )
-    atomic_write(run.output_dir / SOURCE_FILE, source)
-    run.reward_objects = rewards  # the live functions (closures included) for this process's resume
-    return run, inputs

@@ -3,18 +3,25 @@
 An entry names, as ``"module:attribute"`` strings imported on first use (so this module stays light):
 
 * ``arguments``: the argument dataclass, the single source of every knob (name, type, default, help,
-  choices); the subcommand's flags are made from its fields (:func:`kernel_magics.argspec.args_from`);
-* ``api``: the public function (``km.<name>``) with the same keywords, which starts a run;
-* ``trainer``: ``build_trainer(run, inputs)``, called in the run's thread (and on resume);
-* ``prepare``: ``prepare_inputs(args, model_path, *, trust_remote_code)``, everything the trainer needs
-  except the weights (rows read and checked, tokenizer), run in the caller's thread so bad input fails
-  at once.
+  choices); the subcommand's flags and the public function's keywords are made from its fields
+  (:func:`kernel_magics.argspec.args_from`, :func:`kernel_magics.signatures.from_arguments`);
+* ``api``: the public function (``km.<name>``), which hands the filled dataclass to
+  :func:`kernel_magics.train.start.launch`;
+* ``prepare``: ``prepare(args, model_path, *, trust_remote_code) -> inputs``, run by the launcher in the
+  caller's thread so bad input fails at once (rows read and checked; no weights);
+* ``record``: ``record(args, inputs, plan) -> RunRecord``, what the run's ``config.json`` and first log lines
+  add (data summary, in-memory rows to keep, extra keys, files written into the run folder);
+* ``trainer``: ``build_trainer(run, inputs)``, called in the run's thread with what ``prepare`` returned
+  (``None`` on resume and in a process group's ranks: it prepares again from the run's config).
 
 and, as plain data, the ``variants`` of one method (the values of its ``variant`` argument, e.g. the
-preference losses; a run's ``kind``), the dashboard's third row of charts per variant (``panels``: the
-metric keys of each chart) and the ``metrics``
-that the terminal view prints after the loss. ``config.json`` stores the subcommand as ``command``
-and the variant as ``kind``; ``export-script``, the dashboard and ``watch`` look the run up here.
+preference losses; a run's ``kind``), the sequences one row puts through the model per kind (a preference
+pair: 2) for the memory estimate, the dashboard's third row of charts per variant (``panels``: the metric
+keys of each chart), the ``metrics`` that the terminal view prints after the loss, the arguments whose
+values may name functions defined in the notebook (``%%swift grpo --reward my_fn``), and ``on_images``: the
+entry that trains this method when the model is a vision-language model. ``config.json`` stores the
+subcommand as ``command`` and the variant as ``kind``; ``export-script``, the dashboard and ``watch`` look
+the run up here.
 """
 
 from __future__ import annotations
@@ -33,17 +40,26 @@ class TrainingMethod:
 
     name: str  # subcommand, km.<name> and config.json "command"
     help: str
-    arguments: str  # "module:Class" argument dataclass
+    arguments: str  # "module:Class" argument dataclass: the keywords and flags
     api: str  # "module:function" public function
     trainer: str  # "module:function" build_trainer(run, inputs)
-    prepare: str  # "module:function" prepare_inputs(args, model_path, *, trust_remote_code)
+    prepare: str  # "module:function" prepare(args, model_path, *, trust_remote_code) -> inputs
+    record: str  # "module:function" record(args, inputs, plan) -> start.RunRecord
     variant: str | None = None  # the argument that picks a variant ("loss"); None: one kind, the name
     panels: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # by kind: row 3's charts
     metrics: tuple[tuple[str, str], ...] = ()  # (metric key, label) printed after the loss by `watch`
     aliases: tuple[tuple[str, str, str], ...] = ()  # (subcommand, its name for the variant, "module:function")
+    sequences_per_row: Mapping[str, int] = field(default_factory=dict)  # by kind, when not 1 (a pair: 2)
+    notebook_functions: tuple[str, ...] = ()  # arguments whose names may be functions defined in the notebook
+    run_arguments: str | None = None  # "module:Class" the run keeps, when narrower than ``arguments``
+    on_images: TrainingMethod | None = None  # the entry that trains on a vision-language model
 
     def argument_class(self) -> type:
         return load(self.arguments)
+
+    def kind_of(self, args: Any) -> str:
+        """The ``kind`` a run of these arguments records: the variant's value, or the method's name."""
+        return str(getattr(args, self.variant)) if self.variant else self.name
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -58,14 +74,27 @@ class TrainingMethod:
 
 _REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
 
+_SFT_HELP = "supervised fine-tuning (LoRA / QLoRA / full) in the background with a live dashboard"
+
 METHODS: tuple[TrainingMethod, ...] = (
     TrainingMethod(
         name="sft",
-        help="supervised fine-tuning (LoRA / QLoRA / full) in the background with a live dashboard",
+        help=_SFT_HELP,
         arguments="kernel_magics.train.vlm:VisionArguments",
         api="kernel_magics.train.api:sft",
         trainer="kernel_magics.train.sft:build_trainer",
         prepare="kernel_magics.train.sft:prepare_inputs",
+        record="kernel_magics.train.sft:run_record",
+        run_arguments="kernel_magics.train.sft:SFTArguments",
+        on_images=TrainingMethod(
+            name="sft",
+            help=_SFT_HELP,
+            arguments="kernel_magics.train.vlm:VisionArguments",
+            api="kernel_magics.train.api:sft",
+            trainer="kernel_magics.train.vlm:build_trainer",
+            prepare="kernel_magics.train.vlm:check_data",
+            record="kernel_magics.train.vlm:run_record",
+        ),
     ),
     TrainingMethod(
         name="dpo",
@@ -74,6 +103,7 @@ METHODS: tuple[TrainingMethod, ...] = (
         api="kernel_magics.train.api:dpo",
         trainer="kernel_magics.train.dpo:build_trainer",
         prepare="kernel_magics.train.dpo:prepare_inputs",
+        record="kernel_magics.train.dpo:run_record",
         variant="loss",
         panels={
             loss: (_REWARDS, ("rewards/accuracies",), own)
@@ -86,6 +116,7 @@ METHODS: tuple[TrainingMethod, ...] = (
         },
         metrics=(("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("kl", "kl")),
         aliases=(("rlhf", "type", "kernel_magics.train.api:rlhf"),),
+        sequences_per_row={"dpo": 2, "simpo": 2, "orpo": 2},  # a pair is two sequences; kto rows are one
     ),
     TrainingMethod(
         name="grpo",
@@ -94,7 +125,9 @@ METHODS: tuple[TrainingMethod, ...] = (
         api="kernel_magics.train.api:grpo",
         trainer="kernel_magics.train.grpo:build_trainer",
         prepare="kernel_magics.train.grpo:prepare_inputs",
+        record="kernel_magics.train.grpo:run_record",
         metrics=(("reward", "reward"), ("reward_std", "reward_std"), ("kl", "kl")),
+        notebook_functions=("reward",),
     ),
 )
 
@@ -151,7 +184,8 @@ _WATCH = "kernel_magics.train.api:watch"
 def method_commands(entry: TrainingMethod) -> list[Command]:
     """The subcommand of a training method and its aliases (an alias names the variant its own way)."""
     args = args_from(load(entry.arguments))
-    commands = [Command(entry.name, entry.help, entry.api, args, notebook=_DASHBOARD, terminal=_WATCH)]
+    shown = {"notebook": _DASHBOARD, "terminal": _WATCH, "notebook_functions": entry.notebook_functions}
+    commands = [Command(entry.name, entry.help, entry.api, args, **shown)]
     for alias, variant_name, target in entry.aliases:
         renamed = tuple(
             Arg(variant_name, a.type, a.default, f"{a.help}; the {a.name} by ms-swift's name", a.choices)
@@ -160,7 +194,7 @@ def method_commands(entry: TrainingMethod) -> list[Command]:
             for a in args
         )
         help_text = f"ms-swift spelling of {entry.name}: {alias} --{variant_name} {'|'.join(entry.kinds)}"
-        commands.append(Command(alias, help_text, target, renamed, notebook=_DASHBOARD, terminal=_WATCH))
+        commands.append(Command(alias, help_text, target, renamed, **shown))
     return commands
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..argspec import knob
 from ..data.prepare import ON_BAD_ROWS
-from ..errors import SwiftConfigError
+from ..errors import SwiftConfigError, SwiftError
 from .arguments import training_kwargs
 from .distributed import DistributedArguments
 from .model import LoraSpec, load_for_training, load_tokenizer
@@ -210,9 +210,24 @@ def finish_inputs(
     return SFTInputs(model_path, tokenizer, train, evaluation, notes, max(lengths))
 
 
-def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: bool = False) -> SFTInputs:
-    """Everything ``build_trainer`` needs except the weights: checked rows, tokenizer, token counts."""
-    return finish_inputs(args, check_data(args), model_path, trust_remote_code=trust_remote_code)
+def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: bool = False) -> PreparedData:
+    """The launcher's ``prepare`` hook: the rows read and checked in the caller's thread (the tokenizer loads
+    in the run's thread, :func:`finish_inputs`); image rows for a text model are refused in one line."""
+    from .vlm import text_model_data_error
+
+    try:
+        return check_data(args)
+    except SwiftError as exc:
+        raise text_model_data_error(str(args.model or model_path.name), args.dataset) or exc from None
+
+
+def run_record(args: SFTArguments, data: PreparedData, plan: Plan) -> Any:
+    """The launcher's ``record`` hook: the rows' summary, in-memory rows kept as ``dataset.jsonl``."""
+    from .launching import rows_in_memory
+    from .start import RunRecord, rows_summary
+
+    lines = [plan.describe(), f"data: {data.summary()}"]
+    return RunRecord(data=rows_summary(data), lines=lines, rows=rows_in_memory(args.dataset))
 
 
 def trl_config(  # noqa: ANN201 - trl.SFTConfig

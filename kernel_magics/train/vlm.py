@@ -24,7 +24,7 @@ from ..argspec import knob
 from ..data.processor import ImageTokens, load_processor, row_tokens
 from ..data.vision import TEMPLATES
 from ..errors import SwiftConfigError, SwiftDataError
-from ..hub import is_vision_model, read_model_config
+from ..hub import read_model_config
 from .model import LoraSpec, load_base_for_training, ready_for_adapters
 from .plan import Plan
 from .sft import SFTArguments, has_generation_markers, trl_config
@@ -96,8 +96,9 @@ class VisionInputs:
     image_tokens_max: int = 0
 
 
-def check_data(args: VisionArguments, model_path: Path) -> Any:
-    """Read and check the image rows (every image opened once); one line per problem."""
+def check_data(args: VisionArguments, model_path: Path, *, trust_remote_code: bool = False) -> Any:
+    """The launcher's ``prepare`` hook: read and check the image rows (every image opened once), one line per
+    problem; the processor loads in the run's thread (:func:`finish_inputs`)."""
     from ..data.vision import prepare_vision
 
     model_type = read_model_config(model_path).get("model_type")
@@ -293,46 +294,16 @@ def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTraine
     return trainer
 
 
-# -- launching -----------------------------------------------------------------------------------------
-def launch(args: VisionArguments, *, verbose: bool = True) -> Any:
-    """Check everything cheap in the caller's thread, write the run folder and start the :class:`Run`."""
-    run, data = create_run(args, verbose=verbose)
-    return run.start(prepared=data)
+# -- what the run records ---------------------------------------------------------------------------
+def run_record(args: VisionArguments, data: Any, plan: Plan) -> Any:
+    """The launcher's ``record`` hook: the checked rows (image paths resolved) and the vision knobs."""
+    from .launching import in_memory
+    from .start import RunRecord, rows_summary
 
-
-def create_run(args: VisionArguments, *, verbose: bool = True) -> tuple[Any, Any]:
-    """Everything :func:`launch` does except starting: the checked rows and a queued ``Run``."""
-    from ..config import settings
-    from ..device import select_device
-    from ..hub import resolve_model
-    from .launching import check_start, in_memory, plan_run, write_run
-
-    start = check_start(args)
-    model_name = str(args.model if args.model is not None else settings.default_model)
-    info = select_device(args.device)
-    model_path = resolve_model(model_name)
-    if not is_vision_model(model_path):
-        raise text_model_data_error(model_name, args.dataset) or SwiftConfigError(
-            f"model {model_name} is not a vision-language model; use km.sft for text rows"
-        )
-    data = check_data(args, model_path)
-    plan, estimates = plan_run(args, model_path, info)
     vision = {"train_vision": args.train_vision, "max_pixels": args.max_pixels, "template": args.template}
-    run = write_run(
-        start,
-        command="sft",
-        kind="sft",
-        trainer="kernel_magics.train.vlm:build_trainer",
-        args=args,
-        model_name=model_name,
-        model_path=model_path,
-        plan=plan,
-        estimates=estimates,
-        device=info,
-        data={"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)},
-        rows=data.rows if in_memory(args.dataset) else None,  # the checked rows: image paths resolved
-        extra={"vision": {**vision, "samples": SAMPLE_ROWS}},
+    return RunRecord(
+        data=rows_summary(data),
         lines=[plan.describe(), f"data: {data.summary()}; {'; '.join(data.notes)}"],
-        verbose=verbose,
+        rows=data.rows if in_memory(args.dataset) else None,
+        extra={"vision": {**vision, "samples": SAMPLE_ROWS}},
     )
-    return run, data
