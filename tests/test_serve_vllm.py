@@ -104,6 +104,33 @@ def test_errors_are_4xx_and_server_keeps_serving(server, client):
     assert client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=3).usage.completion_tokens == 3
 
 
+def test_poisoned_requests_are_400s_and_three_requests_beside_them_finish(server):
+    """The transformers engine's per-request checks hold on vLLM too (vLLM alone clamps a 1e308 bias)."""
+
+    def ask(**fields):
+        body = {"model": "tiny", "messages": HELLO, "max_tokens": 16, "temperature": 0.9, "seed": 1, **fields}
+        headers = {"Authorization": "Bearer vk"}
+        return httpx.post(server.url + "/chat/completions", json=body, headers=headers, timeout=120)
+
+    both = {"allOf": [{"type": "string"}, {"type": "integer"}]}
+    poisons = [
+        {"logit_bias": {"999999": 1}},
+        {"logit_bias": {"5": 1e308}},
+        {"logit_bias": {"-5": 100}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": both}}},
+    ]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ordinary = [pool.submit(ask) for _ in range(3)]
+        poisoned = [pool.submit(ask, **fields) for fields in poisons]
+        replies = [f.result() for f in ordinary]
+        refusals = [f.result() for f in poisoned]
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert [r.status_code for r in refusals] == [400] * len(poisons)
+    params = [r.json()["error"]["param"] for r in refusals]
+    assert params == ["logit_bias", "logit_bias", "logit_bias", "response_format"]
+    assert "'allOf'" in refusals[3].json()["error"]["message"]
+
+
 def test_32_concurrent_streams(client, server):
     """All complete, none mixed up: each request has its own seed and max_tokens (4 + i)."""
 
