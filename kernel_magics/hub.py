@@ -207,7 +207,7 @@ COMMANDS = [
             Arg("model_id", positional=True, help="hub id, e.g. Qwen/Qwen2.5-0.5B-Instruct"),
             Arg("revision", help="branch, tag or commit"),
             Arg("include", type=csv_list, help="only files matching these patterns, e.g. '*.json,*.safetensors'"),
-            Arg("cache_dir", help="hub cache folder (default: the Hugging Face cache)"),
+            Arg("cache_dir", help="hub cache folder", default_help="the Hugging Face cache"),
         ),
     ),
 ]

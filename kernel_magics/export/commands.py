@@ -1,79 +1,79 @@
 """Subcommands of merge, export and evaluation: ``merge``, ``export``, ``eval``, ``compare``.
 
-A light module (no torch at import); the functions live in :mod:`kernel_magics.export.api`.
+A light module (no torch at import); the functions live in :mod:`kernel_magics.export.api`. Each flag is a
+keyword of its function (name, type and default from the signature,
+:func:`kernel_magics.signatures.command_from`); the rows say only what a signature cannot.
 """
 
-from kernel_magics.argspec import Arg, Command, csv_list
+from kernel_magics.argspec import csv_list
+from kernel_magics.signatures import about, command_from
 
 _DTYPES = ("float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
+_QUANTIZED = "GPTQ / AWQ "
+_TEMPLATE = about("wrap prompts in the chat template", default_help="when there is one")
 
 COMMANDS = [
-    Command(
-        name="merge",
-        help="merge a LoRA adapter into its base model: one safetensors folder any server loads",
-        target="kernel_magics.export.api:merge",
-        args=(
-            Arg("adapter", positional=True, help="adapter folder (runs/<id>/adapter)"),
-            Arg("base", short="-m", help="base model [default: the base recorded in the adapter]"),
-            Arg("out_dir", short="-o", help="output folder [default: runs/<id>/merged beside the adapter]"),
-            Arg("dtype", choices=_DTYPES, help="dtype of the saved weights [default: the base's]"),
-        ),
+    command_from(
+        "merge",
+        "merge a LoRA adapter into its base model: one safetensors folder any server loads",
+        "kernel_magics.export.api:merge",
+        {
+            "adapter": about("adapter folder (runs/<id>/adapter)", positional=True),
+            "base": about("base model", short="-m", default_help="the base recorded in the adapter"),
+            "out_dir": about("output folder", short="-o", default_help="runs/<id>/merged beside the adapter"),
+            "dtype": about("dtype of the saved weights", choices=_DTYPES, default_help="the base's"),
+        },
     ),
-    Command(
-        name="export",
-        help="export a model as GGUF (llama.cpp, Ollama), bitsandbytes 4-bit, or GPTQ / AWQ (CUDA)",
-        target="kernel_magics.export.api:export",
-        args=(
-            Arg("model_dir", positional=True, help="model folder, 'tiny', a merged run or an adapter folder"),
-            Arg("format", short="-f", default="gguf", choices=("gguf", "bnb-4bit", "gptq", "awq"), help="format"),
-            Arg("out_dir", short="-o", help="output folder [default: <workspace>/exports/<model>-<format>]"),
-            Arg("outtype", default="f16", choices=("f32", "f16", "bf16", "q8_0", "q4_0"), help="GGUF tensor type"),
-            Arg("adapter", help="LoRA adapter merged into the model before exporting"),
-            Arg("dataset", help="calibration data for GPTQ / AWQ (.jsonl, your training data)"),
-            Arg("bits", type=int, default=4, help="GPTQ / AWQ bits (4 or 8)"),
-            Arg("group_size", type=int, default=128, help="GPTQ / AWQ group size"),
-            Arg("calib_samples", type=int, default=128, help="GPTQ / AWQ calibration rows"),
-            Arg("quant_type", default="nf4", choices=("nf4", "fp4"), help="bnb-4bit quantization type"),
-        ),
+    command_from(
+        "export",
+        "export a model as GGUF (llama.cpp, Ollama), bitsandbytes 4-bit, or GPTQ / AWQ (CUDA)",
+        "kernel_magics.export.api:export",
+        {
+            "model_dir": about("model folder, 'tiny', a merged run or an adapter folder", positional=True),
+            "format": about("format", short="-f", choices=("gguf", "bnb-4bit", "gptq", "awq")),
+            "out_dir": about("output folder", short="-o", default_help="<workspace>/exports/<model>-<format>"),
+            "outtype": about("GGUF tensor type", choices=("f32", "f16", "bf16", "q8_0", "q4_0")),
+            "adapter": about("LoRA adapter merged into the model before exporting"),
+            "dataset": about("calibration data for GPTQ / AWQ (.jsonl, your training data)"),
+            "bits": about(_QUANTIZED + "bits (4 or 8)"),
+            "group_size": about(_QUANTIZED + "group size"),
+            "calib_samples": about(_QUANTIZED + "calibration rows"),
+            "quant_type": about("bnb-4bit quantization type", choices=("nf4", "fp4")),
+        },
     ),
-    Command(
-        name="eval",
-        help="perplexity, exact match and preference accuracy of one or more models on a dataset",
-        target="kernel_magics.export.api:evaluate",
+    command_from(
+        "eval",
+        "perplexity, exact match and preference accuracy of one or more models on a dataset",
+        "kernel_magics.export.api:evaluate",
+        {
+            "model": about(
+                "model, adapter folder, or LABEL=MODEL", positional=True, default_help="settings.default_model"
+            ),
+            "dataset": about("evaluation rows (.jsonl / .json)", short="-d"),
+            "metrics": about("perplexity, exact_match, contains, preference_accuracy, lm_eval:TASK"),
+            "adapter": about("LoRA adapter applied to the model"),
+            "holdout": about("score only this held-out fraction of the rows, e.g. 0.1"),
+            "limit": about("score at most this many rows"),
+            "seed": about("seed of the held-out split"),
+            "max_new_tokens": about("longest generated reply (exact_match, contains)"),
+            "batch_size": about("rows per forward pass"),
+            "max_length": about("longest scored sequence in tokens"),
+            "chat_template": _TEMPLATE,
+        },
         aliases=("evaluate",),
-        args=(
-            Arg(
-                "model", positional=True, help="model, adapter folder, or LABEL=MODEL [default: settings.default_model]"
-            ),
-            Arg("dataset", short="-d", help="evaluation rows (.jsonl / .json)"),
-            Arg(
-                "metrics",
-                type=csv_list,
-                default=["perplexity"],
-                help="perplexity, exact_match, contains, preference_accuracy, lm_eval:TASK",
-            ),
-            Arg("adapter", help="LoRA adapter applied to the model"),
-            Arg("holdout", type=float, help="score only this held-out fraction of the rows, e.g. 0.1"),
-            Arg("limit", type=int, help="score at most this many rows"),
-            Arg("seed", type=int, default=42, help="seed of the held-out split"),
-            Arg("max_new_tokens", type=int, default=64, help="longest generated reply (exact_match, contains)"),
-            Arg("batch_size", type=int, default=8, help="rows per forward pass"),
-            Arg("max_length", type=int, default=2048, help="longest scored sequence in tokens"),
-            Arg("chat_template", flag=True, help="wrap prompts in the chat template [default: when there is one]"),
-        ),
     ),
-    Command(
-        name="compare",
-        help="the same prompts through several models (base, SFT, DPO...), answers side by side",
-        target="kernel_magics.export.api:compare",
+    command_from(
+        "compare",
+        "the same prompts through several models (base, SFT, DPO...), answers side by side",
+        "kernel_magics.export.api:compare",
+        {
+            "models": about("models, comma-separated: tiny,runs/<id>/adapter or LABEL=MODEL", type=csv_list),
+            "prompts": about("a prompt (repeatable)", type=str, multiple=True, option="--prompt"),
+            "max_new_tokens": about("longest reply in tokens"),
+            "system": about("system prompt added to every prompt"),
+            "chat_template": _TEMPLATE,
+            "batch_size": about("prompts generated together"),
+        },
         notebook="kernel_magics.widgets.compare:show",
-        args=(
-            Arg("models", type=csv_list, help="models, comma-separated: tiny,runs/<id>/adapter or LABEL=MODEL"),
-            Arg("prompts", multiple=True, option="--prompt", help="a prompt (repeatable)"),
-            Arg("max_new_tokens", type=int, default=64, help="longest reply in tokens"),
-            Arg("system", help="system prompt added to every prompt"),
-            Arg("chat_template", flag=True, help="wrap prompts in the chat template [default: when there is one]"),
-            Arg("batch_size", type=int, default=8, help="prompts generated together"),
-        ),
     ),
 ]

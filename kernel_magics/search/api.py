@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftUsageError
-from .commands import billions, token_count
 from .entities import EntityIndex
 from .filters import Filter, explicit_filters, listify, understood_filters
 from .index import build_index
@@ -32,6 +31,7 @@ from .sources import all_cards, catalog, joined
 from .text import tokenize
 from .timeframe import catalog_month
 from .understand import Understanding, understand
+from .units import billions, token_count
 
 __all__ = ["RESULT_COLUMNS", "all_cards", "catalog", "print_results", "search"]
 

@@ -1,102 +1,84 @@
-"""Subcommands of serving: ``serve``, ``chat``, ``stop`` (light module: no heavy imports)."""
+"""Subcommands of serving: ``serve``, ``chat``, ``stop`` (light module: no heavy imports).
 
-from kernel_magics.argspec import Arg, Command, csv_list, key_value
+Each flag is a keyword of its function in :mod:`kernel_magics.serve.api` (name, type and default from the
+signature, :func:`kernel_magics.signatures.command_from`); the rows say only what a signature cannot.
+"""
+
+from kernel_magics.argspec import key_value
+from kernel_magics.signatures import about, command_from
 
 from .engines import BACKENDS
 
+_HF = "transformers engine: "
+
 COMMANDS = [
-    Command(
-        name="serve",
-        help="start an OpenAI-compatible server (vLLM or transformers) for a model and its LoRA adapters",
-        target="kernel_magics.serve.api:serve",
-        terminal="kernel_magics.serve.api:serve_forever",
-        args=(
-            Arg(
-                "model", short="-m", help="model: 'tiny', a local folder or a hub id [default: settings.default_model]"
-            ),
-            Arg(
-                "adapters",
+    command_from(
+        "serve",
+        "start an OpenAI-compatible server (vLLM or transformers) for a model and its LoRA adapters",
+        "kernel_magics.serve.api:serve",
+        {
+            "model": about("model: 'tiny', a local folder or a hub id", short="-m", default_help="settings.default_model"),
+            "adapters": about(
+                "LoRA adapter served as its own model name, unmerged: NAME=PATH (repeatable)",
                 type=key_value,
                 multiple=True,
                 option="--adapter",
-                help="LoRA adapter served as its own model name, unmerged: NAME=PATH (repeatable)",
             ),
-            Arg("backend", default="auto", choices=BACKENDS, help="inference engine"),
-            Arg("host", help="address to bind [default: 127.0.0.1]; anything else requires --api-key"),
-            Arg("port", type=int, help="port; busy -> error (leave it out to take the next free one from 8000)"),
-            Arg("api_key", help="key every request must send as 'Authorization: Bearer KEY'"),
-            Arg("name", help="server name for %swift stop NAME [default: the model name]"),
-            Arg("device", help="auto, cpu, cuda, cuda:N or mps [default: settings.device]"),
-            Arg("max_batch_size", type=int, default=32, help="requests generated together in one batch"),
-            Arg("max_model_len", type=int, help="context length (prompt + reply) in tokens"),
-            Arg("trust_remote_code", flag=True, help="allow model code from the model's repository"),
-            Arg(
-                "engine_args",
+            "backend": about("inference engine", choices=BACKENDS),
+            "host": about("address to bind; anything else requires --api-key", default_help="127.0.0.1"),
+            "port": about("port; busy -> error (leave it out to take the next free one from 8000)"),
+            "api_key": about("key every request must send as 'Authorization: Bearer KEY'"),
+            "name": about("server name for %swift stop NAME", default_help="the model name"),
+            "device": about("auto, cpu, cuda, cuda:N or mps", default_help="settings.device"),
+            "max_batch_size": about("requests generated together in one batch"),
+            "max_model_len": about("context length (prompt + reply) in tokens"),
+            "trust_remote_code": about("allow model code from the model's repository"),
+            "engine_args": about(
+                "extra vLLM flag as KEY=VALUE, e.g. gpu_memory_utilization=0.5 (repeatable)",
                 type=key_value,
                 multiple=True,
                 option="--engine-arg",
-                help="extra vLLM flag as KEY=VALUE, e.g. gpu_memory_utilization=0.5 (repeatable)",
             ),
-            Arg(
-                "allowed_local_media_path",
-                help="vision-language models: image parts may name local files inside this folder",
+            "allowed_local_media_path": about(
+                "vision-language models: image parts may name local files inside this folder"
             ),
-            Arg(
-                "stream_interval_ms",
-                type=float,
-                default=10.0,
-                help="transformers engine: tokens of a stream closer than this go out as one chunk (0 = per token)",
+            "stream_interval_ms": about(_HF + "tokens of a stream closer than this go out as one chunk (0 = per token)"),
+            "served_model_name": about("the model id clients send", default_help="the folder name or hub id"),
+            "tool_call_parser": about("tool-call format in replies: hermes or llama3_json", default_help="from the template"),
+            "max_body_mb": about(_HF + "largest request body (413 beyond)"),
+            "max_waiting": about(_HF + "queued choices (prompts x n) before 503 + Retry-After"),
+            "max_choices": about(_HF + "most choices (prompts x n) one request may ask for (400 beyond)"),
+            "request_timeout_s": about(_HF + "end a request after this long (504)"),
+            "default_max_tokens": about("reply length of chat requests that name none"),
+            "allowed_hosts": about(
+                "Host names a server without --api-key answers (* = any)", default_help="localhost,127.0.0.1,[::1]"
             ),
-            Arg("served_model_name", help="the model id clients send [default: the folder name or hub id]"),
-            Arg(
-                "tool_call_parser",
-                help="tool-call format in replies: hermes or llama3_json [default: from the template]",
-            ),
-            Arg("max_body_mb", type=float, default=32.0, help="transformers engine: largest request body (413 beyond)"),
-            Arg(
-                "max_waiting",
-                type=int,
-                default=256,
-                help="transformers engine: queued choices (prompts x n) before 503 + Retry-After",
-            ),
-            Arg(
-                "max_choices",
-                type=int,
-                default=128,
-                help="transformers engine: most choices (prompts x n) one request may ask for (400 beyond)",
-            ),
-            Arg("request_timeout_s", type=float, help="transformers engine: end a request after this long (504)"),
-            Arg("default_max_tokens", type=int, default=2048, help="reply length of chat requests that name none"),
-            Arg(
-                "allowed_hosts",
-                type=csv_list,
-                help="Host names a server without --api-key answers [default: localhost,127.0.0.1,[::1]; * = any]",
-            ),
-            Arg("wait", flag=True, default=True, help="return once the server answers"),
-        ),
+            "wait": about("return once the server answers"),
+        },
+        terminal="kernel_magics.serve.api:serve_forever",
     ),
-    Command(
-        name="chat",
-        help="chat panel against the running server (or --url); --compare base,tuned answers side by side",
-        target="kernel_magics.serve.api:chat",
+    command_from(
+        "chat",
+        "chat panel against the running server (or --url); --compare base,tuned answers side by side",
+        "kernel_magics.serve.api:chat",
+        {
+            "url": about("OpenAI-compatible base URL", default_help="the latest server of this kernel"),
+            "model": about("model to chat with", short="-m", default_help="the server's first model"),
+            "compare": about("two or more models side by side, e.g. base,tuned"),
+            "api_key": about("API key of the server"),
+            "system": about("system prompt"),
+            "temperature": about("sampling temperature (0 = greedy)"),
+            "max_tokens": about("longest reply in tokens"),
+        },
         notebook="kernel_magics.widgets.chat:show",
-        args=(
-            Arg("url", help="OpenAI-compatible base URL [default: the latest server of this kernel]"),
-            Arg("model", short="-m", help="model to chat with [default: the server's first model]"),
-            Arg("compare", type=csv_list, help="two or more models side by side, e.g. base,tuned"),
-            Arg("api_key", help="API key of the server"),
-            Arg("system", help="system prompt"),
-            Arg("temperature", type=float, default=0.7, help="sampling temperature (0 = greedy)"),
-            Arg("max_tokens", type=int, default=256, help="longest reply in tokens"),
-        ),
     ),
-    Command(
-        name="stop",
-        help="stop the servers started from this kernel (or one by name; --all stops training runs too)",
-        target="kernel_magics.serve.api:stop",
-        args=(
-            Arg("name", positional=True, help="server name (default: every server)"),
-            Arg("all", flag=True, help="stop every background job of this kernel, training runs included"),
-        ),
+    command_from(
+        "stop",
+        "stop the servers started from this kernel (or one by name; --all stops training runs too)",
+        "kernel_magics.serve.api:stop",
+        {
+            "name": about("server name", positional=True, default_help="every server"),
+            "all": about("stop every background job of this kernel, training runs included"),
+        },
     ),
 ]

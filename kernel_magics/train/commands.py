@@ -1,86 +1,76 @@
 """Subcommands of training: one per method of :mod:`kernel_magics.train.methods` (``sft``, ``dpo`` and its
-ms-swift spelling ``rlhf --type``), ``estimate``, ``runs`` and ``export-script``.
+ms-swift spelling ``rlhf --type``, ``grpo``), ``estimate``, ``dataset``, ``runs`` and ``export-script``.
 
 Light module: no heavy imports. A method's flags are made from its argument dataclass
-(:func:`kernel_magics.train.methods.method_commands`), so they are the keyword names of its public function.
+(:func:`kernel_magics.train.methods.method_commands`); the others' from their function's signature
+(:func:`kernel_magics.signatures.command_from`): names, types and defaults are the function's, the rows
+below say only what a signature cannot.
 """
 
-import inspect
-
-from kernel_magics.argspec import Arg, Command, csv_list
+from kernel_magics.signatures import about, command_from
 
 from ..data.vision import TEMPLATES
+from .distributed import STRATEGIES
 from .estimate import METHODS as ESTIMATE_METHODS
-from .estimate import estimate
 from .methods import METHODS, method, method_commands
 from .script import SCRIPT_KINDS
 
-# estimate()'s own defaults (a plain function, not a method): read from its signature
-_ESTIMATE = {name: p.default for name, p in inspect.signature(estimate).parameters.items()}
-
 PREFERENCE_LOSSES = method("dpo").kinds  # kernel_magics.train.dpo.LOSSES
+_VLM = "vision-language models: "
 
 COMMANDS = [
     *(command for entry in METHODS for command in method_commands(entry)),
-    Command(
-        name="estimate",
-        help="training memory for each method from config.json alone, and whether it fits this device",
-        target="kernel_magics.train.estimate:estimate",
-        args=(
-            Arg("model", positional=True, help="'tiny', a local folder or a hub id whose config is cached"),
-            Arg("method", default=_ESTIMATE["method"], choices=ESTIMATE_METHODS, help="method whose total is reported"),
-            Arg("max_length", type=int, default=_ESTIMATE["max_length"], help="tokens per row"),
-            Arg("batch_size", type=int, default=_ESTIMATE["batch_size"], help="rows per step"),
-            Arg("lora_r", type=int, default=_ESTIMATE["lora_r"], help="LoRA rank"),
-            Arg("target_modules", type=csv_list, help="LoRA targets [default: all-linear]"),
-            Arg("gradient_checkpointing", flag=True, help="recompute activations [default: on for CUDA]"),
-            Arg("device", help="device to check against [default: settings.device]"),
-            Arg("num_processes", type=int, default=1, help="processes (devices) sharing the run: memory per device"),
-            Arg(
-                "strategy",
-                default="ddp",
-                choices=("ddp", "fsdp", "zero2", "zero3", "zero3-offload"),
-                help="how the processes share the model",
-            ),
-            Arg(
-                "dtype", choices=("bf16", "fp16", "fp32"), help="compute dtype [default: bf16 on GPUs, fp32 on the CPU]"
-            ),
-            Arg("image_pixels", type=int, help="vision-language models: pixels per image [default: 448x448]"),
-            Arg("images_per_row", type=int, help="vision-language models: images in each row [default: 1]"),
-            Arg("train_vision", flag=True, help="vision-language models: the vision tower trains too"),
-        ),
+    command_from(
+        "estimate",
+        "training memory for each method from config.json alone, and whether it fits this device",
+        "kernel_magics.train.estimate:estimate",
+        {
+            "model": about("'tiny', a local folder or a hub id whose config is cached", positional=True),
+            "method": about("method whose total is reported", choices=ESTIMATE_METHODS),
+            "max_length": about("tokens per row"),
+            "batch_size": about("rows per step"),
+            "lora_r": about("LoRA rank"),
+            "target_modules": about("LoRA targets", default_help="all-linear"),
+            "gradient_checkpointing": about("recompute activations", default_help="on for CUDA"),
+            "device": about("device to check against", default_help="settings.device"),
+            "dtype": about("compute dtype", choices=("bf16", "fp16", "fp32"), default_help="bf16 on GPUs, fp32 on the CPU"),
+            "image_pixels": about(_VLM + "pixels per image", default_help="448x448"),
+            "images_per_row": about(_VLM + "images in each row", default_help="1"),
+            "train_vision": about(_VLM + "the vision tower trains too"),
+            "num_processes": about("processes (devices) sharing the run: memory per device"),
+            "strategy": about("how the processes share the model", choices=STRATEGIES),
+        },
     ),
-    Command(
-        name="dataset",
-        help="look at a dataset before training: rows as the trainer sees them, their images, the bad rows",
-        target="kernel_magics.data.preview:preview",
+    command_from(
+        "dataset",
+        "look at a dataset before training: rows as the trainer sees them, their images, the bad rows",
+        "kernel_magics.data.preview:preview",
+        {
+            "dataset": about("jsonl/json/csv/parquet file, a save_to_disk folder or a hub id", positional=True),
+            "template": about("image rows: how simple rows become chats", choices=TEMPLATES),
+            "model": about("model whose grounding box convention to use", short="-m"),
+        },
         notebook="kernel_magics.widgets.dataset_viewer:show",
         terminal="kernel_magics.data.preview:show_text",
-        args=(
-            Arg("dataset", positional=True, help="jsonl/json/csv/parquet file, a save_to_disk folder or a hub id"),
-            Arg("template", default="auto", choices=TEMPLATES, help="image rows: how simple rows become chats"),
-            Arg("model", short="-m", help="model whose grounding box convention to use"),
-        ),
     ),
-    Command(
-        name="runs",
-        help="list the training runs in the workspace",
-        target="kernel_magics.train.api:runs",
-        args=(Arg("workspace", help="workspace folder [default: settings.workspace]"),),
+    command_from(
+        "runs",
+        "list the training runs in the workspace",
+        "kernel_magics.train.api:runs",
+        {"workspace": about("workspace folder", default_help="settings.workspace")},
     ),
-    Command(
-        name="export-script",
-        help="write a standalone script that reproduces a run (environment, model, data, train, merge, serve)",
-        target="kernel_magics.train.api:export_script",
-        args=(
-            Arg("run", positional=True, help="run id (see %swift runs) or run folder"),
-            Arg("path", short="-o", help="script path [default: <run folder>/reproduce-<run-id>.sh]"),
-            Arg("kind", default="shell", choices=SCRIPT_KINDS, help="shell (CLI) or python (API)"),
-            Arg(
-                "launcher",
+    command_from(
+        "export-script",
+        "write a standalone script that reproduces a run (environment, model, data, train, merge, serve)",
+        "kernel_magics.train.api:export_script",
+        {
+            "run": about("run id (see %swift runs) or run folder", positional=True),
+            "path": about("script path", short="-o", default_help="<run folder>/reproduce-<run-id>.sh"),
+            "kind": about("shell (CLI) or python (API)", choices=SCRIPT_KINDS),
+            "launcher": about(
+                "a cluster script instead: torchrun, accelerate or slurm (sbatch with srun torchrun)",
                 choices=("torchrun", "accelerate", "slurm"),
-                help="a cluster script instead: torchrun, accelerate or slurm (sbatch with srun torchrun)",
             ),
-        ),
+        },
     ),
 ]
