@@ -14,7 +14,8 @@ Each resolved reward is called through :class:`~.reward_calls.CheckedReward` (a 
 that raises, hangs, returns the wrong number of values or a non-number fails the run with one line naming
 the function and the sample. The source of the
 user's functions is saved with the run (``rewards.py``), so a run can resume and ``export-script`` can
-reproduce it; where there is no source, one line says so.
+reproduce it; where there is no source, one line says so. Text constants whose names look like secrets
+(``*TOKEN*``, ``*KEY*``, ``*SECRET*``, ``*PASSWORD*``) are saved as ``os.environ[...]`` reads, never as values.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DEFAULT_FORMAT = r"<think>.*?</think>\s*<answer>.*?</answer>"
 SOURCE_FILE = "rewards.py"
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)  # such values never reach rewards.py
 
 
 class SwiftRewardError(SwiftError):
@@ -267,9 +269,20 @@ def function_source(func: Any) -> str | None:
         return None
 
 
-def _globals_used(func: Any) -> tuple[list[str], list[str]]:
-    """(import lines, assignments/definitions) for the modules, constants and helper functions ``func`` uses."""
-    imports, defs = [], []
+def _constant(name: str, value: Any, imports: list[str], secrets: list[str]) -> str:
+    """``name = value`` for rewards.py; a text value whose name looks like a secret is read from the environment."""
+    if isinstance(value, (bool, int, float)) or not _SECRET_NAME.search(name):
+        return f"{name} = {value!r}"
+    imports.append("import os")
+    secrets.append(name)
+    return f"{name} = os.environ[{name!r}]  # not saved: the name looks like a secret; set it in the environment"
+
+
+def _globals_used(func: Any, secrets: list[str]) -> tuple[list[str], list[str]]:
+    """(import lines, assignments/definitions) for the modules, constants and helper functions ``func`` uses;
+    the names of values left out as secrets are added to ``secrets``."""
+    imports: list[str] = []
+    defs: list[str] = []
     names: set[str] = set()
     stack = [func.__code__]
     while stack:
@@ -283,13 +296,13 @@ def _globals_used(func: Any) -> tuple[list[str], list[str]]:
         except ValueError:  # an empty cell
             continue
         names.add(name)
-    for name in sorted(names):
+    for name in sorted(n for n in names if n.isidentifier()):  # pytest's rewritten asserts add "@py_..." names
         value = scope.get(name)
         if isinstance(value, types.ModuleType):
             line = f"import {value.__name__}" + (f" as {name}" if value.__name__ != name else "")
             imports.append(line if "." not in value.__name__ or value.__name__ != name else f"import {value.__name__}")
-        elif isinstance(value, (str, int, float, bool, tuple)) and len(repr(value)) < 2000:
-            defs.append(f"{name} = {value!r}")
+        elif isinstance(value, (str, bytes, int, float, bool, tuple)) and len(repr(value)) < 2000:
+            defs.append(_constant(name, value, imports, secrets))
         elif isinstance(value, re.Pattern):
             imports.append("import re")
             defs.append(f"{name} = re.compile({value.pattern!r}, {int(value.flags)})")
@@ -314,8 +327,14 @@ def sources_file(rewards: list[Reward]) -> tuple[str, list[str]]:
             )
             bodies.append(f"# {reward.name}: no source available")
             continue
-        found_imports, defs = _globals_used(reward.func)
+        secrets: list[str] = []
+        found_imports, defs = _globals_used(reward.func, secrets)
         imports.update(found_imports)
+        if secrets:
+            notes.append(
+                f"reward {reward.name}: {', '.join(secrets)} not saved in {SOURCE_FILE} (the names look like secrets); "
+                "the saved file reads them from environment variables of the same names"
+            )
         bodies += [*defs, reward.source.rstrip()]
     return "\n".join([*parts, *sorted(imports), "", *[b + "\n\n" for b in bodies]]).rstrip() + "\n", notes
 
