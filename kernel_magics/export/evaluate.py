@@ -27,6 +27,7 @@ from .rows import Example, load_rows, prompt_ids, scored_ids, select_rows, to_ex
 
 METRICS = ("perplexity", "exact_match", "contains", "preference_accuracy")
 LM_EVAL_PREFIX = "lm_eval:"
+MAX_LENGTH = 2048  # longest scored sequence in tokens
 
 
 def normalize_answer(text: str) -> str:
@@ -84,7 +85,7 @@ def sequence_logprobs(
     sequences: Sequence[tuple[list[int], list[int]]],
     pad_id: int,
     batch_size: int = 8,
-    max_length: int = 2048,
+    max_length: int = MAX_LENGTH,
 ) -> list[tuple[float, int]]:
     """(sum of log p(token), number of tokens) over the masked tokens of each sequence.
 
@@ -166,7 +167,7 @@ def evaluate(
     seed: int = 42,
     max_new_tokens: int = 64,
     batch_size: int = 8,
-    max_length: int = 2048,
+    max_length: int = MAX_LENGTH,
     chat_template: bool | None = None,
 ) -> Any:
     """Score one or more models on a dataset; returns a DataFrame ``model, metric, value, count, source``.

@@ -347,7 +347,10 @@ def suggest_smaller(config: dict[str, Any]) -> str:
     if not plan.get("gradient_checkpointing"):
         steps.append("--gradient-checkpointing")
     if not steps or batch == 1:
-        steps.append(f"--max-length {max(128, int(config.get('max_length') or 1024) // 2)}")
+        from .sft import SFTArguments
+
+        longest = int(config.get("max_length") or SFTArguments.max_length)
+        steps.append(f"--max-length {max(128, longest // 2)}")
     return " ".join(steps) + " (km.estimate shows what fits)"
 
 
