@@ -46,6 +46,8 @@ def training_kwargs(
         weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm,
         optim=plan.optim,
+        torch_compile=plan.compile,
+        use_liger_kernel=plan.liger,
         gradient_checkpointing=plan.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
         use_cpu=cpu,

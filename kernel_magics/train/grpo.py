@@ -61,6 +61,7 @@ class GRPOArgs(SFTArguments):
     LEARNING_RATES: ClassVar[dict[str, float]] = {"lora": 1e-5, "full": 1e-6}
     NOT_ON_LINE: ClassVar[tuple[str, ...]] = (
         "packing", "assistant_only_loss", "token_metrics", "eval_split", "eval_steps", "early_stopping_patience",
+        "padding_free",
     )  # fmt: skip
 
     dataset: Any = knob(None, "prompt rows: 'prompt' (text or messages) or 'messages', plus columns rewards read",

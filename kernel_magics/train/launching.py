@@ -3,8 +3,9 @@
 1. :func:`check_start` — the arguments, the method name and the output folder (not active, writable), so
    mistakes fail at once with one line;
 2. :func:`plan_run` — the memory estimate from ``config.json`` and the :class:`~.plan.Plan` for the device;
-3. :func:`write_run` — the run folder: stale files removed, in-memory rows copied to ``dataset.jsonl``,
-   ``config.json`` written atomically, and the :class:`~.run.Run` with its first log lines.
+3. :func:`write_run` — the run folder: its lock taken first (held until the run ends), another run's files
+   moved aside, in-memory rows copied to ``dataset.jsonl``, ``config.json`` written atomically, and the
+   :class:`~.run.Run` with its first log lines.
 
 The method modules (``api.sft``, ``dpo.create_run``, ``vlm.create_run``) keep only what differs.
 """
@@ -65,6 +66,7 @@ def plan_run(
     """
     from .distributed import check_group_device, is_group
     from .estimate import estimate
+    from .levers import apply_levers
     from .plan import make_plan
 
     estimates: dict[str, float] = {}
@@ -95,7 +97,7 @@ def plan_run(
         optim=args.optim,
         dtype=args.dtype,
     )
-    return plan, estimates
+    return apply_levers(plan, args, device, model_path), estimates
 
 
 def versions() -> dict[str, str]:
@@ -137,57 +139,68 @@ def write_run(
     None when the dataset is a path. ``lines`` (the plan, the data report) are logged, and printed when
     ``verbose``, followed by the run's folder.
     """
-    from .folders import atomic_write, new_run_id, new_run_uid, set_aside_previous_run
+    from .folders import atomic_write, claim, new_run_id, new_run_uid, release, set_aside_previous_run
     from .run import Run
 
     folder = start.folder or start.root / new_run_id(kind, model_name, start.root)
     folder.mkdir(parents=True, exist_ok=True)
-    moved = set_aside_previous_run(folder)  # another run's checkpoints never mix with this one's
-    if moved:
-        lines = [moved, *lines]
-    for stale in ("logging.jsonl", "error.txt"):
-        if (folder / stale).exists():
-            (folder / stale).unlink()
-    dataset_copy = None
-    if rows is not None:
-        dataset_copy = str(folder / "dataset.jsonl")
-        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-        atomic_write(Path(dataset_copy), text)
-    config = {
-        "run_id": folder.name,
-        "command": command,
-        "run_uid": new_run_uid(),
-        "kind": kind,
-        "trainer": trainer,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": model_name,
-        "model_path": str(model_path),
-        "method": args.method,
-        **(extra or {}),
-        "plan": plan.to_dict(),
-        "arguments": args.to_config(),
-        "dataset_copy": dataset_copy,
-        "data": data,
-        "max_steps": args.max_steps,
-        "max_length": args.max_length,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "trust_remote_code": start.trust_remote_code,
-        "device": {"type": device.type, "name": device.name, "free_gb": device.memory_free_gb, "reason": device.reason},
-        "estimate_gb": estimates,
-        "versions": versions(),
-        "world_size": getattr(args, "world_size", 1),
-        "strategy": getattr(args, "strategy", "ddp"),
-    }
-    atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
-    run = Run(folder, config)
-    from .group import other_node_lines
+    run_uid = new_run_uid()
+    claim(folder, owner=run_uid)  # before anything in the folder changes; the run's start keeps it
+    try:
+        moved = set_aside_previous_run(folder)  # another run's checkpoints never mix with this one's
+        if moved:
+            lines = [moved, *lines]
+        for stale in ("logging.jsonl", "error.txt"):
+            if (folder / stale).exists():
+                (folder / stale).unlink()
+        dataset_copy = None
+        if rows is not None:
+            dataset_copy = str(folder / "dataset.jsonl")
+            text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+            atomic_write(Path(dataset_copy), text)
+        config = {
+            "run_id": folder.name,
+            "command": command,
+            "run_uid": run_uid,
+            "kind": kind,
+            "trainer": trainer,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "model": model_name,
+            "model_path": str(model_path),
+            "method": args.method,
+            **(extra or {}),
+            "plan": plan.to_dict(),
+            "arguments": args.to_config(),
+            "dataset_copy": dataset_copy,
+            "data": data,
+            "max_steps": args.max_steps,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
+            "trust_remote_code": start.trust_remote_code,
+            "device": {
+                "type": device.type,
+                "name": device.name,
+                "free_gb": device.memory_free_gb,
+                "reason": device.reason,
+            },
+            "estimate_gb": estimates,
+            "versions": versions(),
+            "world_size": getattr(args, "world_size", 1),
+            "strategy": getattr(args, "strategy", "ddp"),
+        }
+        atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
+        run = Run(folder, config)
+        from .group import other_node_lines
 
-    for line in [*lines, f"run {folder.name} -> {folder}", *other_node_lines(run)]:
-        run.log(line)
-        if verbose:
-            print(line, flush=True)
-    return run
+        for line in [*lines, f"run {folder.name} -> {folder}", *other_node_lines(run)]:
+            run.log(line)
+            if verbose:
+                print(line, flush=True)
+        return run
+    except BaseException:
+        release(folder)
+        raise
 
 
 def in_memory(dataset: Any) -> bool:

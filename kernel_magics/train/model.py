@@ -83,6 +83,8 @@ def load_base_for_training(
         from transformers import AutoModelForCausalLM as auto_class  # noqa: N813
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype(plan.dtype), "trust_remote_code": trust_remote_code}
+    if plan.padding_free:  # rows concatenated in one sequence: attention must respect their boundaries
+        kwargs["attn_implementation"] = "flash_attention_2"
     if plan.method == "qlora":
         quant = quantization_config(plan)
         if skip_quantizing:

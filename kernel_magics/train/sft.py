@@ -20,6 +20,7 @@ from ..data.prepare import ON_BAD_ROWS
 from ..errors import SwiftConfigError, SwiftError
 from .arguments import training_kwargs
 from .distributed import DistributedArguments
+from .levers import LIGER_CHOICES
 from .model import LoraSpec, load_for_training, load_tokenizer
 from .packing import has_varlen_attention, use_packed_rows
 from .plan import DTYPES, METHODS, Plan
@@ -85,7 +86,19 @@ class SFTArguments(DistributedArguments):
     token_metrics: bool = knob(False, "also log per-token entropy and accuracy (TRL's loss path, slower steps)")
     on_bad_rows: str = knob("error", "bad or over-long rows: stop, or skip and count", choices=ON_BAD_ROWS)
     early_stopping_patience: int | None = knob(None, "stop when eval loss has not improved for N evals")
-    optim: str | None = knob(None, "optimizer", default_help="adamw_torch; paged_adamw_8bit for qlora")
+    optim: str | None = knob(
+        None,
+        "optimizer: adamw_torch, adamw_torch_fused, adamw_8bit, paged_adamw_8bit, ... (transformers' names)",
+        default_help="adamw_torch on the CPU, adamw_torch_fused on CUDA; paged_adamw_8bit for qlora",
+    )
+    compile: bool = knob(False, "torch.compile the model for training (the first step is slower: one-off compilation)")
+    use_liger_kernel: str = knob(
+        "auto",
+        "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU): on, off, or auto (on for supported models on CUDA when "
+        "liger-kernel is installed)",
+        choices=LIGER_CHOICES,
+    )
+    padding_free: bool = knob(False, "batches without padding: rows concatenated, FlashAttention-2 varlen (CUDA)")
     device: str | None = knob(None, "auto, cpu, cuda, cuda:N or mps", default_help="settings.device")
     trust_remote_code: bool | None = knob(None, "allow model code from the model's repository")
     output_dir: str | None = knob(None, "run folder", short="-o", default_help="<workspace>/runs/<run-id>")
@@ -242,6 +255,8 @@ def trl_config(  # noqa: ANN201 - trl.SFTConfig
     from trl import SFTConfig
 
     kwargs = training_kwargs(args, plan, output_dir, has_eval, max_length)
+    if plan.padding_free:
+        kwargs["padding_free"] = True
     kwargs.update(
         packing=args.packing,
         assistant_only_loss=args.assistant_only_loss and kind == "messages",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import types
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +29,14 @@ from trl import SFTTrainer
 # Labelled logits are materialised (fp32) in one piece: above this many bytes TRL's tiled head is used instead.
 MAX_LABELLED_LOGITS_BYTES = 1 << 30
 _LOGIT_SCALES = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+@dataclass
+class LabelledLoss(ModelOutput):
+    """What the labelled LM head returns: a declared output class, which ``torch.compile`` can trace."""
+
+    loss: torch.Tensor | None = None
+    num_labelled: torch.Tensor | None = None
 
 
 def add_labelled_lm_head(model: Any) -> None:
@@ -49,7 +58,7 @@ def add_labelled_lm_head(model: Any) -> None:
         mask = targets != -100
         logits = self.get_output_embeddings()(hidden[mask])  # [labelled tokens, vocab]
         loss_sum = F.cross_entropy(logits.float(), targets[mask], reduction="sum")
-        return ModelOutput(loss=loss_sum, num_labelled=mask.sum())
+        return LabelledLoss(loss=loss_sum, num_labelled=mask.sum())
 
     model.forward = types.MethodType(forward, model)
 
