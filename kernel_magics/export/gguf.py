@@ -16,7 +16,6 @@ Two details matter for llama.cpp to run the file:
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -334,20 +333,3 @@ def write_modelfile(gguf_path: Path) -> Path:
     modelfile = gguf_path.with_name("Modelfile")
     modelfile.write_text(f"FROM ./{gguf_path.name}\n", encoding="utf-8")
     return modelfile
-
-
-def gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Scalar and string metadata of a GGUF file (arrays are given as their length)."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if not field.types:
-            continue
-        if field.types[0] == gguf.GGUFValueType.ARRAY:
-            out[key] = len(field.data)
-        else:
-            value = field.contents()
-            out[key] = value
-    return out

@@ -11,7 +11,6 @@ in both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -175,12 +174,3 @@ def normalize_card(row: Any, where: str) -> dict[str, Any]:
     card["local"] = bool(row.get("local", False))
     card["path"] = str(row.get("path") or "")
     return card
-
-
-def cards_hash(cards: list[dict[str, Any]]) -> str:
-    """A stable digest of the cards' content (keys the on-disk index)."""
-    digest = hashlib.sha256()
-    for card in cards:
-        digest.update(json.dumps(card, sort_keys=True, ensure_ascii=False).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()

@@ -248,15 +248,6 @@ class Server(Job):
         return (lines[-1][-300:] if lines else "no output") + f" (log: {self.log_path})"
 
     # -- use -------------------------------------------------------------------------------------
-    def wait_ready(self, timeout: float = 600.0) -> Server:
-        """Block until the server answers (for ``wait=False`` starts)."""
-        deadline = time.monotonic() + timeout
-        while self.status not in (RUNNING,) and not self.done and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.status != RUNNING:
-            raise SwiftServeError(f"server '{self.name}' is {self.status}: {self.error or 'not ready'}")
-        return self
-
     def client(self, **kwargs: Any) -> Any:
         """An ``openai.OpenAI`` client for this server."""
         import openai
