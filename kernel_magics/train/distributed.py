@@ -26,6 +26,7 @@ from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3", "zero3-offload")
 STOP_FILE = "stop-requested"
 EVENTS_FILE = "events.jsonl"
+FINISHED_FILE = "group-finished.json"  # rank 0, once the adapter is published: the run's outcome is decided
 # top-level keys of a DeepSpeed config (deepspeed.runtime.config); anything else is a typo
 DEEPSPEED_KEYS = frozenset(
     """train_batch_size train_micro_batch_size_per_gpu gradient_accumulation_steps optimizer scheduler fp16 bf16

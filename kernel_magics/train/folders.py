@@ -28,9 +28,13 @@ LOCK_NAME = ".run.lock"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 MARKER = "kernel_magics_run.json"  # inside each checkpoint: which run wrote it
 # what a run leaves in its folder (moved aside as a whole when another run starts there)
-RUN_FILES = ("config.json", "logging.jsonl", "dataset.jsonl", "error.txt", "adapter")
+RUN_FILES = (
+    "config.json", "logging.jsonl", "dataset.jsonl", "error.txt", "adapter", "README.md", "rewards.py",
+    "samples.jsonl", "events.jsonl", "launcher.log", "stop-requested", "group-finished.json",
+)  # fmt: skip
+RUN_FILE_PATTERNS = ("checkpoint-*", "error-rank*.txt", "reproduce-*", "torchrun-*", "accelerate-*", "slurm-*")
 LOCK_WRITE_GRACE_S = 10.0  # a lock file still empty this soon after its creation is being written
-_active_dirs: set[str] = set()
+_active_dirs: dict[str, str | None] = {}  # folder -> the run_uid that claimed it
 _active_lock = threading.Lock()
 
 
@@ -130,13 +134,16 @@ def active_lock(folder: Path) -> dict[str, Any] | None:
     return _read_lock(folder / LOCK_NAME)
 
 
-def claim(folder: Path) -> None:
-    """Take the folder's lock, created exclusively: a second kernel (or thread) starting here is refused."""
+def claim(folder: Path, owner: str | None = None) -> None:
+    """Take the folder's lock, created exclusively: a second kernel (or thread) starting here is refused.
+    ``owner`` (a run_uid) may claim a folder it holds already: the run that wrote its files then starts."""
     key = str(folder.resolve())
     with _active_lock:
+        if key in _active_dirs and owner is not None and _active_dirs[key] == owner:
+            return
         if key in _active_dirs:
             raise SwiftUsageError(f"a run is already active in {folder}; stop it first or pick another output_dir")
-        _active_dirs.add(key)
+        _active_dirs[key] = owner
     lock = folder / LOCK_NAME
     for _ in range(2):
         try:
@@ -147,7 +154,7 @@ def claim(folder: Path) -> None:
                 lock.unlink(missing_ok=True)
                 continue
             with _active_lock:
-                _active_dirs.discard(key)
+                _active_dirs.pop(key, None)
             raise SwiftUsageError(
                 f"a run of process {holder.get('pid', '?')} is active in {folder}; stop it first or pick another "
                 "output_dir"
@@ -156,13 +163,13 @@ def claim(folder: Path) -> None:
             fh.write(json.dumps({"pid": os.getpid(), "time": time.time()}))
         return
     with _active_lock:
-        _active_dirs.discard(key)
+        _active_dirs.pop(key, None)
     raise SwiftUsageError(f"cannot take the lock {lock}; remove it if no run is active there")
 
 
 def release(folder: Path) -> None:
     with _active_lock:
-        _active_dirs.discard(str(folder.resolve()))
+        _active_dirs.pop(str(folder.resolve()), None)
     try:
         (folder / LOCK_NAME).unlink()
     except OSError:
@@ -220,7 +227,8 @@ def set_aside_previous_run(folder: Path) -> str | None:
     if not (is_run_config or checkpoints or adapter):
         return None  # nothing of a run here (a config.json of something else stays where it is)
     leftovers = [folder / name for name in RUN_FILES if (folder / name).exists()]
-    leftovers = [p for p in leftovers if p.name != "config.json" or is_run_config] + checkpoints
+    leftovers += sorted({p for pattern in RUN_FILE_PATTERNS for p in folder.glob(pattern)})
+    leftovers = [p for p in leftovers if p.name != "config.json" or is_run_config]
     old = str(config.get("run_id") or "run") if is_run_config else "run"  # type: ignore[union-attr]
     old = re.sub(r"[^A-Za-z0-9._-]+", "-", old)[:60]
     aside = folder / f"previous-{old}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -231,6 +239,29 @@ def set_aside_previous_run(folder: Path) -> str | None:
     for path in leftovers:
         os.replace(path, aside / path.name)
     return f"{folder} held another run's files ({old}); moved them to {aside.name}/"
+
+
+def read_run_config(folder: Path) -> dict[str, Any]:
+    """A run folder's ``config.json`` as data: what decides about code (trusting a model's remote code) comes
+    from this session's settings (``KERNEL_MAGICS_TRUST_REMOTE_CODE``), never from the folder."""
+    from ..config import settings
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise SwiftUsageError(f"{folder} is not a run folder (no readable config.json)")
+    config["trust_remote_code"] = bool(settings.trust_remote_code)
+    return config
+
+
+def registered_trainer(config: dict[str, Any]) -> str:
+    """The ``module:function`` that builds the run's trainer: its method's, from the code's registry (the
+    folder names only the method, which must be registered; its ``trainer`` entry is not used)."""
+    from .methods import method_of
+
+    return method_of(config).trainer
 
 
 def publish_folder(staging: Path, final: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftError
-from .distributed import EVENTS_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
+from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
 from .folders import atomic_write, pid_alive
 
 STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
@@ -113,7 +113,7 @@ def train_group(run: Any, resume_from: Path | None) -> None:
     folder: Path = run.output_dir
     args = distributed_arguments(run.config)
     device_type = (run.config.get("plan") or {}).get("device", "cpu")
-    for stale in (folder / STOP_FILE, folder / EVENTS_FILE, *folder.glob("error-rank*.txt")):
+    for stale in (folder / STOP_FILE, folder / EVENTS_FILE, folder / FINISHED_FILE, *folder.glob("error-rank*.txt")):
         stale.unlink(missing_ok=True)
     port = int(args.master_port or free_port())
     command = launch_command(args, folder, port, resume_from)
@@ -122,7 +122,8 @@ def train_group(run: Any, resume_from: Path | None) -> None:
         f"rendezvous {args.master_addr or '127.0.0.1'}:{port}"
     )
     rows, events = Tail(run.logging_file), Tail(folder / EVENTS_FILE, from_start=True)
-    group = GroupProcess(command, folder, group_environment(device_type))
+    trusted = bool(run.config.get("trust_remote_code"))
+    group = GroupProcess(command, folder, group_environment(device_type, trusted))
     run.group = group
     asked_at: float | None = None
     try:
@@ -141,7 +142,24 @@ def train_group(run: Any, resume_from: Path | None) -> None:
             group.terminate()
         GroupProcess.live.discard(group)
     if group.process.returncode != 0:
-        raise SwiftError(first_error(folder, group.process.returncode))
+        line = first_error(folder, group.process.returncode)
+        if not finished_before_exit(run):
+            raise SwiftError(line)
+        run.log(f"warning: {line}, after the final checkpoint and the adapter were written; the run is complete")
+
+
+def finished_before_exit(run: Any) -> bool:
+    """Did rank 0 publish this start's adapter (``group-finished.json``, removed when the group starts)?"""
+    marker = run.output_dir / FINISHED_FILE
+    try:
+        written = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(written, dict)
+        and Path(str(written.get("adapter"))).resolve() == run.adapter_dir.resolve()
+        and run.adapter_dir.is_dir()
+    )
 
 
 def launch_command(args: DistributedArguments, folder: Path, port: int, resume_from: Path | None) -> list[str]:
@@ -155,9 +173,11 @@ def launch_command(args: DistributedArguments, folder: Path, port: int, resume_f
     return command + (["--resume", str(resume_from)] if resume_from else [])
 
 
-def group_environment(device_type: str) -> dict[str, str]:
-    """The ranks' environment: this checkout first on the path; one thread each on the CPU."""
+def group_environment(device_type: str, trust_remote_code: bool = False) -> dict[str, str]:
+    """The ranks' environment: this checkout first on the path; one thread each on the CPU; the kernel's trust
+    in the model's remote code (ranks read the run folder as data, and never take it from there)."""
     env = child_environment()
+    env["KERNEL_MAGICS_TRUST_REMOTE_CODE"] = "1" if trust_remote_code else "0"
     env.setdefault("OMP_NUM_THREADS", "1" if device_type == "cpu" else "4")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env

@@ -36,6 +36,8 @@ from .folders import (
     checkpoints_in,
     claim,
     mark_checkpoint,
+    read_run_config,
+    registered_trainer,
     release,
     save_adapter,
 )
@@ -123,7 +125,7 @@ class Run(Job):
     # -- control ---------------------------------------------------------------------------------
     def start(self, prepared: Any = None, resume_from: Path | None = None) -> Run:
         """Start training in a background thread (``prepared``: inputs the builder already checked)."""
-        claim(self.output_dir)
+        claim(self.output_dir, owner=self.run_uid)  # write_run took it for this run already
         self._stop_event.clear()
         self._thread = threading.Thread(
             target=self._train, args=(prepared, resume_from), name=f"km-{self.name}", daemon=True
@@ -215,7 +217,7 @@ class Run(Job):
 
                 train_group(self, resume_from)  # torchrun trains; this thread mirrors rank 0's logs
             else:
-                builder: Callable[..., Any] = load(self.config["trainer"])
+                builder: Callable[..., Any] = load(registered_trainer(self.config))
                 trainer = builder(self, prepared)
                 trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
                 trainer.add_callback(LoggingWindowCallback(trainer, resume_from))
@@ -288,10 +290,7 @@ class Run(Job):
     def load(cls, folder: str | os.PathLike[str]) -> Run:
         """A run from its folder (status from the files: finished, stopped, failed or unknown)."""
         path = Path(folder)
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError):
-            raise SwiftUsageError(f"{path} is not a run folder (no readable config.json)") from None
+        config = read_run_config(path)  # data only: trust and the trainer come from this session and the code
         run = cls(path, config)
         if run.logging_file.is_file():
             for line in run.logging_file.read_text().splitlines():

@@ -4,6 +4,10 @@
 ``config.json`` exactly as a one-process run does; rank 0 alone writes ``logging.jsonl`` and
 ``events.jsonl``. A failing rank writes ``error-rank<R>.txt`` (its one line first) and exits 1, after which
 torchrun ends the other ranks.
+
+A rank that trained to the end waits at a barrier until rank 0 has published the adapter (rank 0 then writes
+``group-finished.json``), destroys the process group and joins the threads it started before it exits, so
+no rank's teardown can end the others while the adapter is being written.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .distributed import EVENTS_FILE, STOP_FILE
+from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE
+
+THREAD_JOIN_S = 10.0  # how long an exiting rank waits for each thread it started
 
 
 class GroupStopCallback(TrainerCallback):
@@ -56,7 +62,7 @@ def _record_events(folder: Path):  # noqa: ANN202 - a Job subscriber
 def train(folder: Path, resume: str | None, rank: int) -> None:
     from ..argspec import load
     from .callbacks import LoggingWindowCallback, RunCallback
-    from .folders import save_adapter
+    from .folders import registered_trainer, save_adapter
     from .run import Run
 
     run = Run.load(folder)
@@ -65,7 +71,7 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
         run.config["dataset_copy"] = str(folder.resolve() / copy)
     if rank == 0:
         run.subscribe(_record_events(folder))
-    trainer = load(run.config["trainer"])(run, None)
+    trainer = load(registered_trainer(run.config))(run, None)
     trainer.add_callback(GroupStopCallback(folder / STOP_FILE))
     trainer.add_callback(LoggingWindowCallback(trainer, Path(resume) if resume else None))
     if rank == 0:
@@ -74,6 +80,28 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
     if rank == 0:
         run._emit("saving", str(run.adapter_dir))
     save_adapter(trainer, run.adapter_dir, main_process=rank == 0)  # every rank: FSDP / ZeRO-3 gather
+    if rank == 0:
+        from .folders import atomic_write
+
+        atomic_write(
+            folder / FINISHED_FILE, json.dumps({"adapter": str(run.adapter_dir), "step": trainer.state.global_step})
+        )
+    trainer = None
+    _leave_group()
+
+
+def _leave_group() -> None:
+    """Wait for every rank (rank 0 has written the adapter), destroy the process group, join our threads."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(THREAD_JOIN_S)
 
 
 def main(argv: list[str] | None = None) -> int:
