@@ -169,8 +169,17 @@ def evaluate(
     batch_size: int = 8,
     max_length: int = MAX_LENGTH,
     chat_template: bool | None = None,
+    tasks: Sequence[str] | str | None = None,
+    num_fewshot: int | None = None,
+    served_model: str | None = None,
+    tokenizer: Any = None,
 ) -> Any:
     """Score one or more models on a dataset; returns a DataFrame ``model, metric, value, count, source``.
+
+    With ``tasks`` (lm-eval task names, task YAML paths or folders) the models run lm-eval benchmarks
+    instead and the result is a :class:`~kernel_magics.bench.results.BenchmarkResult` (one model) or a
+    :class:`~kernel_magics.bench.api.BenchmarkComparison` (several; the first is the baseline). ``model``
+    may then be a server URL (``served_model`` picks the served name, ``tokenizer`` its tokenizer folder).
 
     Args:
         model: a model (``"tiny"``, a folder, a hub id), an adapter folder or run, a ``(base, adapter)``
@@ -184,16 +193,22 @@ def evaluate(
         limit: score at most this many rows.
         max_new_tokens: longest generated reply for the generation metrics.
         chat_template: wrap prompts in the tokenizer's chat template (default: when it has one).
+        tasks, num_fewshot: lm-eval tasks and their few-shot count (default: each task's own); ``limit``
+            then caps the questions per task and ``seed`` seeds lm-eval (few-shot sampling included).
 
     ``count`` is the number of scored tokens for perplexity and of rows for the other metrics.
     """
     import pandas as pd
 
-    names = check_metrics(metrics)
     if model is None:
         from ..config import settings
 
         model = settings.default_model
+    if tasks is not None or (isinstance(model, str) and model.startswith(("http://", "https://"))):
+        from ..bench.api import benchmark
+
+        return benchmark(model, tasks or [], adapter, limit, num_fewshot, batch_size, seed, served_model, tokenizer)
+    names = check_metrics(metrics)
     needs_rows = [n for n in names if not n.startswith(LM_EVAL_PREFIX)]
     examples: list[Example] = []
     if needs_rows:

@@ -1,0 +1,212 @@
+"""Run lm-eval tasks on a model in this process or on a served model through its OpenAI API.
+
+In process the model is loaded like :func:`kernel_magics.export.evaluate.evaluate` loads it (a base, a
+base + LoRA adapter unmerged, or a merged folder; on the selected device, fp32 on the CPU) and handed to
+lm-eval's ``HFLM``. A server URL goes through lm-eval's ``local-completions`` model: log-likelihoods
+come from ``/v1/completions`` with ``echo`` + ``logprobs`` on token-id prompts, so the served weights
+are scored on exactly the tokens the in-process run scores.
+
+Every run fixes lm-eval's seeds (few-shot sampling included) to ``seed``, so runs compare fairly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import SwiftConfigError, SwiftError, SwiftUsageError
+from .registry import TaskSelection, hub_dataset_error, select_tasks
+from .results import BenchmarkResult, scores_from
+
+DEFAULT_SEED = 1234  # lm-eval's own default for its random and few-shot seeds
+
+
+def is_server_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+@contextmanager
+def quiet_lm_eval() -> Any:
+    """lm-eval logs every task it builds at INFO: keep warnings only while it runs."""
+    logger = logging.getLogger("lm_eval")
+    before = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def run_lm_eval(lm: Any, selection: TaskSelection, limit: Any, num_fewshot: int | None, seed: int) -> dict:
+    """lm-eval's ``simple_evaluate`` with every seed set to ``seed``; Hub datasets offline fail in one line."""
+    from lm_eval import simple_evaluate
+
+    try:
+        with quiet_lm_eval():
+            result = simple_evaluate(
+                model=lm,
+                tasks=selection.names,
+                task_manager=selection.manager,
+                num_fewshot=num_fewshot,
+                limit=limit,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+                log_samples=False,
+            )
+    except SwiftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - lm-eval and datasets raise many kinds; one line for the user
+        hub = hub_dataset_error(selection, exc)
+        if hub is not None:
+            raise hub from None
+        raise SwiftConfigError(f"lm-eval failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return result or {}
+
+
+def check_run_options(limit: Any, num_fewshot: int | None, batch_size: int) -> None:
+    if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
+        raise SwiftUsageError(f"limit must be a positive number of questions (or a fraction < 1), got {limit!r}")
+    if num_fewshot is not None and num_fewshot < 0:
+        raise SwiftUsageError(f"num_fewshot must be >= 0, got {num_fewshot}")
+    if batch_size < 1:
+        raise SwiftUsageError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def benchmark_model(
+    spec: Any,
+    tasks: Sequence[str] | str,
+    limit: Any = None,
+    num_fewshot: int | None = None,
+    batch_size: int = 8,
+    seed: int = DEFAULT_SEED,
+    save: bool = True,
+) -> BenchmarkResult:
+    """Run ``tasks`` on one :class:`~kernel_magics.export.loading.ModelSpec`, loaded in this process."""
+    from lm_eval.models.huggingface import HFLM
+
+    from ..device import free_memory
+    from ..export.loading import inference_device, load_for_inference
+
+    check_run_options(limit, num_fewshot, batch_size)
+    selection = select_tasks(tasks)
+    device, dtype = inference_device()
+    loaded, tokenizer = load_for_inference(spec, device, dtype)
+    try:
+        started = time.perf_counter()
+        lm = HFLM(pretrained=loaded, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        raw = run_lm_eval(lm, selection, limit, num_fewshot, seed)
+        seconds = time.perf_counter() - started
+    finally:
+        del loaded
+        free_memory()
+    return _finish(spec.label, spec.source, raw, selection, limit, num_fewshot, seed, seconds, save)
+
+
+def benchmark_server(
+    url: str,
+    tasks: Sequence[str] | str,
+    served_model: str | None = None,
+    tokenizer: Any = None,
+    limit: Any = None,
+    num_fewshot: int | None = None,
+    batch_size: int = 8,
+    seed: int = DEFAULT_SEED,
+    save: bool = True,
+) -> BenchmarkResult:
+    """Run ``tasks`` on a model served by an OpenAI-compatible server at ``url`` (``/v1/completions``)."""
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    check_run_options(limit, num_fewshot, batch_size)
+    selection = select_tasks(tasks)
+    root = url.rstrip("/").removesuffix("/completions").removesuffix("/v1")
+    name, parent = _served_model(root, served_model)
+    tokenizer_dir = _tokenizer_dir(tokenizer, parent or name)
+    started = time.perf_counter()
+    lm = LocalCompletionsAPI(
+        base_url=f"{root}/v1/completions",
+        model=name,
+        tokenizer_backend="huggingface",
+        tokenizer=str(tokenizer_dir),
+        tokenized_requests=True,
+        batch_size=batch_size,
+        max_retries=1,
+    )
+    raw = run_lm_eval(lm, selection, limit, num_fewshot, seed)
+    seconds = time.perf_counter() - started
+    return _finish(name, f"{root} ({name})", raw, selection, limit, num_fewshot, seed, seconds, save)
+
+
+def _served_model(root: str, served_model: str | None) -> tuple[str, str | None]:
+    """(model name, its base model's name for an adapter) from the server's ``/v1/models``."""
+    import httpx
+
+    try:
+        listing = httpx.get(f"{root}/v1/models", timeout=10).json().get("data", [])
+    except (httpx.HTTPError, ValueError) as exc:
+        raise SwiftConfigError(f"cannot list the models of {root}: {str(exc).splitlines()[0][:160]}") from None
+    names = {item.get("id"): item.get("parent") for item in listing if isinstance(item, dict)}
+    if served_model is None:
+        if not names:
+            raise SwiftConfigError(f"{root} serves no model")
+        served_model = next(iter(names))
+    if served_model not in names:
+        raise SwiftUsageError(f"{root} does not serve '{served_model}'; it serves {', '.join(map(str, names))}")
+    return served_model, names[served_model]
+
+
+def _tokenizer_dir(tokenizer: Any, name: str) -> Any:
+    """The tokenizer folder for a served model: ``tokenizer`` when given, else the served name resolved
+    locally (``tiny``, ``smollm2``, a folder, a cached hub id; never downloaded)."""
+    from ..hub import resolve_model
+
+    try:
+        return resolve_model(tokenizer if tokenizer is not None else name, allow_download=False)
+    except SwiftError:
+        raise SwiftUsageError(
+            f"no local tokenizer for served model '{name}'; pass tokenizer=FOLDER (the served model's folder)"
+        ) from None
+
+
+def _finish(
+    label: str,
+    source: str,
+    raw: dict,
+    selection: TaskSelection,
+    limit: Any,
+    num_fewshot: int | None,
+    seed: int,
+    seconds: float,
+    save: bool,
+) -> BenchmarkResult:
+    from ..config import settings
+
+    try:
+        import lm_eval
+
+        version = getattr(lm_eval, "__version__", "")
+    except ImportError:  # pragma: no cover - lm_eval ran above
+        version = ""
+    result = BenchmarkResult(
+        model=label,
+        source=source,
+        scores=scores_from(raw, selection.names),
+        num_fewshot=num_fewshot,
+        limit=limit,
+        seed=seed,
+        seconds=seconds,
+        details={"tasks": selection.names, "lm_eval": version, "configs": _configs(raw, selection.names)},
+    )
+    if save:
+        result.save(settings.workspace_path / "benchmarks")
+    return result
+
+
+def _configs(raw: dict, names: list[str]) -> dict[str, Any]:
+    """Per task: its version and the few-shot count lm-eval used (for the saved JSON)."""
+    versions, shots = raw.get("versions", {}), raw.get("n-shot", {})
+    return {name: {"version": versions.get(name), "num_fewshot": shots.get(name)} for name in names}
