@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-LEXICON_VERSION = "1"
+LEXICON_VERSION = "2"
 
 TASK_WORDS: dict[str, tuple[str, str]] = {
     # task -> (English words, Chinese words) written into the card text
@@ -133,6 +133,11 @@ ZH_TO_EN: dict[str, str] = {
     "总结": "summarize",
     "摘要": "summarization",
     "合同": "contract",
+    "文档": "documents",
+    "描述": "describe description",
+    "生成": "generate",
+    "图表": "charts",
+    "表格": "tables",
     "法律": "legal",
     "医疗": "medical",
     "中文": "chinese",

@@ -123,7 +123,6 @@ def _effect(ids: frozenset[str], negated: bool, label: str):
         u.name_free.append(text)
         if negated:
             u.excluded_licenses |= ids
-            u.retrieval_free.append(text)  # "no Llama licence" must not pull Llama cards up by their words
         else:
             u.licenses = ids if u.licenses is None else (u.licenses & ids) or ids
         u.license_label = f"{u.license_label} and {label}" if u.license_label else label

@@ -77,8 +77,8 @@ class _Scores:
 def _scores(
     index: SearchIndex, cards: list[dict[str, Any]], candidates: np.ndarray, text: str, u: Understanding, mode: str
 ) -> _Scores:
-    for phrase in u.retrieval_free:  # "no Llama licence": not a reason to rank Llama cards up
-        text = text.replace(phrase, " ")
+    if mode == "hybrid" and u.retrieval_text:  # the same words for a query and its Chinese twin
+        text = u.retrieval_text
     query_tokens = tokenize(text)
     english = to_english(text) if has_cjk(text) else text
     if has_cjk(text) and mode == "hybrid":

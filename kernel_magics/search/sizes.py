@@ -76,6 +76,7 @@ class Match:
     end: int
     apply: Any  # callable(Understanding, text) -> meaning
     text: str
+    words: str = ""  # what the phrase stands for in text retrieval, the same in English and Chinese
 
 
 def context_matches(query: str, text: str) -> list[Match]:

@@ -12,13 +12,16 @@ from ``as_of``, the catalog's date (:func:`kernel_magics.search.timeframe.catalo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..errors import SwiftConfigError
+from .lexicon import to_english
 from .license_phrases import license_matches
 from .licenses import COMMERCIAL, PERMISSIVE
 from .phrases import LONG_CONTEXT, QUANTIZED, RULES, SMALL_B, SPECIALISED_TASKS, Rule
 from .sizes import Match, context_matches, size_matches
+from .text import STOPWORDS
 from .timeframe import month_name, time_matches, window_label
 
 __all__ = [
@@ -79,7 +82,7 @@ class Understanding:
     time_source: str = ""
     sort_recent: bool = False  # "newest" / "最新": newest first
     name_free: list[str] = field(default_factory=list)  # phrases whose names are not models ("Llama licence")
-    retrieval_free: list[str] = field(default_factory=list)  # phrases kept out of text retrieval ("no Llama")
+    retrieval_text: str = ""  # the query for BM25 / dense: phrases as canonical English words, the rest as is
 
     @property
     def has_constraints(self) -> bool:
@@ -176,7 +179,8 @@ def understand(query: str, as_of: str | None = None) -> Understanding:
     matches += time_matches(query, text, as_of)
     for rule in RULES:
         for m in rule.pattern.finditer(text):
-            matches.append(Match(m.start(), m.end(), _rule_effect(rule), query[m.start() : m.end()]))
+            words = re.split(r":| \(", rule.meaning)[0].lower()
+            matches.append(Match(m.start(), m.end(), _rule_effect(rule), query[m.start() : m.end()], words))
     # longest non-overlapping matches win (e.g. 看图说话 over 看图 and 说话, "1m context" over "1m")
     matches.sort(key=lambda m: (-(m.end - m.start), m.start))
     taken: list[Match] = []
@@ -187,7 +191,29 @@ def understand(query: str, as_of: str | None = None) -> Understanding:
         meaning = match.apply(result, match.text)
         if meaning:
             result.phrases.append(Phrase(match.text.strip(), meaning))
+    result.retrieval_text = _retrieval_text(query, sorted(taken, key=lambda m: m.start))
     return result
+
+
+def _retrieval_text(query: str, taken: list[Match]) -> str:
+    """The query's words for retrieval: each understood phrase as its canonical English words, the other
+    Chinese words translated, filler dropped, sorted, so an English query and its Chinese twin rank alike."""
+    pieces: list[str] = []
+    position = 0
+    for match in taken:
+        pieces += [to_english(query[position : match.start]), match.words]
+        position = match.end
+    pieces.append(to_english(query[position:]))
+    words = _WORDS.findall(" ".join(pieces).lower())
+    return " ".join(sorted({w for w in words if w not in STOPWORDS and w not in _FILLER}))
+
+
+_WORDS = re.compile(r"[a-z0-9]+(?:[.\-+][a-z0-9]+)*")
+# words that only frame a phrase already understood ("released in", "with a ... build", "licensed")
+_FILLER = frozenset(
+    "released release come came out from since with without that which supports support supporting build builds "
+    "version versions license licence licensed licenced under by about around between input".split()
+)
 
 
 def _rule_effect(rule: Rule):
