@@ -125,7 +125,7 @@ class Launcher(W.VBox):
             )
             command = cli.command(name)
             initial = {k: v for k, v in initial.items() if k in {a.name for a in command.args}}
-            self.forms[key] = CommandForm(command, self.language, promoted, self.bridge.insert, initial)
+            self.forms[key] = CommandForm(command, self.language, promoted, self.bridge.insert, initial, key)
         return self.forms[key]
 
     def _forms_builder(self, key: str) -> Callable[[], W.Widget]:

@@ -170,7 +170,6 @@ def plan_for(command: Command, kwargs: Mapping[str, Any]) -> PlanView:
     this device, as the run will make it (``kernel_magics.train.launching.plan_run``)."""
     from ..config import settings
     from ..device import select_device
-    from ..train.estimate import estimate
     from ..train.plan import make_plan
 
     values = {a.name: a.default for a in command.args}
@@ -178,7 +177,7 @@ def plan_for(command: Command, kwargs: Mapping[str, Any]) -> PlanView:
     values.update(kwargs)
     model = values.get("model") or settings.default_model
     dtype = values.get("dtype") or "auto"
-    found = estimate(
+    found = _estimate(
         model,
         max_length=int(values.get("max_length") or 1024),
         batch_size=int(values.get("batch_size") or 1),
@@ -201,3 +200,16 @@ def plan_for(command: Command, kwargs: Mapping[str, Any]) -> PlanView:
         dtype=dtype,
     )
     return PlanView(plan, dict(found.totals), found.device_free_gb, found.model)
+
+
+def _estimate(model: str, **options: Any) -> Any:
+    """``km.estimate`` from the model's config; a model known only by a name whose config is not at hand (the
+    packaged SmolLM2 by its hub id) is found as training would find it, never downloaded."""
+    from ..errors import SwiftModelError
+    from ..hub import resolve_model
+    from ..train.estimate import estimate
+
+    try:
+        return estimate(model, **options)
+    except SwiftModelError:
+        return estimate(str(resolve_model(model, allow_download=False)), **options)

@@ -81,6 +81,7 @@ class CommandForm(W.VBox):
         promoted: Sequence[str] = (),
         insert_cell: Callable[[str, Callable[[bool], None]], None] | None = None,
         initial: dict[str, Any] | None = None,
+        title: str | None = None,
     ) -> None:
         self.command, self.language = command, language
         self.common, self.more = split_fields(command, promoted)
@@ -117,7 +118,7 @@ class CommandForm(W.VBox):
         parts += [W.HBox([run, insert]), self.message, self.output]
         super().__init__(parts)
         self.add_class("km-launcher-form")
-        self.add_class(f"km-form-{command.name}")
+        self.add_class(f"km-form-{title or command.name}")
         if self.trains:
             self.refresh_plan()
 
@@ -126,18 +127,20 @@ class CommandForm(W.VBox):
         return self.command.notebook == "kernel_magics.widgets.dashboard:show"
 
     def _row(self, arg: Arg) -> W.Widget:
-        label = W.Label(arg_label(arg.name, self.language), layout=W.Layout(width="150px"))
+        label = W.Label(arg_label(arg.name, self.language), layout=W.Layout(flex="0 0 150px"))
         label.tooltip = arg.help
+        label.add_class("km-field-label")
         help_text = html.escape(arg_help(arg.name, arg.help, self.language))
         if arg.default not in (None, "", [], ()) or arg.default_help:
             help_text += f" <i>[{word('default', self.language)}: {html.escape(default_text(arg))}]</i>"
         extra: list[W.Widget] = []
         if arg.name == "dataset" and self.command.name != "dataset":
             preview = W.Button(description=word("preview", self.language), icon="table",
-                               layout=W.Layout(width="auto"))  # fmt: skip
+                               layout=W.Layout(flex="0 0 auto", width="96px"))  # fmt: skip
             preview.on_click(lambda _b: self.preview_dataset())
             extra.append(preview)
-        note = W.HTML(f"<span class='km-launcher-help'>{help_text}</span>")
+        note = W.HTML(f"<span class='km-launcher-help'>{help_text}</span>", layout=W.Layout(flex="1 1 auto"))
+        self.inputs[arg.name].layout.flex = "0 0 340px"
         row = W.HBox([label, self.inputs[arg.name], *extra, note])
         row.add_class("km-launcher-field")
         row.add_class(f"km-field-{arg.name}")

@@ -22,7 +22,7 @@ UI: dict[str, tuple[str, str]] = {  # key -> (English, Chinese)
     "evaluate": ("Evaluate", "评测"),
     "runs": ("Runs", "训练记录"),
     "sft": ("SFT", "SFT"),
-    "dpo": ("Preference (DPO / ORPO / KTO / SimPO)", "偏好学习（DPO / ORPO / KTO / SimPO）"),
+    "dpo": ("Preference (DPO, ORPO, KTO, SimPO)", "偏好学习（DPO、ORPO、KTO、SimPO）"),
     "grpo": ("GRPO (online RL)", "在线强化学习 GRPO"),
     "vlm": ("Vision-language SFT", "图文 SFT"),
     "run": ("Run", "运行"),
