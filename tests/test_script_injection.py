@@ -182,3 +182,30 @@ def test_checked_run_id_keeps_ordinary_ids():
     for ok in ("sft-20261123-101500-tiny", "r$(touch x) 'q' \"d\" #", "ünïcode-run", "a.b"):
         assert checked_run_id(ok) == ok
     assert os.sep == "/"
+
+
+PLAIN_ID = TEXT.filter(lambda t: t.strip() and ".." not in t and "/" not in t and "\\" not in t).filter(
+    lambda t: not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in t)
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(run_id=st.one_of(PLAIN_ID, HOSTILE.filter(lambda v: "\n" not in v and "\r" not in v and "\u2028" not in v)),
+       model=HOSTILE, data=HOSTILE, flag=HOSTILE, version=HOSTILE)  # fmt: skip
+def test_fuzzed_values_in_a_reproduce_script_are_never_run(tmp_path_factory, run_id, model, data, flag, version):
+    """run.to_script's shell script: recorded values reach the commands as single words, and run nothing."""
+    from kernel_magics.train.script import _shell
+
+    workdir = tmp_path_factory.mktemp("repro")
+    plan = {
+        "run_id": run_id.replace("/", "-"), "command": "sft", "model": model, "hub_model": False, "data": data,
+        "data_local": False, "data_sha": None, "flags": ["--lr", flag], "kwargs": {}, "torch": [f"torch=={version}"],
+        "libs": [], "install": ["kernel_magics"], "final_loss": 1.5,
+    }  # fmt: skip
+    script = workdir / "job.sh"
+    script.write_text(_shell(plan))
+    received = _run_script(script, workdir)  # the stub python: the training command is the last call
+    assert not (workdir / CANARY).exists()
+    assert received[:3] == ["-m", "kernel_magics", "sft"]
+    assert received[received.index("--model") + 1] == model and received[received.index("--dataset") + 1] == data
+    assert received[received.index("--lr") + 1] == flag
