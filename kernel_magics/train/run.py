@@ -8,12 +8,13 @@ A run folder (``settings.workspace_path / "runs" / <run-id>`` unless ``output_di
 * ``adapter/``: the peft adapter (``PeftModel.from_pretrained`` loads it); the whole model for ``full``
 * ``error.txt`` with the traceback when a run fails; ``.run.lock`` while a run is active
 
-The trainer is built by the ``module:function`` named in ``config["trainer"]`` (e.g.
-``kernel_magics.train.sft:build_trainer``), so preference-tuning methods reuse this class as it is.
+The trainer is built by the ``trainer`` hook of the run's method in the registry (:mod:`.methods`), never
+by a name read from the folder's ``config.json``, so every training method reuses this class as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -21,9 +22,9 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
+from traceback import format_exc
 from typing import Any
 
 from ..device import free_memory
@@ -229,16 +230,11 @@ class Run(Job):
             self._set_state(final)
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
             line = describe_failure(exc, self)
-            if getattr(exc, "ends_as_stopped", False) and self._stop_event.is_set():  # stopped mid-step
-                self.log(line)
-                self._release()
-                return self._set_state(STOPPED)
-            try:
-                atomic_write(self.output_dir / "error.txt", line + "\n\n" + traceback.format_exc())
-            except OSError:
-                pass
+            stopped = getattr(exc, "ends_as_stopped", False) and self._stop_event.is_set()  # stopped mid-step
+            with contextlib.suppress(OSError):
+                self.log(line) if stopped else atomic_write(self.output_dir / "error.txt", f"{line}\n\n{format_exc()}")
             self._release()
-            self._set_state(FAILED, error=line)
+            self._set_state(STOPPED if stopped else FAILED, error=None if stopped else line)
         finally:
             trainer = None
             free_memory()
