@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from typing import ClassVar
 
 import pytest
 
-from kernel_magics import cli
+from kernel_magics import argspec, cli
 from kernel_magics.argspec import args_from, load
-from kernel_magics.errors import SwiftUsageError
-from kernel_magics.train.methods import METHODS, method, method_of, metrics, panels, public_functions
+from kernel_magics.errors import SwiftDataError, SwiftUsageError
+from kernel_magics.signatures import from_arguments
+from kernel_magics.train.launching import rows_in_memory
+from kernel_magics.train.methods import (
+    METHODS,
+    TrainingMethod,
+    method,
+    method_commands,
+    method_of,
+    metrics,
+    panels,
+    public_functions,
+)
+from kernel_magics.train.sft import SFTArguments
+from kernel_magics.train.start import RunRecord, launch, rows_summary
 
 
 def _on_line(cls: type) -> dict[str, dataclasses.Field]:
@@ -92,3 +106,63 @@ def test_typed_flags_follow_the_annotations():
     }
     with pytest.raises(SwiftUsageError, match="did you mean 'grounding'"):
         cli.parse("sft --template groundin")
+
+
+# -- a method defined in this file alone: continued pre-training (plain text, loss on every token) ------
+@dataclasses.dataclass
+class PretrainArguments(SFTArguments):
+    """Continued pre-training: ``text`` rows; the chat knobs do not apply."""
+
+    NOT_ON_LINE: ClassVar[tuple[str, ...]] = ("assistant_only_loss", "packing", "token_metrics")
+
+
+def pretrain_rows(args: PretrainArguments, model_path, *, trust_remote_code: bool = False):
+    from kernel_magics.data import prepare
+
+    data = prepare(args.dataset, on_bad_rows=args.on_bad_rows)
+    if data.kind != "text":
+        raise SwiftDataError(f"pretrain takes 'text' rows, got {data.kind} rows")
+    return data
+
+
+def pretrain_record(args: PretrainArguments, data, plan) -> RunRecord:
+    lines = [plan.describe(), f"pretrain: {len(data)} text rows, loss on every token"]
+    return RunRecord(data=rows_summary(data), lines=lines, rows=rows_in_memory(args.dataset))
+
+
+PRETRAIN = TrainingMethod(
+    name="pretrain",
+    help="continued pre-training on plain text",
+    arguments=f"{__name__}:PretrainArguments",
+    api=f"{__name__}:pretrain",
+    trainer="kernel_magics.train.sft:build_trainer",  # SFT's trainer on text rows is the plain LM loss
+    prepare=f"{__name__}:pretrain_rows",
+    record=f"{__name__}:pretrain_record",
+)
+
+
+@from_arguments(PretrainArguments)
+def pretrain(arguments: PretrainArguments, *, verbose: bool = True):
+    """Continue pre-training on plain text."""
+    return launch(PRETRAIN, arguments, verbose=verbose)
+
+
+def test_a_method_in_one_file_gets_flags_a_function_and_trains_through_the_launcher(tiny_model, workspace, monkeypatch):
+    from kernel_magics.train import methods
+
+    monkeypatch.setattr(methods, "METHODS", (*methods.METHODS, PRETRAIN))  # its one registry line
+    command = method_commands(PRETRAIN)[0]
+    assert "--packing" not in command.parser().format_help() and "--lora-r" in command.parser().format_help()
+    assert inspect.signature(pretrain).parameters["lora_r"].default == SFTArguments.lora_r
+    rows = [{"text": f"the {n}th pretraining sentence says {n * 7} plus one is {n * 7 + 1}."} for n in range(16)]
+    with pytest.raises(SwiftDataError, match="pretrain takes 'text' rows"):
+        pretrain(str(tiny_model), [{"prompt": "a", "completion": "b"}] * 4, verbose=False)
+    knobs = f"--model {tiny_model} --max-steps 12 --lr 5e-3 --batch-size 4 --lora-r 8 --logging-steps 1 --dtype fp32"
+    call = argspec.parse_args(command, knobs.split())
+    run = pretrain(**call.kwargs, dataset=rows, verbose=False)
+    assert run.wait(300) == "finished", run.error
+    losses = run.metrics["loss"].dropna().tolist()
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3, losses  # it learns the text
+    assert run.config["command"] == "pretrain" and run.config["trainer"] == PRETRAIN.trainer
+    assert any("16 text rows, loss on every token" in line for line in run.notes)
+    assert (run.output_dir / "dataset.jsonl").read_text().count("\n") == 16

@@ -149,9 +149,11 @@ def public_functions() -> dict[str, str]:
 
 
 def method_of(config: Mapping[str, Any]) -> TrainingMethod:
-    """The method of a run, from its ``config.json`` (``command``; runs written before it: ``kind``)."""
+    """The method of a run, from its ``config.json`` (``command``; runs written before it: ``kind``); a run
+    on a vision-language model (``vision`` recorded) gets the entry's ``on_images``."""
     if config.get("command"):
-        return method(str(config["command"]))
+        entry = method(str(config["command"]))
+        return entry.on_images if entry.on_images is not None and config.get("vision") else entry
     kind = str(config.get("kind") or "sft")
     for entry in METHODS:
         if kind in entry.kinds:
