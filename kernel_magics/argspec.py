@@ -8,7 +8,8 @@ flags on the line win over the body. Unknown names fail with the closest valid o
 Where a function's keywords are an argument dataclass (training methods), :func:`args_from` makes the
 ``Arg`` rows from its fields, so each knob's name, type, default, help and choices are written once:
 ``field(default=..., metadata={"help": ..., "choices": ..., "short": ..., "default_help": ...})`` as
-TRL's configs and vLLM's engine arguments do.
+TRL's configs and vLLM's engine arguments do. Every other subcommand's rows come from its function's
+signature (:func:`kernel_magics.signatures.command_from`).
 """
 
 from __future__ import annotations

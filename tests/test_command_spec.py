@@ -99,3 +99,25 @@ def test_keywords_reach_the_launcher_as_the_dataclass(monkeypatch):
     assert (args.model, args.dataset, args.lora_r, args.lr) == ("tiny", "rows.jsonl", 4, VisionArguments.lr)
     name, args, verbose = seen[1]
     assert name == "dpo" and type(args) is PreferenceArguments and (args.loss, args.beta, verbose) == ("kto", 0.2, True)
+
+
+def test_the_magic_turns_notebook_function_names_into_the_functions(monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import kernel_magics.train.api as api
+
+    seen = []
+    monkeypatch.setattr(api, "launch", lambda entry, arguments, verbose: seen.append(arguments))
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "kernel_magics")
+    try:
+
+        def digits(completions, **columns):
+            return [0.0 for _ in completions]
+
+        shell.user_ns["digits"] = digits
+        shell.run_line_magic("swift", "grpo --model tiny --dataset rows.jsonl --reward digits,format")
+    finally:
+        shell.run_line_magic("unload_ext", "kernel_magics")
+    assert seen[0].reward == [digits, "format"]  # the notebook's function; a built-in's name passes through
+    assert cli.command("grpo").notebook_functions == ("reward",) and cli.command("sft").notebook_functions == ()

@@ -7,7 +7,8 @@
    moved aside, in-memory rows copied to ``dataset.jsonl``, ``config.json`` written atomically, and the
    :class:`~.run.Run` with its first log lines.
 
-The method modules (``api.sft``, ``dpo.create_run``, ``vlm.create_run``) keep only what differs.
+The one launcher, :func:`kernel_magics.train.start.launch`, composes them; the method modules keep only
+what differs (their registry entry's ``prepare``, ``record`` and ``trainer`` hooks).
 """
 
 from __future__ import annotations
