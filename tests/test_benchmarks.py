@@ -126,3 +126,41 @@ def test_cli_eval_tasks_prints_scores(tiny_model: Path, workspace: Path, capsys)
     assert code == 0 and "km_general_en" in out and "acc" in out and "n=4" in out
     saved = json.loads(next((workspace / "benchmarks").glob("*.json")).read_text(encoding="utf-8"))
     assert saved["num_fewshot"] == 1 and saved["limit"] == 4
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Path):
+    srv = km.serve("tiny", backend="transformers", name="bench", stream_interval_ms=0)
+    yield srv
+    srv.stop()
+
+
+def test_echo_gives_prompt_logprobs_of_token_prompts(server, tiny_model: Path):
+    import httpx
+    from transformers import AutoModelForCausalLM
+
+    ids = [5, 17, 301, 42, 7]
+    body = {"model": "tiny", "prompt": [ids], "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0}
+    reply = httpx.post(server.url + "/completions", json=body, timeout=60).json()["choices"][0]["logprobs"]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+    expected = [float(logp[t - 1, ids[t]]) for t in range(1, len(ids))]
+    assert reply["token_logprobs"][0] is None and reply["top_logprobs"][0] is None
+    assert len(reply["token_logprobs"]) == len(ids) + 1  # the prompt, then the one generated token
+    assert reply["token_logprobs"][1 : len(ids)] == pytest.approx(expected, abs=1e-4)
+    assert max(reply["top_logprobs"][-1].values()) == pytest.approx(reply["token_logprobs"][-1])  # greedy
+    for bad, message in (({"stream": True}, "echo cannot be combined with stream"), ({"prompt": [10**9]}, "token ids")):
+        error = httpx.post(server.url + "/completions", json={**body, **bad}, timeout=60)
+        assert error.status_code == 400 and message in error.json()["error"]["message"]
+
+
+def test_served_scores_equal_in_process_scores(server, workspace: Path):
+    served = km.evaluate(server.base_url, tasks=["km_general_en", "km_ceval_zh"], limit=16, served_model="tiny")
+    local = km.evaluate("tiny", tasks=["km_general_en", "km_ceval_zh"], limit=16)
+    assert [(s.task, s.metric, s.samples) for s in served.scores] == [
+        (s.task, s.metric, s.samples) for s in local.scores
+    ]
+    assert [s.value for s in served.scores] == pytest.approx([s.value for s in local.scores], abs=1e-9)
+    with pytest.raises(SwiftUsageError, match="does not serve 'nope'; it serves tiny"):
+        km.evaluate(server.url, tasks=["km_general_en"], served_model="nope")

@@ -190,23 +190,25 @@ class ChatCompletionRequest(SamplingRequest):
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]  # text or token ids, one prompt or several
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @field_validator("prompt")
     @classmethod
-    def _some_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and not value:
+    def _some_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or any(isinstance(p, list) and not p for p in value)):
             raise ValueError("send at least one prompt")
         return value
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
-    def texts(self) -> list[str]:
-        """Every prompt of the request (a list of prompts gets ``n`` choices each, in order)."""
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def texts(self) -> list[str | list[int]]:
+        """Every prompt of the request, text or token ids (a list of prompts gets ``n`` choices each, in order)."""
+        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
+            return [self.prompt]  # type: ignore[list-item]
+        return list(self.prompt)
 
     def limit(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else 16  # the OpenAI default for completions
@@ -229,7 +231,7 @@ HONOURED_FIELDS: dict[str, dict[str, set[str]]] = {
     # vision-language models generate one request at a time through generate(): sampling settings only
     "transformers-vision": {
         "chat": _SAMPLING | {"messages", "max_completion_tokens"},
-        "completions": _SAMPLING | {"prompt", "echo"},
+        "completions": _SAMPLING | {"prompt"},
     },
 }
 

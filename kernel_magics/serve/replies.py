@@ -21,7 +21,7 @@ from .engines.base import Delta, Engine, RequestHandle, SamplingParams
 from .engines.hf_batch import GenerationRequest
 from .guards import answer, build_prompt, chars, check_fits, context_error, engine_error, timeout_error
 from .limits import ServeLimits, check_images, check_queue, check_sampling
-from .logprobs import chat_logprobs, completion_logprobs
+from .logprobs import chat_logprobs, check_token_ids, completion_logprobs, echo_prompt
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest, SamplingRequest, check_fields, new_id, now
 from .protocol import usage as usage_of
 from .request_checks import check_logit_bias, check_schema
@@ -33,6 +33,7 @@ class Extras:
     """What a request asks for beyond sampled text (shared by its choices)."""
 
     top_logprobs: int | None = None
+    prompt_logprobs: int | None = None  # echo: log-probabilities of the prompt tokens, k alternatives each
     guides: Callable[[], Any] | None = None
     parser: str | None = None  # tool-call format to parse replies with
 
@@ -180,15 +181,19 @@ async def completion_reply(
     check_fields(body, getattr(engine, "api_fields", "transformers"), "completions")
     check_sampling(body, limits)
     check_queue(engine, limits, len(body.texts()) * body.n, "prompt" if isinstance(body.prompt, list) else "n")
-    if body.echo:
-        raise APIError("echo is not supported", param="echo")
+    if body.echo and not getattr(engine, "supports_echo", False):
+        raise APIError(f"echo is not supported by the {getattr(engine, 'name', '')} engine", param="echo")
+    if body.echo and body.stream:
+        raise APIError("echo cannot be combined with stream", param="echo")
     texts = body.texts()
     for text in texts:
-        check_fits(engine, len(text), "prompt")
-    prompts = [await build_prompt(engine.encode, text, "prompt") for text in texts]
+        if isinstance(text, str):
+            check_fits(engine, len(text), "prompt")
+    prompts = [p if isinstance(p, list) else await build_prompt(engine.encode, p, "prompt") for p in texts]
     if not all(prompts):
         raise APIError("the prompt is empty", param="prompt")
-    extras = Extras(top_logprobs=body.logprobs)
+    check_token_ids(prompts, getattr(engine, "vocab_size", None))
+    extras = Extras(top_logprobs=body.logprobs, prompt_logprobs=body.logprobs if body.echo else None)
     handles = _submit(engine, body, prompts, body.limit(), "cmpl", stream_interval_s, extras, limits)
     if body.stream:
         return sse(_completion_events(handles, body, extras), limits.request_timeout_s)
@@ -202,6 +207,9 @@ async def completion_reply(
         }
         for handle, (text, finish, _, _) in zip(handles, results, strict=True)
     ]
+    if body.echo:
+        for choice, handle in zip(choices, handles, strict=True):
+            echo_prompt(choice, handle, engine.tokenizer)
     prompt_tokens = sum(len(p) for p in prompts)
     return {
         "id": handles[0].request_id,
@@ -287,6 +295,7 @@ def _submit(
                     stream_interval_s=stream_interval_s if body.stream else 0.0,
                     index=p * body.n + j,
                     top_logprobs=extras.top_logprobs,
+                    prompt_logprobs=extras.prompt_logprobs,
                     guide=extras.guides() if extras.guides else None,
                     presence_penalty=body.presence_penalty or 0.0,
                     frequency_penalty=body.frequency_penalty or 0.0,

@@ -22,6 +22,7 @@ from typing import Any
 from ...device import DeviceInfo
 from ...errors import SwiftConfigError, SwiftModelError
 from ..guided import Grammars
+from ..logprobs import prompt_entries
 from ..tools import parser_for_template, template_messages
 from .base import EngineFailure, InFlight, RequestHandle, RequestRecord, check_adapter
 from .hf_batch import Row, joinable, merge_caches, step
@@ -32,6 +33,7 @@ class HFEngine:
 
     name = "transformers"
     api_fields = "transformers"  # the request fields it honours: protocol.HONOURED_FIELDS
+    supports_echo = True  # /v1/completions echo: prompt log-probabilities from the prefill's logits
 
     def __init__(
         self,
@@ -277,6 +279,13 @@ class HFEngine:
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
         )
         self.busy_s += time.perf_counter() - started
+        for i, handle in enumerate(batch):  # echo: row t of the prompt's logits predicts its token t + 1
+            k = getattr(handle, "prompt_logprobs", None)
+            if k is not None:
+                n = len(handle.prompt_ids)
+                handle.prompt_logprob_items = prompt_entries(
+                    out.logits[i, width - n :], handle.prompt_ids, k, self.tokenizer
+                )
         return rows, cache, mask, positions[:, -1:], out.logits[:, -1, :].float()
 
     def _run_batch(self, batch: list[RequestHandle]) -> None:

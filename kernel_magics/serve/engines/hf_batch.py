@@ -28,6 +28,8 @@ class GenerationRequest(RequestHandle):
     frequency_penalty: float = 0.0
     logit_bias: dict[int, float] | None = None
     logprob_items: list[dict[str, Any]] = field(default_factory=list)
+    prompt_logprobs: int | None = None  # echo: score the prompt tokens too, with k alternatives each
+    prompt_logprob_items: list[dict[str, Any]] = field(default_factory=list)  # tokens 2..n of the prompt
 
 
 @dataclass
