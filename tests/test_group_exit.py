@@ -58,3 +58,41 @@ def test_a_marker_left_by_an_earlier_start_does_not_count(tmp_path, monkeypatch)
     (run.output_dir / FINISHED_FILE).write_text(f'{{"adapter": "{run.adapter_dir}", "step": 1}}')
     with pytest.raises(SwiftError, match="signal 6"):
         group.train_group(run, None)
+
+
+# stands in for a rank whose reward hangs: once the stop file appears it gives up the call and exits 1
+HANGING_REWARD_RANK = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    folder = pathlib.Path(sys.argv[1])
+    while not (folder / "stop-requested").exists():
+        time.sleep(0.05)
+    line = "stopped while reward stuck was running on 8 completions; the step was not finished"
+    (folder / "error-rank0.txt").write_text(line + "\\n\\ntraceback")
+    sys.exit(1)
+    """
+)
+
+
+def test_a_stop_while_a_ranks_reward_hangs_ends_the_run_stopped(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    run = Run(folder, {"run_id": "r", "arguments": {"num_processes": 2}, "plan": {"device": "cpu"}})
+    monkeypatch.setattr(
+        group,
+        "launch_command",
+        lambda args, folder, port, resume: [sys.executable, "-c", HANGING_REWARD_RANK, str(folder)],
+    )
+    run._stop_event.set()  # run.stop() while the rank is inside the reward call
+    group.train_group(run, None)  # no exception: the run ends stopped (Run._train: STOPPED)
+    assert run.notes[-1].startswith("rank 0: stopped while reward stuck was running")
+
+
+def test_a_rank_reads_the_stop_file_as_its_stop_request(tmp_path):
+    from kernel_magics.train.distributed import STOP_FILE
+    from kernel_magics.train.worker import StopFileRequest
+
+    request = StopFileRequest(tmp_path / STOP_FILE)
+    assert not request.is_set()
+    (tmp_path / STOP_FILE).touch()
+    assert request.is_set()

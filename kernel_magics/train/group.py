@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import SwiftError
 from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
 from .folders import atomic_write, pid_alive
+from .reward_calls import STOPPED_MID_STEP
 
 STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
 LAUNCH_LOG = "launcher.log"
@@ -143,6 +144,9 @@ def train_group(run: Any, resume_from: Path | None) -> None:
         GroupProcess.live.discard(group)
     if group.process.returncode != 0:
         line = first_error(folder, group.process.returncode)
+        if asked_at is not None and f": {STOPPED_MID_STEP} " in line:  # a rank gave up a hanging reward to stop
+            run.log(line)
+            return
         if not finished_before_exit(run):
             raise SwiftError(line)
         run.log(f"warning: {line}, after the final checkpoint and the adapter were written; the run is complete")

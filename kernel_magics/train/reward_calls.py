@@ -20,6 +20,7 @@ from typing import Any
 from .rewards import Reward, SwiftRewardError, completion_text
 
 POLL_S = 0.05  # how often a wait for a reward checks the stop request
+STOPPED_MID_STEP = "stopped while reward"  # how the line of a stop during a reward call begins
 
 
 class RewardStopped(SwiftRewardError):
@@ -87,7 +88,7 @@ class CheckedReward:
         while not outcome.done.wait(POLL_S):
             if self.stop is not None and self.stop.is_set():
                 raise RewardStopped(
-                    f"stopped while reward {self.__name__} was running on {len(completions)} completions; the step "
+                    f"{STOPPED_MID_STEP} {self.__name__} was running on {len(completions)} completions; the step "
                     "was not finished, so the last checkpoint is where resume() continues"
                 )
             if time.monotonic() >= deadline:

@@ -47,6 +47,23 @@ class GroupStopCallback(TrainerCallback):
             control.should_save = True
 
 
+class StopFileRequest:
+    """A rank's stop request: the stop file that the kernel writes (read where a run's ``threading.Event`` is,
+    so a reward call that hangs ends as soon as a stop is asked, as it does in a one-process run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
+    def set(self) -> None:
+        self.path.touch()
+
+    def clear(self) -> None:
+        return None
+
+
 def _record_events(folder: Path):  # noqa: ANN202 - a Job subscriber
     path = folder / EVENTS_FILE
 
@@ -71,11 +88,12 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
         run.config["dataset_copy"] = str(folder.resolve() / copy)
     if rank == 0:
         run.subscribe(_record_events(folder))
+    run._stop_event = StopFileRequest(folder / STOP_FILE)
     trainer = load(registered_trainer(run.config))(run, None)
     trainer.add_callback(GroupStopCallback(folder / STOP_FILE))
     trainer.add_callback(LoggingWindowCallback(trainer, Path(resume) if resume else None))
     if rank == 0:
-        trainer.add_callback(RunCallback(run._add_row, run._on_event, threading.Event()))
+        trainer.add_callback(RunCallback(run._add_row, run._on_event, threading.Event()))  # the file stops ranks
     trainer.train(resume_from_checkpoint=resume)
     if rank == 0:
         run._emit("saving", str(run.adapter_dir))
