@@ -33,9 +33,7 @@ def test_twins_understand_the_same_filters(runs):
 
 
 def test_twins_return_the_same_top_5(runs):
-    differ = [
-        (en, zh) for _, en, zh, _ in TWINS if list(runs["frames"][en]["id"]) != list(runs["frames"][zh]["id"])
-    ]
+    differ = [(en, zh) for _, en, zh, _ in TWINS if list(runs["frames"][en]["id"]) != list(runs["frames"][zh]["id"])]
     assert not differ
 
 
