@@ -6,7 +6,9 @@
 Uses a fresh cache folder, so the first index build embeds every card (cold); a second build in the same
 process after forgetting the in-memory index reads the disk cache (warm). Latency is measured per query
 after one warm-up pass, for hybrid search and for BM25 / dense alone, over the query set of
-``tests/search_queries.py`` (English and Chinese); precision@5 of each mode is printed beside it.
+``tests/search_queries.py`` and the English / Chinese twins of ``tests/search_twins.py``; precision@5 of
+each mode is printed beside it. The twins' hybrid precision@5 follows per language and per constraint
+kind (time, licence, both, the earlier kinds), with how many pairs return the same top 5.
 Target: hybrid p50 < 20 ms on 2 CPU cores. The load average is printed: other processes on the machine
 inflate wall-clock latency, so the CPU time per query is shown too.
 """
@@ -38,21 +40,23 @@ def main() -> None:
     args = parser.parse_args()
 
     from search_queries import QUERIES, write_mini_catalog
+    from search_twins import TWINS
 
     import kernel_magics as km
     from kernel_magics.config import settings
     from kernel_magics.search import api, dense, index
 
     settings.cache_dir = tempfile.mkdtemp(prefix="km-search-bench-")
-    queries, modes, options = QUERIES, ("hybrid", "bm25", "dense"), {"include_local": False}
+    twins = [(q, props) for _, en, zh, props in TWINS for q in (en, zh)]
+    queries, modes, options = QUERIES + twins, ("hybrid", "bm25", "dense"), {"include_local": False}
     if args.smoke:
-        queries, modes, args.repeats = QUERIES[:4] + QUERIES[-3:], ("hybrid", "bm25"), 1
+        queries, modes, args.repeats = QUERIES[:4] + QUERIES[-3:] + twins[:4], ("hybrid", "bm25"), 1
         options.update(catalog=str(write_mini_catalog(Path(settings.cache_dir) / "mini.jsonl")), embedder="none")
     catalog_cards, _ = api.all_cards(options.get("catalog"), include_local=False)
     cards = catalog_cards
     embedder, steps = _build_steps(catalog_cards, options.get("embedder"), index, dense)
 
-    rows = []
+    rows, latency = [], {}
     for mode in modes:
         for query, _ in queries:  # warm-up: jieba's dictionary, the BM25 index of the mode, caches
             km.search(query, k=5, mode=mode, **options)
@@ -64,12 +68,49 @@ def main() -> None:
                 frame = km.search(query, k=5, mode=mode, **options)
                 samples.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
+                latency.setdefault((mode, _language(query)), []).append(samples[-1])
             good = sum(1 for row in frame.to_dict(orient="records") if all(p(row) for p in properties))
             hits += good
             possible += min(5, sum(1 for c in cards if all(p(c) for p in properties)))
         precision = hits / possible if possible else float("nan")
         rows.append((mode, statistics.median(samples), percentile(samples, 95), statistics.median(cpu), precision))
     _report(cards, embedder, queries, args.repeats, steps, rows)
+    _report_languages(latency)
+    if not args.smoke:
+        _report_twins(km, TWINS, cards, options)
+
+
+def _language(query: str) -> str:
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in query) else "en"
+
+
+def _report_languages(latency) -> None:
+    print(f"\n{'mode':<10}{'language':<10}{'queries x runs':>16}{'p50 ms':>10}")
+    for (mode, language), samples in sorted(latency.items()):
+        print(f"{mode:<10}{language:<10}{len(samples):>16}{statistics.median(samples) * 1000:>10.1f}")
+
+
+def _report_twins(km, twins, cards, options) -> None:
+    """Hybrid precision@5 of the twin queries per language and per constraint kind, and top-5 agreement."""
+    score: dict[tuple[str, str], list[int]] = {}
+    same = 0
+    for kind, en, zh, properties in twins:
+        could = min(5, sum(1 for c in cards if all(p(c) for p in properties)))
+        tops = {}
+        for language, query in (("en", en), ("zh", zh)):
+            rows = km.search(query, k=5, **options).to_dict(orient="records")
+            tops[language] = [row["id"] for row in rows]
+            good = sum(1 for row in rows if all(p(row) for p in properties))
+            for key in ((kind, language), ("all kinds", language)):
+                entry = score.setdefault(key, [0, 0])
+                entry[0] += good
+                entry[1] += could
+        same += tops["en"] == tops["zh"]
+    print(f"\ntwin queries (hybrid): {len(twins)} EN/ZH pairs, the same top 5 (in order) for {same}")
+    print(f"{'constraint kind':<28}{'P@5 en':>8}{'P@5 zh':>8}")
+    for kind in dict.fromkeys(k for k, _ in score):
+        en, zh = (score[(kind, lang)][0] / score[(kind, lang)][1] for lang in ("en", "zh"))
+        print(f"{kind:<28}{en:>8.3f}{zh:>8.3f}")
 
 
 def _build_steps(catalog_cards, embedder_name, index, dense) -> tuple[object, list[tuple[str, float]]]:
