@@ -134,7 +134,7 @@ function render({ model, el: root }) {
     dl.disabled = Boolean(r.local) || download === "running";
     if (download.startsWith("failed")) dl.title = download;
     dl.addEventListener("click", () => model.send({ type: "download", id: r.id }));
-    const meta = [size(r.params_b) + (r.active_params_b ? ` (${size(r.active_params_b)} active)` : ""), context(r.context_length), r.license, r.release]
+    const meta = [size(r.params_b) + (r.active_params_b ? ` (${size(r.active_params_b)} active)` : ""), context(r.context_length), r.license && r.license_verdict ? `${r.license} (${r.license_verdict})` : r.license, r.release]
       .filter(Boolean)
       .join(" · ");
     const attrs = { class: r.relaxed ? "km-card km-relaxed" : "km-card", "data-id": r.id };

@@ -186,3 +186,12 @@ def test_cli_prints_the_verdict(mini, capsys):
     out = capsys.readouterr().out.splitlines()
     assert rc == 0 and out[0].startswith("understood: Apache 协议 → Apache-2.0 license")
     assert "apache-2.0 (commercial ok)" in out[1]
+
+
+def test_panel_shows_the_time_understood_and_the_verdicts(mini):
+    from kernel_magics.widgets.search_panel import SearchPanel
+
+    panel = SearchPanel(_search("最新的对话模型", mini))
+    assert panel.understood[0] == "最新的 → newest first (catalog as of 2024-09)"
+    assert [r["license_verdict"] for r in panel.results][:2] == ["commercial ok", "commercial ok"]
+    assert panel.results[0]["release"] == "2024-09"

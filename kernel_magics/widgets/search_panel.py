@@ -30,6 +30,7 @@ CARD_FIELDS = (
     "tasks",
     "languages",
     "license",
+    "license_verdict",
     "context_length",
     "formats",
     "release",
