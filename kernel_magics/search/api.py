@@ -67,8 +67,10 @@ def search(
     Args:
         query: what you want, in English or Chinese ("small Chinese chat model under 3B with a GGUF
             build", "能看图说话的视觉问答模型", "MoE chat model with fewer than 5B active parameters").
-            Sizes, input kinds, languages, licenses, formats and context lengths in it become filters.
-            Empty: the newest models that pass the filters.
+            Sizes, input kinds, languages, licenses ("Apache 协议", "commercially usable", "no Llama
+            licence"), formats, context lengths and release dates ("before 2024", "2024 年以后", "last 6
+            months", relative to the catalog's newest release) in it become filters; "newest" / "最新" sorts
+            by release. Empty: the newest models that pass the filters.
         k: how many results. When fewer than ``k`` pass every filter, the understood filter that removed
             the most is relaxed and the nearest cards it removed follow, named in the ``relaxed`` column.
         min_params_b / max_params_b: total parameter range in billions.
@@ -77,7 +79,9 @@ def search(
         modalities: inputs the model must accept (text, image, video, audio), all of them.
         tasks: tasks it must do (chat, code, vqa, embedding, asr...), all of them.
         languages: languages it must support (ISO codes or names), all of them.
-        license: allowed licenses (any of them); ``"commercial"`` or ``"permissive"`` for groups.
+        license: allowed licenses (any of them); ``"commercial"``, ``"permissive"`` or ``"research-only"``
+            for groups (:mod:`kernel_magics.search.licenses`; each row's ``license_verdict`` says what its
+            licence allows).
         formats: builds it must have, any of them (gguf, awq, gptq, bnb-4bit, mlx, safetensors;
             ``"quantized"`` for any 4-bit build).
         min_context: minimum context length in tokens.
