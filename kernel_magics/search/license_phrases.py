@@ -45,7 +45,7 @@ NAMES: list[tuple[str, str | None, str, frozenset[str]]] = [
     (rf"gemma{_WORD}", r"谷歌" + _WORD, "Gemma", frozenset({"gemma"})),
     (rf"deepseek(?:\s*model)?{_WORD}", r"深度求索" + _WORD, "DeepSeek", frozenset({"deepseek"})),
     (rf"falcon(?:[- ]llm)?{_WORD}", r"猎鹰" + _WORD, "Falcon LLM", frozenset({"falcon-llm-license"})),
-    (rf"(?:open[- ]?rail(?:[- ]?m|\+\+)?|rail)(?:{_WORD})?", None, "OpenRAIL",
+    (rf"open[- ]?rail(?:[- ]?m|\+\+)?{_WORD}?|rail{_WORD}", None, "OpenRAIL",
      frozenset(lic for lic in TABLE if "rail" in lic)),
     (rf"baichuan{_WORD}", r"百川" + _WORD, "Baichuan", frozenset({"baichuan"})),
     (rf"mistral(?: ai)? (?:research|non-production){_WORD}|mnpl|mrl", None, "Mistral research",
