@@ -108,7 +108,8 @@ def _report_twins(km, twins, cards, options) -> None:
         same += tops["en"] == tops["zh"]
     print(f"\ntwin queries (hybrid): {len(twins)} EN/ZH pairs, the same top 5 (in order) for {same}")
     print(f"{'constraint kind':<28}{'P@5 en':>8}{'P@5 zh':>8}")
-    for kind in dict.fromkeys(k for k, _ in score):
+    kinds = [k for k in dict.fromkeys(k for k, _ in score) if k != "all kinds"] + ["all kinds"]
+    for kind in kinds:
         en, zh = (score[(kind, lang)][0] / score[(kind, lang)][1] for lang in ("en", "zh"))
         print(f"{kind:<28}{en:>8.3f}{zh:>8.3f}")
 
