@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from search_queries import QUERIES, write_mini_catalog
+from search_twins import SHORT, TWINS
 
 import kernel_magics as km
 from kernel_magics import cli
@@ -104,7 +105,9 @@ def test_cli_prints_relaxed_rows_and_the_reason(mini, capsys):
 
 
 def test_no_short_answer_without_a_reason(mini):
-    for query, _ in [*QUERIES, ("xqzv blorf", []), ("", []), ("embedding model for phones with a GGUF build", [])]:
+    twins = [(q, []) for _, en, zh, _ in TWINS for q in (en, zh)] + [(q, []) for pair in SHORT for q in pair]
+    extra = [("xqzv blorf", []), ("", []), ("embedding model for phones with a GGUF build", [])]
+    for query, _ in [*QUERIES, *twins, *extra]:
         for mode in ("hybrid", "bm25"):
             frame = km.search(query, catalog=mini, include_local=False, k=5, mode=mode, embedder="none")
             if len(frame) < 5:
