@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,6 +22,7 @@ from .limits import BodySizeLimit, HostCheck, ServeLimits
 from .metrics import prometheus_text
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest, model_list
 from .replies import chat_reply, completion_reply
+from .schema_doc import ModelCard, ModelList, chat_responses, completion_responses, finish_schema, plain_responses
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -60,35 +62,42 @@ def create_app(
     else:  # no key: only this machine's names (a web page cannot rebind one of its own to us)
         app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts)
 
-    @app.get("/health")
+    @app.get("/health", responses=plain_responses())
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=plain_responses(ModelList))
     async def models() -> dict[str, Any]:
         base = engine.models[0]
         return model_list(engine.models, parents={m: base for m in engine.models[1:]})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=plain_responses())
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(prometheus_text(engine), media_type="text/plain; version=0.0.4")
 
-    @app.get("/v1/models/{model:path}")
+    @app.get("/v1/models/{model:path}", responses=plain_responses(ModelCard))
     async def model(model: str) -> dict[str, Any]:
         _check_model(engine, model)
         base = engine.models[0]
         return model_list([model], parents={m: base for m in engine.models[1:]})["data"][0]
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses=chat_responses())
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
         return await chat_reply(engine, body, stream_interval_s, limits, request)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", responses=completion_responses())
     async def completions(body: CompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
         return await completion_reply(engine, body, stream_interval_s, limits, request)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = finish_schema(schema, list(engine.models))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -131,13 +131,15 @@ class StreamOptions(BaseModel):
 class SamplingRequest(BaseModel):
     """Fields shared by chat and text completions."""
 
-    model_config = ConfigDict(extra="allow")
+    # extra fields are read (a field the engine does not honour gets a 400 naming it); the schema
+    # documents only the fields a request may carry
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
 
     model: str
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(default=None, json_schema_extra={"minimum": 1})
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     stream: bool = False
@@ -170,7 +172,7 @@ class SamplingRequest(BaseModel):
 
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = None
+    max_completion_tokens: int | None = Field(default=None, json_schema_extra={"minimum": 1})
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
