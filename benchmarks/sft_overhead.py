@@ -1,6 +1,7 @@
 """Does ``km.sft`` (with its live dashboard attached) train as fast as bare TRL ``SFTTrainer`` on identical work?
 
-    python benchmarks/sft_overhead.py [--model tiny|smollm2|FOLDER] [--steps 60] [--rounds 3] [--smoke]
+    python benchmarks/sft_overhead.py [--model tiny|smollm2|FOLDER] [--steps 60] [--rounds 3] [--dtype fp32|bf16]
+        [--plain] [--smoke]
 
 Identical work on both sides: the same model folder, rows (the packaged ``sft.jsonl``, turned into
 prompt/completion rows with loss on the last reply when the chat template has no generation markers, as
@@ -20,7 +21,11 @@ What is timed, per side and round:
 
 Sides alternate within each round (TRL first in odd rounds, km.sft first in even ones). Each round also
 prints the largest per-step loss difference between the sides (same seed: it should stay below 1e-3).
-``--smoke``: tiny model, 6 steps, one round (< 60 s). Timings on a shared machine are noisy: repeat.
+``--dtype bf16``: base weights in bf16 on every side (LoRA weights stay fp32, as km.sft does on the CPU).
+``--plain``: a third side, a plain PyTorch loop over the very batches TRL's trainer collates (same rows,
+labels, dropout, optimizer and schedule from the trainer, gradient clipping at 1.0), loss from the model's own
+``labels`` path: what the step costs without any trainer around it.
+``--smoke``: tiny model, 6 steps, one round, all three sides (< 60 s). Timings on a shared machine are noisy: repeat.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from transformers import TrainerCallback  # noqa: E402 - after the environment i
 
 LORA = dict(r=8, alpha=16, dropout=0.05, targets=["q_proj", "v_proj"])
 BATCH, LR, SEED, MAX_LENGTH, OPTIM = 4, 2e-4, 42, 256, "adamw_torch"
+DTYPE = {"name": "fp32"}  # --dtype: the base weights' dtype on every side
 
 
 @dataclass
@@ -123,9 +129,16 @@ def in_thread(work, main_thread: bool):  # noqa: ANN001, ANN201
     return result[0]
 
 
-def bare_trl(model_path: Path, steps: int, out: Path, skip: int, main_thread: bool = False) -> Measured:
-    import datasets
+def base_dtype():  # noqa: ANN201 - torch.dtype
     import torch
+
+    return torch.bfloat16 if DTYPE["name"] == "bf16" else torch.float32
+
+
+def bare_trl(
+    model_path: Path, steps: int, out: Path, skip: int, main_thread: bool = False, plain: bool = False
+) -> Measured:
+    import datasets
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
     from trl import SFTConfig, SFTTrainer
@@ -137,7 +150,7 @@ def bare_trl(model_path: Path, steps: int, out: Path, skip: int, main_thread: bo
     def train() -> StepClock:
         set_seed(SEED)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=base_dtype())
         lora = LoraConfig(
             r=LORA["r"],
             lora_alpha=LORA["alpha"],
@@ -158,6 +171,9 @@ def bare_trl(model_path: Path, steps: int, out: Path, skip: int, main_thread: bo
         )
         trainer.remove_callback(PrinterCallback)
         clock = StepClock()
+        if plain:
+            plain_loop(trainer, steps, clock)
+            return clock
         trainer.add_callback(clock)
         trainer.train()
         trainer.save_model(str(out / "adapter"))
@@ -170,6 +186,29 @@ def bare_trl(model_path: Path, steps: int, out: Path, skip: int, main_thread: bo
     return Measured(total, step_s, tokens, {m[0]: m[3] for m in clock.marks[1:]})
 
 
+def plain_loop(trainer, steps: int, clock: StepClock) -> None:  # noqa: ANN001 - trl.SFTTrainer
+    """``steps`` optimizer steps by hand over the trainer's own batches, optimizer and schedule."""
+    import torch
+
+    model = trainer.model
+    model.train()
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    optimizer, schedule = trainer.optimizer, trainer.lr_scheduler
+    batches = iter(trainer.get_train_dataloader())
+    seen = 0
+    clock.marks.append((0, time.perf_counter(), 0, float("nan")))
+    for step in range(1, steps + 1):
+        batch = next(batches)
+        loss = model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen += int(batch["attention_mask"].sum())
+        clock.marks.append((step, time.perf_counter(), seen, float(loss.detach())))
+
+
 def kernel_magics_sft(model_path: Path, steps: int, out: Path, skip: int) -> Measured:
     import kernel_magics as km
     from kernel_magics.widgets.dashboard import Dashboard
@@ -179,7 +218,7 @@ def kernel_magics_sft(model_path: Path, steps: int, out: Path, skip: int) -> Mea
         str(model_path), str(_dataset()), method="lora", lora_r=LORA["r"], lora_alpha=LORA["alpha"],
         lora_dropout=LORA["dropout"], target_modules=LORA["targets"], lr=LR, seed=SEED, max_steps=steps,
         batch_size=BATCH, max_length=MAX_LENGTH, optim=OPTIM, logging_steps=1, save_steps=10**6,
-        output_dir=str(out), device="cpu", verbose=False,
+        output_dir=str(out), device="cpu", dtype=DTYPE["name"], verbose=False,
     )  # fmt: skip
     dashboard = Dashboard(run)  # what a notebook user sees, redraw timer included
     status = run.wait()
@@ -225,14 +264,17 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="torch intra-op threads, both sides (1 is steadier on a busy machine)"
     )
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="base weights on every side")
+    parser.add_argument("--plain", action="store_true", help="add the plain PyTorch loop side")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps, 1 round (CI)")
     options = parser.parse_args()
+    DTYPE["name"] = options.dtype
     if options.threads:
         import torch
 
         torch.set_num_threads(options.threads)  # training threads inherit it (checked: torch 2.13)
     if options.smoke:
-        options.model, options.steps, options.rounds, options.skip = "tiny", 6, 1, 1
+        options.model, options.steps, options.rounds, options.skip, options.plain = "tiny", 6, 1, 1, True
 
     from kernel_magics.config import settings
 
@@ -245,15 +287,15 @@ def main() -> None:
     warm = 2
     kernel_magics_sft(model, warm, work / "warmup-km", 0)  # imports and first-step costs off the clock
     bare_trl(model, warm, work / "warmup-trl", 0, main_thread)
-    sides: dict[str, list[Measured]] = {"trl": [], "km": []}
+    sides: dict[str, list[Measured]] = {"trl": [], "km": [], **({"plain": []} if options.plain else {})}
     for i in range(options.rounds):
-        order = ("trl", "km") if i % 2 == 0 else ("km", "trl")  # drifting machine load hits both sides alike
+        order = tuple(sides) if i % 2 == 0 else tuple(reversed(sides))  # drifting load hits every side alike
         for side in order:
             out = work / f"{side}-{i}"
-            if side == "trl":
-                sides[side].append(bare_trl(model, options.steps, out, options.skip, main_thread))
-            else:
+            if side == "km":
                 sides[side].append(kernel_magics_sft(model, options.steps, out, options.skip))
+            else:
+                sides[side].append(bare_trl(model, options.steps, out, options.skip, main_thread, side == "plain"))
         trl, km_run = sides["trl"][-1], sides["km"][-1]
         diff = max(abs(trl.losses[s] - km_run.losses[s]) for s in trl.losses)
         print(
@@ -265,12 +307,15 @@ def main() -> None:
     print()
     print(
         f"{Path(str(model)).name}, LoRA r {LORA['r']} on q/v, batch {BATCH} x {MAX_LENGTH} tokens, {options.steps} "
-        f"steps x {options.rounds} rounds, {OPTIM}, bare TRL on the {options.bare_thread} thread, CPU, "
+        f"steps x {options.rounds} rounds, {OPTIM}, base weights {options.dtype}, bare TRL on the "
+        f"{options.bare_thread} thread, CPU, "
         f"{torch_threads()} torch threads"
     )
     print(f"{'side':<26}{'end-to-end s':>12}{'mean s/st':>12}{'median':>12}{'max':>10}{'tokens/s':>12}")
     print(summary("bare trl.SFTTrainer", sides["trl"]))
     print(summary("km.sft + live dashboard", sides["km"]))
+    if options.plain:
+        print(summary("plain PyTorch loop", sides["plain"]))
 
     def rate(runs: list[Measured]) -> float:
         return sum(r.tokens for r in runs) / sum(sum(r.step_s) for r in runs)
@@ -284,6 +329,10 @@ def main() -> None:
     print(
         f"ratio trl / km, end-to-end time (>= 1 is km faster):            {total(sides['trl']) / total(sides['km']):.3f}"
     )
+    if options.plain:
+        print(
+            f"ratio km / plain loop, tokens/s (target >= 1 / 1.05):            {rate(sides['km']) / rate(sides['plain']):.3f}"
+        )
 
 
 if __name__ == "__main__":
