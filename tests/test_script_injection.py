@@ -82,7 +82,7 @@ def test_fuzzed_values_in_a_cluster_script_are_never_run(tmp_path_factory, run_i
     received = _run_script(script, workdir)
     assert not (workdir / CANARY).exists()
     assert sorted(p.name for p in workdir.iterdir()) == ["args", "bin", "job.sh"]
-    assert str(workdir / run_dir) in received  # the run folder argument, exactly as recorded
+    assert f"{workdir}/{run_dir}" in received  # the run folder argument, exactly as recorded
     if launcher != "slurm":  # Slurm takes node 0 from scontrol
         flag = "--master-addr" if launcher == "torchrun" else "--main_process_ip"
         assert received[received.index(flag) + 1] == addr
