@@ -121,7 +121,7 @@ class Command:
     name: str
     help: str
     target: str
-    args: tuple[Arg, ...] = ()
+    args: Sequence[Arg] = ()  # a tuple, or rows read from the target's signature on first use
     aliases: tuple[str, ...] = ()
     notebook: str | None = None  # "module:function" showing the result in a notebook (widgets)
     terminal: str | None = None  # "module:function" printing the result on a terminal

@@ -8,8 +8,7 @@
   dataclass: signature, defaults, annotations and the keyword list of its docstring are generated from the
   fields, so ``help(km.sft)`` and completion show every knob with its default and help.
 
-Light module: it imports a target's module only to read its signature (those modules import nothing heavy
-at import time).
+Light module: a target's module is imported only when its flags are first needed (a parse, ``--help``).
 """
 
 from __future__ import annotations
@@ -34,7 +33,31 @@ def command_from(name: str, help: str, target: str, flags: Mapping[str, Mapping[
 
     ``flags`` gives each keyword's :func:`about` row; a row for a name that is not a keyword is a programming
     error caught when the commands are built."""
-    return Command(name, help, target, args_of(load(target), flags), **command)
+    return Command(name, help, target, SignatureArgs(target, flags), **command)
+
+
+class SignatureArgs(Sequence[Arg]):
+    """A command's :class:`Arg` rows, read from its target's signature on first use: building the table of
+    subcommands imports no target module (``search.commands`` stays free of numpy)."""
+
+    def __init__(self, target: str, flags: Mapping[str, Mapping[str, Any]]) -> None:
+        self.target = target
+        self.flags = flags
+        self._rows: tuple[Arg, ...] | None = None
+
+    def rows(self) -> tuple[Arg, ...]:
+        if self._rows is None:
+            self._rows = args_of(load(self.target), self.flags)
+        return self._rows
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.rows()[index]
+
+    def __len__(self) -> int:
+        return len(self.rows())
+
+    def __repr__(self) -> str:
+        return f"SignatureArgs({self.target!r})"
 
 
 def args_of(function: Callable[..., Any], flags: Mapping[str, Mapping[str, Any]]) -> tuple[Arg, ...]:

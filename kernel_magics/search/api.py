@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftUsageError
+from .commands import MODES
 from .entities import EntityIndex
 from .filters import Filter, explicit_filters, listify, understood_filters
 from .index import build_index
@@ -36,7 +37,6 @@ from .units import billions, token_count
 __all__ = ["RESULT_COLUMNS", "all_cards", "catalog", "print_results", "search"]
 
 MAX_QUERY_CHARS = 2000
-MODES = ("hybrid", "bm25", "dense")
 _entity_memo: dict[int, tuple[list[dict[str, Any]], EntityIndex]] = {}
 
 

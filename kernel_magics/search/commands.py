@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from kernel_magics.signatures import about, command_from
 
-from .api import MODES
 from .refresh import DEFAULT_LIMIT
 from .units import billions, token_count
+
+MODES = ("hybrid", "bm25", "dense")  # how km.search ranks
 
 COMMANDS = [
     command_from(
