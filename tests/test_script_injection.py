@@ -71,7 +71,7 @@ def _run_script(script: Path, workdir: Path) -> list[str]:
     return (workdir / "args").read_bytes().decode().split("\0")[:-1]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_id=HOSTILE, run_dir=HOSTILE, addr=HOSTILE, port=HOSTILE, launcher=st.sampled_from(LAUNCHERS))
 def test_fuzzed_values_in_a_cluster_script_are_never_run(tmp_path_factory, run_id, run_dir, addr, port, launcher):
     """Quoting alone holds: even values the checks would refuse land in the script as text."""
@@ -152,7 +152,7 @@ def test_master_addr_is_a_host_name_or_an_ip_address(addr):
     else:
         with pytest.raises(SwiftConfigError, match=r"^master_addr must be a host name or an IP address") as info:
             DistributedArguments(nnodes=2, master_addr=addr).check_distributed()
-        assert "\n" not in str(info.value)
+        assert "\n" not in str(info.value) and len(str(info.value)) <= 300
 
 
 def test_km_sft_refuses_a_shell_master_addr_in_one_line(tiny_model, workspace, tmp_path):
@@ -189,7 +189,7 @@ PLAIN_ID = TEXT.filter(lambda t: t.strip() and ".." not in t and "/" not in t an
 )
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_id=st.one_of(PLAIN_ID, HOSTILE.filter(lambda v: "\n" not in v and "\r" not in v and "\u2028" not in v)),
        model=HOSTILE, data=HOSTILE, flag=HOSTILE, version=HOSTILE)  # fmt: skip
 def test_fuzzed_values_in_a_reproduce_script_are_never_run(tmp_path_factory, run_id, model, data, flag, version):

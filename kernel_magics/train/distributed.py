@@ -110,7 +110,8 @@ def check_host(value: Any, name: str = "master_addr") -> str:
     if 0 < len(text) <= 253 and all(_HOST_LABEL.match(label) for label in labels):
         return text
     raise SwiftConfigError(
-        f"{name} must be a host name or an IP address of node 0, got {str(value)[:80]!r}; fix --{name.replace('_', '-')}"
+        f"{name} must be a host name or an IP address of node 0, got {repr(str(value)[:40])[:70]}; "
+        f"fix --{name.replace('_', '-')}"
     )
 
 

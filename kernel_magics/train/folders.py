@@ -69,9 +69,11 @@ def checked_run_id(value: Any, where: Path | str = "config.json") -> str:
         or any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029" for ch in text)
     )
     if bad:
+        shown, place = repr(str(value)[:40])[:70], str(where)
+        place = place if len(place) <= 100 else "..." + place[-97:]
         raise SwiftConfigError(
-            f"run id {str(value)[:80]!r} in {where} is not a plain name (no path separators, '..' or control "
-            "characters); fix run_id there"
+            f"run id {shown} in {place} is not a plain name (no path separators, '..' or control characters); "
+            "fix run_id there"
         )
     return text
 
