@@ -99,13 +99,18 @@ def from_arguments(cls: type, rename: Mapping[str, str] | None = None) -> Callab
     def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
         fields = keyword_fields(cls)
         hints = typing.get_type_hints(cls)
+        body_hints = _hints(body)
         own = list(inspect.signature(body).parameters.values())[1:]
         params = [
             inspect.Parameter(rename.get(f.name, f.name), inspect.Parameter.POSITIONAL_OR_KEYWORD,
                               default=_default(f), annotation=hints[f.name])
             for f in fields
-        ] + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]  # fmt: skip
-        signature = inspect.Signature(params, return_annotation=inspect.signature(body).return_annotation)
+        ] + [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=body_hints.get(p.name, p.annotation))
+            for p in own
+        ]  # fmt: skip
+        returns = body_hints.get("return", inspect.signature(body).return_annotation)
+        signature = inspect.Signature(params, return_annotation=returns)
 
         @functools.wraps(body)
         def public(*args: Any, **kwargs: Any) -> Any:
