@@ -96,7 +96,7 @@ def _fake_run(folder: Path, run_id: str, **arguments) -> SimpleNamespace:
     return SimpleNamespace(name=run_id, output_dir=folder, config=config)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_id=st.one_of(HOSTILE, TEXT, st.sampled_from(["../../../../sandbox/trav", "..", "a/b", "a\\b", "x\ny"])))
 def test_a_run_id_from_config_json_is_a_plain_name_or_one_line(tmp_path_factory, run_id):
     root = tmp_path_factory.mktemp("ids")
