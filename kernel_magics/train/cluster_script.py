@@ -4,6 +4,10 @@ configuration on a cluster with an existing launcher.
 Next to the script it writes ``<stem>-run/``: the run's ``config.json`` (model by name, data copied beside it,
 ``num_processes`` / ``nnodes`` as the launcher sets them) that every rank of
 :mod:`kernel_magics.train.worker` trains from, exactly as a process group started from the notebook does.
+
+The script is data, never code: recorded values become shell-quoted words (defaults the environment may
+override), text in ``#`` lines is escaped onto one line, and the Slurm job name keeps only ``[A-Za-z0-9._-]``.
+The run id (a plain file name) and the rendezvous address and port are checked where they are read.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ def _count(args: dict[str, Any], name: str) -> int:
     try:
         return max(int(args.get(name) or 1), 1)
     except (TypeError, ValueError):
-        raise SwiftConfigError(f"{name} in the run's config.json must be an integer, got {args.get(name)!r}") from None
+        raise SwiftConfigError(
+            f"{name} in the run's config.json must be an integer, got {repr(args.get(name))[:60]}"
+        ) from None
 
 
 def _check_rendezvous(args: dict[str, Any]) -> None:
@@ -53,7 +59,7 @@ def _check_rendezvous(args: dict[str, Any]) -> None:
         check_host(args["master_addr"])
     port = args.get("master_port") or 29500
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise SwiftConfigError(f"master_port in the run's config.json must be in 1..65535, got {port!r}")
+        raise SwiftConfigError(f"master_port in the run's config.json must be in 1..65535, got {repr(port)[:60]}")
 
 
 def _rendezvous(args: dict[str, Any]) -> list[str]:
