@@ -47,6 +47,11 @@ def _window(query: str, as_of: str = AS_OF) -> tuple[str | None, str | None]:
         ("OCR model since March 2024", ("2024-03", None)),
         ("2024年3月以后的文字识别模型", ("2024-03", None)),
         ("a model up to 2022", (None, "2022-12")),
+        ("vision model from 2022 or 2023", ("2022-01", "2023-12")),
+        ("2022年下半年的视觉模型", ("2022-07", "2022-12")),
+        ("chat model from the second half of 2022", ("2022-07", "2022-12")),
+        ("Q2 2023 code model", ("2023-04", "2023-06")),
+        ("2023年第二季度的代码模型", ("2023-04", "2023-06")),
         ("model with 2048 tokens of context", (None, None)),  # a context length, not a year
     ],
 )
@@ -81,7 +86,7 @@ def test_the_packaged_catalog_date_is_its_newest_release():
 
 
 def test_newest_sorts_and_contradictions_are_one_line():
-    for query in ("newest code model", "latest embedding model", "最新的代码模型"):
+    for query in ("newest code model", "recently released embedding model", "最新的代码模型", "最近发布的向量模型"):
         u = understand(query, AS_OF)
         assert u.sort_recent and u.time_attrs()["sort"] == "newest first" and u.released_from is None
     with pytest.raises(SwiftConfigError, match="contradictory release dates") as err:

@@ -4,7 +4,8 @@ Cards carry their release month (``release``, ``YYYY-MM``). A time phrase become
 ``[since, until]`` on it; relative phrases ("this year", "last 6 months", "近一年", "去年") count back from
 the catalog's date, the newest release month among its cards (the packaged catalog's refresh, moved
 forward by ``km.refresh_catalog()``), never from the machine's clock, so the same catalog answers a
-query the same way on any day. "newest" / "latest" / "最新" sort the results by release, newest first.
+query the same way on any day. "newest" / "latest" / "最新" sort the results by release, newest first. "2024 年以后" / "之后" include
+2024 (as such a query is usually meant); "after 2024" starts in 2025.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ _COUNT = r"(?P<n>\d+|one|two|three|four|six|nine|twelve|eighteen|a|十二|[一�
 ABSOLUTE = [
     (rf"(?:between|from)\s+{_DATE}\s*(?:and|to|-|–|~)\s*(?P<year2>(?:19|20)\d\d)(?![0-9])", "range"),
     (rf"{_DATE}\s*(?:-|–|~|to|到|至)\s*(?P<year2>(?:19|20)\d\d)(?![0-9])\s*年?", "range"),
+    (rf"{_DATE}\s*(?:or|and|或|和|、|/)\s*(?P<year2>(?:19|20)\d\d)(?![0-9])\s*年?", "range"),
+    (rf"(?:(?P<half>first|second|1st|2nd) half of|h(?P<hnum>[12]))\s+{_DATE}", "half"),
+    (rf"{_DATE}\s*(?:(?P<zhhalf>上|下)半年|h(?P<hnum2>[12]))", "half"),
+    (rf"q(?P<quarter>[1-4])\s+{_DATE}", "quarter"),
+    (rf"{_DATE}\s*(?:q(?P<quarter2>[1-4])|第(?P<zhquarter>[一二三四1-4])季度?)", "quarter"),
     (
         rf"(?:since|after|later than|newer than|post-?|from)\s+{_DATE}\s*(?:on(?:wards?)?|and (?:later|after)|or (?:later|newer))",
         "since",
@@ -63,7 +69,8 @@ RELATIVE = [
 ]
 SORT = re.compile(
     r"(?<![a-z0-9])(?:newest|latest|most recent(?:ly released)?|newest first|sorted by (?:release )?date"
-    r"|sort(?:ed)? by release|by release date)(?![a-z0-9])|最新(?:发布|推出|的)?|按(?:发布)?时间排序|新出"
+    r"|sort(?:ed)? by release|by release date|recently released|newly released|new releases?)(?![a-z0-9])"
+    r"|最新(?:发布|推出|的)?|按(?:发布)?时间排序|新出|(?:最近|近期|刚刚?|新)发布"
 )
 
 
@@ -122,6 +129,17 @@ def _absolute(m: re.Match[str], kind: str) -> tuple[int | None, int | None]:
     last = year * 12 + (month - 1 if month else 11)
     if kind == "range":
         return first, int(m.group("year2")) * 12 + 11
+    if kind == "quarter":
+        got = m.groupdict()
+        number = got.get("quarter") or got.get("quarter2") or got.get("zhquarter") or "1"
+        start = year * 12 + 3 * ("一二三四".find(number) if number in "一二三四" else int(number) - 1)
+        return start, start + 2
+    if kind == "half":
+        got = m.groupdict()
+        second = got.get("half") in ("second", "2nd") or got.get("zhhalf") == "下"
+        second = second or "2" in (got.get("hnum") or got.get("hnum2") or "")
+        start = year * 12 + (6 if second else 0)
+        return start, start + 5
     if kind == "since":
         return first, None
     if kind == "after":
