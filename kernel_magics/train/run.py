@@ -341,11 +341,8 @@ def suggest_smaller(config: dict[str, Any]) -> str:
         steps.append(f"--batch-size {max(1, batch // 2)} --grad-accum {accum * 2}")
     if not plan.get("gradient_checkpointing"):
         steps.append("--gradient-checkpointing")
-    if not steps or batch == 1:
-        from .sft import SFTArguments
-
-        longest = int(config.get("max_length") or SFTArguments.max_length)
-        steps.append(f"--max-length {max(128, longest // 2)}")
+    if (not steps or batch == 1) and config.get("max_length"):  # write_run records it
+        steps.append(f"--max-length {max(128, int(config['max_length']) // 2)}")
     return " ".join(steps) + " (km.estimate shows what fits)"
 
 

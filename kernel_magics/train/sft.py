@@ -226,12 +226,22 @@ def finish_inputs(
 def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: bool = False) -> PreparedData:
     """The launcher's ``prepare`` hook: the rows read and checked in the caller's thread (the tokenizer loads
     in the run's thread, :func:`finish_inputs`); image rows for a text model are refused in one line."""
-    from .vlm import text_model_data_error
-
     try:
         return check_data(args)
     except SwiftError as exc:
         raise text_model_data_error(str(args.model or model_path.name), args.dataset) or exc from None
+
+
+def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | None:
+    """The error for image rows given to a text-only model (None when the rows carry no images)."""
+    from ..data.vision import is_vision_dataset
+
+    if dataset is not None and is_vision_dataset(dataset):
+        return SwiftConfigError(
+            f"model {model_name} is a text-only model but the rows carry images; pick a vision-language model "
+            "(e.g. Qwen/Qwen2-VL-2B-Instruct) or drop the images"
+        )
+    return None
 
 
 def run_record(args: SFTArguments, data: PreparedData, plan: Plan) -> Any:

@@ -43,18 +43,6 @@ VISION_PARTS = (
 _VISION_RE = "|".join(VISION_PARTS)
 
 
-def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | None:
-    """The error for image rows given to a text-only model (None when the rows carry no images)."""
-    from ..data.vision import is_vision_dataset
-
-    if dataset is not None and is_vision_dataset(dataset):
-        return SwiftConfigError(
-            f"model {model_name} is a text-only model but the rows carry images; pick a vision-language model "
-            "(e.g. Qwen/Qwen2-VL-2B-Instruct) or drop the images"
-        )
-    return None
-
-
 @dataclass
 class VisionArguments(SFTArguments):
     """The SFT knobs plus the vision ones (``%swift sft`` takes them all; they apply to image rows)."""
