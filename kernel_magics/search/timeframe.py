@@ -4,8 +4,8 @@ Cards carry their release month (``release``, ``YYYY-MM``). A time phrase become
 ``[since, until]`` on it; relative phrases ("this year", "last 6 months", "近一年", "去年") count back from
 the catalog's date, the newest release month among its cards (the packaged catalog's refresh, moved
 forward by ``km.refresh_catalog()``), never from the machine's clock, so the same catalog answers a
-query the same way on any day. "newest" / "latest" / "最新" sort the results by release, newest first. "2024 年以后" / "之后" include
-2024 (as such a query is usually meant); "after 2024" starts in 2025.
+query the same way on any day. "newest" / "latest" / "最新" sort the results by release, newest first.
+"2024 年以后" / "之后" include 2024 (as such a query is usually meant); "after 2024" starts in 2025.
 """
 
 from __future__ import annotations
@@ -40,14 +40,15 @@ ABSOLUTE = [
     (rf"q(?P<quarter>[1-4])\s+{_DATE}", "quarter"),
     (rf"{_DATE}\s*(?:q(?P<quarter2>[1-4])|第(?P<zhquarter>[一二三四1-4])季度?)", "quarter"),
     (
-        rf"(?:since|after|later than|newer than|post-?|from)\s+{_DATE}\s*(?:on(?:wards?)?|and (?:later|after)|or (?:later|newer))",
+        rf"(?:since|after|later than|newer than|post-?|from)\s+{_DATE}"
+        r"\s*(?:on(?:wards?)?|and (?:later|after)|or (?:later|newer))",
         "since",
-    ),  # noqa: E501
+    ),
     (rf"(?:since|starting|starting from|starting in)\s+{_DATE}", "since"),
     (
         rf"{_DATE}\s*(?:onwards?|or (?:later|newer)|and (?:later|newer|after)|\+|及以后|以后|之后|以来|起|开始|后)",
         "since",
-    ),  # noqa: E501
+    ),
     (rf"(?:after|later than|newer than|post-?)\s*{_DATE}", "after"),
     (rf"(?:before|earlier than|older than|prior to|pre-?)\s*{_DATE}", "before"),
     (rf"{_DATE}\s*(?:以前|之前|前)", "before"),
