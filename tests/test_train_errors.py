@@ -222,7 +222,9 @@ def test_cli_trains_prints_progress_and_reports_errors_in_one_line(tiny_model, t
     )
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
-    assert "plan: lora in fp32 on cpu" in out
+    from kernel_magics.device import cpu_native_bf16
+
+    assert f"plan: lora in {'bf16' if cpu_native_bf16() else 'fp32'} on cpu" in out  # dtype auto, by this CPU's flags
     assert "step 3/3 loss" in out and "finished: sft-" in out
     bad = subprocess.run([*base, "--lr", "0"], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
