@@ -10,6 +10,7 @@ import pytest
 from search_twins import SHORT, TWINS
 
 import kernel_magics as km
+from kernel_magics.search.understand import understand
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,13 @@ def test_twin_set_shape():
     kinds = {kind for kind, *_ in TWINS}
     assert len(TWINS) >= 30 and len(kinds) >= 7
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in zh) for _, _, zh, _ in TWINS)
+
+
+def test_twins_rank_by_the_same_words():
+    for _, en, zh, _ in TWINS:
+        english, chinese = understand(en, "2025-04"), understand(zh, "2025-04")
+        assert english.retrieval_text == chinese.retrieval_text != "", (en, zh)
+    assert understand("small Japanese chat model", "2025-04").retrieval_text == "chat japanese small"
 
 
 def test_twins_understand_the_same_filters(runs):
