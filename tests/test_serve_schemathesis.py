@@ -16,14 +16,14 @@ import kernel_magics as km
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES_PER_ROUTE = 30
+EXAMPLES_PER_ROUTE = {"positive": 30, "negative": 15}  # requests the schema allows / breaking it
 SLOWEST_S = 30.0
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
     srv = km.serve(
-        "tiny", backend="transformers", name="schemathesis", max_model_len=128, max_choices=4, default_max_tokens=16
+        "tiny", backend="transformers", name="schemathesis", max_model_len=64, max_choices=2, default_max_tokens=16
     )
     yield srv
     srv.stop()
@@ -39,7 +39,7 @@ class Tally:
         self.waited = 0.0  # seconds spent waiting for replies
 
 
-def _fuzzer(operation, base_url: str, tally: Tally):
+def _fuzzer(operation, mode, base_url: str, tally: Tally):
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
@@ -51,9 +51,9 @@ def _fuzzer(operation, base_url: str, tally: Tally):
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     label = operation.label
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=EXAMPLES_PER_ROUTE,
+        max_examples=EXAMPLES_PER_ROUTE[mode.value],
         deadline=None,
         derandomize=True,
         database=None,
@@ -68,7 +68,7 @@ def _fuzzer(operation, base_url: str, tally: Tally):
         tally.waited += took
         if took > 2:
             print("SLOW", round(took, 1), str(case.body)[:300])
-        tally.counts[(label, response.status_code)] += 1
+        tally.counts[(f"{label} ({mode.value})", response.status_code)] += 1
         if took > SLOWEST_S:
             tally.failures.append(f"{label}: {took:.1f} s")
         try:
@@ -81,19 +81,27 @@ def _fuzzer(operation, base_url: str, tally: Tally):
 
 def test_every_route_answers_as_its_schema_says(server):
     import schemathesis
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
 
     schema = schemathesis.openapi.from_url(server.base_url + "/openapi.json")
     tally = Tally()
     for result in schema.get_all_operations():
-        _fuzzer(result.ok(), server.base_url, tally)()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            try:
+                _fuzzer(result.ok(), mode, server.base_url, tally)()
+            except Unsatisfiable:  # a route without inputs has no invalid request
+                assert mode is GenerationMode.NEGATIVE and not result.ok().path.endswith("}")
     counts = tally.counts
     print(
         f"\nschemathesis: {sum(counts.values())} requests, slowest {tally.slowest:.2f} s, {tally.waited:.1f} s in all"
     )
     for (label, status), count in sorted(counts.items()):
-        print(f"  {label:28} {status}: {count}")
+        print(f"  {label:39} {status}: {count}")
     assert not tally.failures, "\n".join(tally.failures[:5])
     assert not [key for key in counts if key[1] >= 500]
-    routes = {label for label, _ in counts}
+    routes = {label.split(" (")[0] for label, _ in counts}
     assert {"POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models", "GET /metrics"} <= routes
-    assert counts[("POST /v1/chat/completions", 200)] > 0 and counts[("POST /v1/completions", 200)] > 0
+    assert counts[("POST /v1/chat/completions (positive)", 200)] > 0
+    assert counts[("POST /v1/completions (positive)", 200)] > 0
+    assert counts[("POST /v1/chat/completions (negative)", 400)] > 0

@@ -94,7 +94,7 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            app.openapi_schema = finish_schema(schema, list(engine.models))
+            app.openapi_schema = finish_schema(schema, list(engine.models), getattr(engine, "vocab_size", None))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

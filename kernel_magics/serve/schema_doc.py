@@ -92,7 +92,9 @@ class Completion(_Open):
     usage: Usage
 
 
-_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+# each server-sent event: ``data:`` a chunk as JSON, an error object, or ``[DONE]``
+_EVENT = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
+_STREAM = {"text/event-stream": {"schema": _EVENT}}
 _ERRORS = {
     status: {"model": ErrorReply, "description": why}
     for status, why in (
@@ -123,9 +125,10 @@ def plain_responses(model: type[BaseModel] | None = None) -> dict[int | str, dic
     return documented
 
 
-def finish_schema(schema: dict[str, Any], models: list[str]) -> dict[str, Any]:
-    """The generated document, told two facts FastAPI cannot know: invalid input is a 400 (FastAPI
-    documents a 422 for every route with inputs) and ``model`` names one of the served ``models``."""
+def finish_schema(schema: dict[str, Any], models: list[str], vocab_size: int | None = None) -> dict[str, Any]:
+    """The generated document, told what FastAPI cannot know: invalid input is a 400 (FastAPI documents
+    a 422 for every route with inputs), ``model`` names one of the served ``models``, a prompt is not
+    empty and its token ids lie in the vocabulary."""
     for route in schema.get("paths", {}).values():
         for operation in route.values():
             operation.get("responses", {}).pop("422", None)
@@ -138,4 +141,21 @@ def finish_schema(schema: dict[str, Any], models: list[str]) -> dict[str, Any]:
     for name in ("ChatCompletionRequest", "CompletionRequest"):
         if name in components:
             components[name]["properties"]["model"] = {"type": "string", "enum": list(models), "title": "Model"}
+            components[name]["properties"]["seed"] = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}
+    prompt = components.get("CompletionRequest", {}).get("properties", {}).get("prompt", {})
+    for variant in prompt.get("anyOf", []):
+        _not_empty(variant, vocab_size)
     return schema
+
+
+def _not_empty(schema: dict[str, Any], vocab_size: int | None) -> None:
+    """Strings and lists in ``schema`` (a prompt) non-empty; integers (token ids) in the vocabulary."""
+    if schema.get("type") == "string":
+        schema["minLength"] = 1
+    elif schema.get("type") == "integer":
+        schema["minimum"] = 0
+        if vocab_size:
+            schema["maximum"] = vocab_size - 1
+    elif schema.get("type") == "array":
+        schema["minItems"] = 1
+        _not_empty(schema.get("items", {}), vocab_size)
