@@ -105,17 +105,13 @@ def refresh_catalog(limit: int | None = None, sort: str | Sequence[str] = ("tren
     reason = offline_reason()
     if reason:
         return RefreshReport(f"offline ({reason}): {unchanged}; unset it to pull new model cards", offline=True)
-    from ..hub import unreachable_reason
-
-    refused = unreachable_reason(CONNECT_TIMEOUT_S)
-    if refused:
-        return RefreshReport(f"could not reach the Hub ({refused}): {unchanged}", offline=True)
     try:
         cards = _pull_within(limit, [SORTS[o] for o in orders], TOTAL_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - any network or Hub failure leaves the catalog as it was
         if not _is_network_error(exc):
             raise
-        line = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        line = " ".join((str(exc) if isinstance(exc, HubUnreachable) else f"{type(exc).__name__}: {exc}").split())
+        line = line[:160]
         what = "the Hub's answer is not the expected JSON" if _is_bad_answer(exc) else "could not reach the Hub"
         return RefreshReport(f"{what} ({line}): {unchanged}", offline=True)
     if not cards:
@@ -148,12 +144,21 @@ class HubAnswerError(ValueError):
     """The Hub answered with something other than the listings or configs it documents."""
 
 
+class HubUnreachable(OSError):
+    """No TCP connection to the Hub's host and port (refused, no route, a name that does not resolve)."""
+
+
 def _pull_within(limit: int, sorts: list[str], total_s: float) -> list[dict[str, Any]]:
     """:func:`_pull` with per-request timeouts, ended after ``total_s`` (a late pull's cards are dropped)."""
     outcome: dict[str, Any] = {}
 
     def work() -> None:
+        from ..hub import unreachable_reason
+
         try:
+            refused = unreachable_reason(CONNECT_TIMEOUT_S)  # in here: a slow name lookup counts in total_s too
+            if refused:
+                raise HubUnreachable(refused)
             with _timeouts():
                 outcome["cards"] = _pull(limit, sorts)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
