@@ -27,7 +27,7 @@ the run up here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..argspec import Arg, Command, args_from, load
@@ -74,27 +74,25 @@ class TrainingMethod:
 
 _REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
 
-_SFT_HELP = "supervised fine-tuning (LoRA / QLoRA / full) in the background with a live dashboard"
+# SFT on a vision-language model: the same subcommand, function and keywords; its own hooks (train/vlm.py)
+_SFT_ON_IMAGES = TrainingMethod(
+    name="sft",
+    help="supervised fine-tuning (LoRA / QLoRA / full) in the background with a live dashboard",
+    arguments="kernel_magics.train.vlm:VisionArguments",
+    api="kernel_magics.train.api:sft",
+    trainer="kernel_magics.train.vlm:build_trainer",
+    prepare="kernel_magics.train.vlm:check_data",
+    record="kernel_magics.train.vlm:run_record",
+)
 
 METHODS: tuple[TrainingMethod, ...] = (
-    TrainingMethod(
-        name="sft",
-        help=_SFT_HELP,
-        arguments="kernel_magics.train.vlm:VisionArguments",
-        api="kernel_magics.train.api:sft",
+    replace(
+        _SFT_ON_IMAGES,
         trainer="kernel_magics.train.sft:build_trainer",
         prepare="kernel_magics.train.sft:prepare_inputs",
         record="kernel_magics.train.sft:run_record",
-        run_arguments="kernel_magics.train.sft:SFTArguments",
-        on_images=TrainingMethod(
-            name="sft",
-            help=_SFT_HELP,
-            arguments="kernel_magics.train.vlm:VisionArguments",
-            api="kernel_magics.train.api:sft",
-            trainer="kernel_magics.train.vlm:build_trainer",
-            prepare="kernel_magics.train.vlm:check_data",
-            record="kernel_magics.train.vlm:run_record",
-        ),
+        run_arguments="kernel_magics.train.sft:SFTArguments",  # a text run keeps no vision knobs
+        on_images=_SFT_ON_IMAGES,
     ),
     TrainingMethod(
         name="dpo",
@@ -153,7 +151,7 @@ def method_of(config: Mapping[str, Any]) -> TrainingMethod:
     on a vision-language model (``vision`` recorded) gets the entry's ``on_images``."""
     if config.get("command"):
         entry = method(str(config["command"]))
-        return entry.on_images if entry.on_images is not None and config.get("vision") else entry
+        return entry.on_images if entry.on_images is not None and config.get("vision") is not None else entry
     kind = str(config.get("kind") or "sft")
     for entry in METHODS:
         if kind in entry.kinds:
