@@ -88,25 +88,34 @@ def _hints(function: Callable[..., Any]) -> dict[str, Any]:
 
 
 # -- public functions from an argument dataclass ----------------------------------------------------------
-def from_arguments(cls: type, rename: Mapping[str, str] | None = None) -> Callable[[Callable[..., Any]], Any]:
+POSITIONAL_FIELDS = ("model", "dataset")  # km.sft("tiny", "rows.jsonl", lr=...): every other knob by name
+_POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+def from_arguments(
+    cls: type, rename: Mapping[str, str] | None = None, positional: Sequence[str] = POSITIONAL_FIELDS
+) -> Callable[[Callable[..., Any]], Any]:
     """Decorator: ``body(arguments, *, own keywords)`` becomes a function whose keywords are ``cls``'s fields
-    (``rename``: a field's keyword under another name) followed by ``body``'s own keyword-only ones.
+    (``rename``: a field's keyword under another name) followed by ``body``'s own keyword-only ones; only
+    the ``positional`` fields (``model`` and ``dataset``) may also be given by position, and come first.
 
     A call binds its keywords to the generated signature (an unknown one is a ``TypeError``, as for any
     function), fills ``cls`` from them field by field and hands the instance to ``body``."""
     rename = dict(rename or {})
 
     def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
-        fields = keyword_fields(cls)
+        shown = keyword_fields(cls)
+        fields = [*(f for name in positional for f in shown if f.name == name), *(f for f in shown if f.name not in positional)]
         hints = typing.get_type_hints(cls)
         body_hints = _hints(body)
         own = list(inspect.signature(body).parameters.values())[1:]
         params = [
-            inspect.Parameter(rename.get(f.name, f.name), inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter(rename.get(f.name, f.name), _POSITIONAL if f.name in positional else _KEYWORD,
                               default=_default(f), annotation=hints[f.name])
             for f in fields
         ] + [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=body_hints.get(p.name, p.annotation))
+            p.replace(kind=_KEYWORD, annotation=body_hints.get(p.name, p.annotation))
             for p in own
         ]  # fmt: skip
         returns = body_hints.get("return", inspect.signature(body).return_annotation)

@@ -84,6 +84,8 @@ def test_public_function_is_generated_from_its_dataclass(entry):
     assert "verbose" not in {f.name for f in dataclasses.fields(cls)}
     with pytest.raises(TypeError, match="lora_rr"):
         function(lora_rr=3)
+    with pytest.raises(TypeError, match="positional"):
+        function("tiny", "rows.jsonl", "lora")  # a third value by position would land on a knob by accident
 
 
 def test_keywords_reach_the_launcher_as_the_dataclass(monkeypatch):
@@ -94,7 +96,7 @@ def test_keywords_reach_the_launcher_as_the_dataclass(monkeypatch):
     seen = []
     monkeypatch.setattr(api, "launch", lambda entry, arguments, verbose: seen.append((entry.name, arguments, verbose)))
     km.sft("tiny", "rows.jsonl", lora_r=4, verbose=False)
-    km.rlhf(type="kto", beta=0.2)
+    km.rlhf("kto", beta=0.2)  # ms-swift's order: the loss first
     name, args, verbose = seen[0]
     assert name == "sft" and type(args) is VisionArguments and verbose is False
     assert (args.model, args.dataset, args.lora_r, args.lr) == ("tiny", "rows.jsonl", 4, VisionArguments.lr)

@@ -89,9 +89,9 @@ def grpo(arguments: GRPOArgs, *, verbose: bool = True) -> Run:
 
 
 @kernel_stays_off_cuda
-@from_arguments(PreferenceArguments, rename={"loss": "type"})
+@from_arguments(PreferenceArguments, rename={"loss": "type"}, positional=("loss",))
 def rlhf(arguments: PreferenceArguments, *, verbose: bool = True) -> Run:
-    """ms-swift's spelling: ``rlhf(type="orpo", ...)`` is :func:`dpo` with ``loss="orpo"``."""
+    """ms-swift's spelling: ``rlhf("orpo", model=..., ...)`` is :func:`dpo` with ``loss="orpo"``."""
     return launch(method("dpo"), arguments, verbose=verbose)
 
 
