@@ -43,6 +43,7 @@ def _error(response, status=400):
     return error
 
 
+@pytest.mark.slow
 def test_poisoned_logit_biases_are_400s_and_three_requests_beside_them_finish(server):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         ordinary = [pool.submit(_chat, server) for _ in range(3)]
