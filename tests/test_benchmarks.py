@@ -97,6 +97,36 @@ def test_unknown_task_and_offline_hub_task_fail_in_one_line(tiny_model: Path, wo
     assert "\n" not in message and len(message) < 320
 
 
+@pytest.fixture(scope="module")
+def lora_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(5)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
+    )
+    path = tmp_path_factory.mktemp("bench-ws") / "runs" / "sft-1" / "adapter"
+    model.save_pretrained(path)
+    return path
+
+
+def test_adapter_unmerged_scores_as_its_merged_folder_and_compares_with_the_base(
+    tiny_model: Path, lora_adapter: Path, workspace: Path
+):
+    tasks = ["km_general_en"]
+    tuned = km.evaluate("tiny", tasks=tasks, adapter=lora_adapter, limit=16)
+    merged = km.evaluate(km.merge("tiny", lora_adapter, out_dir=workspace / "merged"), tasks=tasks, limit=16)
+    assert str(lora_adapter) in tuned.source and [s.value for s in tuned.scores] == [s.value for s in merged.scores]
+    table = km.compare_benchmarks("tiny", [tuned], tasks=tasks, limit=16)  # the base runs, the result is reused
+    frame = table.to_pandas().set_index("metric")
+    base, label = table.base, table.labels()[1]
+    assert base.model == "tiny" and base.source == str(tiny_model) and table.others == [tuned]
+    assert frame.loc["acc", "tiny"] == base.score("km_general_en")
+    assert frame.loc["acc", f"Δ {label}"] == pytest.approx(tuned.score("km_general_en") - base.score("km_general_en"))
+
+
 def _result(label: str, value: float, stderr: float) -> BenchmarkResult:
     return BenchmarkResult(label, label, [TaskScore("quiz", "acc", value, stderr, 60)])
 
