@@ -21,6 +21,7 @@ def shell(workspace):
 
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "kernel_magics")
+    ip.run_line_magic("config", 'SwiftMagics.language = "en"')  # the shell's config outlives a test
     yield ip
     ip.run_line_magic("unload_ext", "kernel_magics")
 
@@ -168,3 +169,30 @@ def test_language_setting_and_chinese_labels(shell, monkeypatch, capsys):
         magics.language = "fr"
     shell.run_line_magic("swift", "--help")  # flags still print the usage
     assert "usage: %swift SUBCOMMAND" in capsys.readouterr().out
+
+
+def test_runs_tab_stops_and_resumes_a_run_of_this_kernel(shell, tiny_model):
+    launcher = shell.run_line_magic("swift", "")
+    form = launcher.forms["sft"]
+    values = dict(model="tiny", dataset=str(tiny_dataset("sft")), max_steps="3000", lora_r="4")
+    for key, value in values.items():
+        form.set_value(key, value)
+    run = form.run().run
+    runs = launcher.show_action("runs")
+
+    def buttons() -> list[str]:
+        runs.refresh()
+        return [b.description for b in runs.table.children[0].children[1:]]
+
+    assert buttons() == ["Dashboard", "Stop"]  # live in this kernel: no resume
+    while run.progress.get("step", 0) < 1 and not run.done:
+        run.wait(0.1)
+    runs.stop(str(run.output_dir))
+    assert run.wait(120) == "stopped", run.error
+    assert buttons() == ["Dashboard", "Resume"]
+    resumed = runs.resume(str(run.output_dir)).run  # the run from its folder, continued from its checkpoint
+    assert resumed.output_dir == run.output_dir and resumed.status in ("queued", "running")
+    assert buttons() == ["Dashboard", "Stop"]
+    runs.stop(str(run.output_dir))
+    assert resumed.wait(120) == "stopped", resumed.error
+    assert any("resuming" in note for note in resumed.notes)

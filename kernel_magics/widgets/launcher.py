@@ -15,6 +15,7 @@ from typing import Any
 
 import anywidget
 import ipywidgets as W
+import traitlets as t
 
 from .assets import asset
 from .launcher_forms import CommandForm
@@ -37,6 +38,7 @@ class CellBridge(anywidget.AnyWidget):
 
     _esm = asset("launcher.js")
     _css = asset("launcher.css")
+    host = t.Unicode("").tag(sync=True)  # model id of the widget whose cell gets the new cells below it
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -92,6 +94,7 @@ class Launcher(W.VBox):
         title = W.HTML(f"<div class='km-launcher-title'>{word('title', self.language)}</div>")
         super().__init__([title, self.tabs, self.status, self.bridge])
         self.add_class("km-launcher")
+        self.bridge.host = self.model_id
         self.show_action("finetune")
 
     # -- tabs ---------------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ def _tri_state(arg: Arg, language: str) -> W.Dropdown:
 
 
 def field_widget(arg: Arg, language: str) -> W.Widget:
-    """The input of one argument: a choice list, a check box, a model or dataset picker, or a text box."""
+    """The input of one argument: a choice list, a check box, a model or dataset picker, or a text box.
+    Text reaches the kernel when the field is left or Enter pressed, so the plan follows a finished name
+    (never a request per key pressed)."""
     layout = W.Layout(width="340px")
     if arg.flag:
         if arg.default is None:
@@ -65,10 +67,17 @@ def field_widget(arg: Arg, language: str) -> W.Widget:
     placeholder = default_text(arg) if arg.default is None else ""
     if arg.name == "model" or arg.name == "dataset":
         choices = model_choices() if arg.name == "model" else dataset_choices()
-        return W.Combobox(options=choices, placeholder=placeholder, ensure_option=False, layout=layout)
+        return W.Combobox(
+            options=choices, placeholder=placeholder, ensure_option=False, layout=layout, continuous_update=False
+        )
     if arg.multiple:
-        return W.Textarea(placeholder=placeholder or "NAME=VALUE", layout=W.Layout(width="340px", height="48px"))
-    return W.Text(value=default_text(arg) if arg.default is not None else "", placeholder=placeholder, layout=layout)
+        return W.Textarea(
+            placeholder=placeholder or "NAME=VALUE",
+            layout=W.Layout(width="340px", height="48px"),
+            continuous_update=False,
+        )
+    value = default_text(arg) if arg.default is not None else ""
+    return W.Text(value=value, placeholder=placeholder, layout=layout, continuous_update=False)
 
 
 class CommandForm(W.VBox):

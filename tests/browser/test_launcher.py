@@ -12,6 +12,8 @@ from kernel_magics.testing import tiny_dataset
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 FINISHED = """(sel) => [...document.querySelectorAll(sel)].some(b => (b.querySelector('.km-status') || {}).textContent === 'finished')"""
+RUN_CELL = """(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;
+    return window.jupyterapp.commands.execute('notebook:run-cell'); }"""
 CELL_FINISHED = """(i) => { const cell = window.jupyterapp.shell.currentWidget.content.widgets[i];
     const status = cell && cell.node.querySelector('.km-dashboard .km-status');
     return !!status && status.textContent === 'finished'; }"""
@@ -70,15 +72,17 @@ def test_launcher_search_plan_run_and_insert_cell(lab, page, request):
     _fill(page, "sft", "max_steps", "5")
     text = _plan_for(page, "sft", "tiny:")
     assert "Plan: lora" in text
-    page.locator(".km-form-sft .km-field-dataset button", has_text="Preview").click()
-    page.locator(".km-form-sft .km-dataset-summary").first.wait_for(timeout=60_000)  # the dataset viewer
     page.locator(".km-form-sft button.km-launcher-run").click()
-    page.locator(".km-form-sft .km-dashboard").first.wait_for(timeout=120_000)
     try:
+        page.locator(".km-form-sft .km-dashboard").first.wait_for(timeout=180_000)
         page.wait_for_function(FINISHED, arg=".km-form-sft .km-dashboard", timeout=240_000)
     finally:
         screenshot(page, "launcher_run_dashboard")
     shown = page.locator(".km-form-sft .km-launcher-cell").first.inner_text()
+    page.locator(".km-form-sft .km-field-dataset button", has_text="Preview").click()
+    summary = page.locator(".km-form-sft .km-dataset-summary").first  # the dataset viewer under the fields
+    summary.wait_for(timeout=60_000)
+    assert "240" in summary.inner_text()
     assert shown.startswith("%swift sft --model tiny --dataset") and "--max-steps 5" in shown
 
     page.locator(".km-form-sft button.km-launcher-insert").click()
@@ -86,7 +90,8 @@ def test_launcher_search_plan_run_and_insert_cell(lab, page, request):
                            timeout=30_000)  # fmt: skip
     sources = page.evaluate(CELL_SOURCES)
     assert len(sources) == 3 and sources[2] == shown  # below the launcher's cell, the very cell that ran
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")  # the inserted cell is active
+    assert page.locator(".km-cell-bridge").first.get_attribute("data-inserted-by") == "context"  # no app needed
+    page.evaluate(RUN_CELL, 2)
     page.wait_for_function(CELL_FINISHED, arg=2, timeout=240_000)
     page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets[2].node.scrollIntoView()")
     screenshot(page, "launcher_inserted_cell")
