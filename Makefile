@@ -63,7 +63,7 @@ $(TORCH_SPEC_FILE): FORCE
 FORCE:
 
 # Wheels the GPU check needs that the lent GPU machine's bare image lacks (about 60 MB; it carries .whl/ along).
-GPU_WHEELS := trl==1.16.0 datasets==5.2.0 dill multiprocess xxhash bitsandbytes==0.50.2 pandas traitlets pyyaml \
+GPU_WHEELS := trl==1.16.0 datasets==5.2.0 dill multiprocess xxhash bitsandbytes==0.50.2 liger-kernel==0.8.5 pandas traitlets pyyaml \
 	fastapi starlette uvicorn h11 httpx httpcore anyio sniffio pydantic pydantic-core annotated-types typing-inspection
 
 .PHONY: gpu-wheels

@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "pytest_gpu")
+SECTIONS = ("sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "levers", "pytest_gpu")
 SHAPES = {  # Qwen2.5 text configs (hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings)
     "0.5b": (896, 4864, 24, 14, 2, 151936, True),
     "1.5b": (1536, 8960, 28, 12, 2, 151936, True),
@@ -63,6 +63,15 @@ class Check:
         if tokens not in self._rows:
             self._rows[tokens] = long_rows(self.tiny, self.work / f"rows-{tokens}.jsonl", tokens, n)
         return self._rows[tokens]
+
+    def mixed_rows(self, tokens: int, n: int = 64) -> Path:
+        """A jsonl of ``n`` chats of mixed lengths (about 1/8, 1/4, 1/2 and all of ``tokens``, in turn): batches
+        with padding, which padding-free batching removes."""
+        path = self.work / f"mixed-{tokens}.jsonl"
+        if not path.exists():
+            parts = [self.rows(max(tokens // k, 64), n).read_text().splitlines() for k in (8, 4, 2, 1)]
+            path.write_text("".join(parts[i % 4][i] + "\n" for i in range(n)))
+        return path
 
 
 def build_model(folder: Path, shape: tuple, tiny: Path, device: str) -> Path:

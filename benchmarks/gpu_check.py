@@ -1,4 +1,5 @@
-"""The GPU proof in one run: SFT speed and MFU, QLoRA memory against ``km.estimate``, DPO, GRPO and serving.
+"""The GPU proof in one run: SFT speed and MFU, QLoRA memory against ``km.estimate``, DPO, GRPO, serving and
+the speed levers.
 
     python benchmarks/gpu_check.py [--dry-run] [--out report.json] [--sections sft,qlora,...]
 
@@ -27,6 +28,10 @@ What each section times (figures are per step, after warm-up steps that are left
   ``generate``.
 - ``serve``: the transformers engine on the 0.5B shape: tokens/s at 1 and 32 concurrent streams, first-token
   latency at 1 stream, and GPU memory returned by ``Server.stop()``.
+- ``levers``: each speed lever off and on through ``km.sft``, one knob apart (Liger kernels, padding-free
+  batches, ``compile``, fused AdamW, 8-bit paged AdamW for QLoRA): tokens/s, peak memory, loss difference
+  (``_gpu_levers.py`` says which shape and run each uses); a lever this machine cannot run records km.sft's
+  one-line refusal.
 - ``pytest_gpu``: ``pytest -m gpu`` (the GPU tests), counts of passed / failed / skipped.
 """
 
@@ -49,6 +54,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _gpu_levers import section_levers  # noqa: E402
 from _gpu_sections import (  # noqa: E402
     section_dpo,
     section_grpo,
@@ -65,6 +71,7 @@ RUNNERS: dict[str, Callable[[Check], dict[str, Any]]] = {
     "dpo": section_dpo,
     "grpo": section_grpo,
     "serve": section_serve,
+    "levers": section_levers,
     "pytest_gpu": section_pytest,
 }
 

@@ -59,7 +59,15 @@ def test_dry_run_completes_every_section(tmp_path):
     failed = {name: section.get("error") for name, section in report["sections"].items() if section["status"] != "ok"}
     assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:], done.stderr[-2000:])
     sections = report["sections"]
-    assert set(sections) == {"sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve"}
+    assert set(sections) == {"sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "levers"}
+    levers = sections["levers"]
+    for cuda_only in ("liger", "padding_free"):  # on the CPU: km.sft's one-line refusal, recorded
+        refused = levers[cuda_only]["figures_on"]["refused"]
+        assert "need" in refused and "CUDA" in refused and "\n" not in refused
+        assert levers[cuda_only]["figures_off"]["tokens_per_s_median"] > 0
+    for name in ("fused_adamw", "qlora_8bit_adamw"):  # both sides train: figures and the loss difference
+        assert levers[name]["tokens_per_s_ratio"] > 0 and levers[name]["max_loss_diff"] < 0.05
+    assert "skipped" in levers["compile"]
     sft = sections["sft_lora_mfu"]
     assert sft["ratio_km_vs_trl"] > 0 and len(sft["km"]) == len(sft["trl"]) == 2
     assert {"lora_mfu", "full_mfu", "lora_flops_per_token"} <= set(sft)

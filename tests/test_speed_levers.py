@@ -76,11 +76,14 @@ def test_compile_is_refused_on_4bit_layers(tiny_model, workspace):
 
 def test_liger_auto_turns_on_for_supported_models_on_cuda(tiny_model, tiny_llama, monkeypatch):
     installed(monkeypatch, "liger_kernel", "triton")
+    monkeypatch.setattr("kernel_magics.train.levers.liger_model_types", lambda: frozenset({"qwen2", "mistral"}))
     plan = levers(H100, tiny_model)
     assert plan.liger and "Liger kernels on (qwen2 on CUDA, auto)" in plan.describe()
     assert training_kwargs(SFTArguments(), plan, Path("out"), False)["use_liger_kernel"] is True
     assert not levers(H100, tiny_model, use_liger_kernel="off").liger
     assert not levers(CPU, tiny_model).liger and "Liger" not in levers(CPU, tiny_model).describe()
+    plan = levers(H100, tiny_llama)  # a model type this liger-kernel does not patch
+    assert not plan.liger and "do not patch model type 'llama'" in plan.describe()
     installed(monkeypatch, "triton")
     plan = levers(H100, tiny_llama)
     assert not plan.liger and "liger-kernel is not installed" in plan.describe()

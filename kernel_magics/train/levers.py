@@ -21,11 +21,6 @@ from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 from .plan import Plan
 
 LIGER_CHOICES = ("auto", "on", "off")
-# model types liger_kernel.transformers patches (MODEL_TYPE_TO_APPLY_LIGER_FN, liger-kernel 0.6)
-LIGER_MODEL_TYPES = frozenset(
-    """llama llama4 mllama mistral mixtral gemma gemma2 gemma3 gemma3_text qwen2 qwen2_vl qwen2_5_vl qwen3 qwen3_moe
-    phi3 granite olmo2 glm4 paligemma llava""".split()
-)
 # optimizers checked without importing transformers (the caller's thread stays light); others are looked up
 COMMON_OPTIMIZERS = frozenset(
     "adamw_torch adamw_torch_fused adamw_8bit adamw_bnb_8bit paged_adamw_8bit paged_adamw_32bit sgd adafactor".split()
@@ -96,9 +91,16 @@ def liger_problem(device: DeviceInfo, kind: str) -> str | None:
         return f"Liger kernels need CUDA (Triton GPU kernels); this run is on {device.type}"
     if importlib.util.find_spec("liger_kernel") is None:
         return "liger-kernel is not installed (pip install liger-kernel)"
-    if kind not in LIGER_MODEL_TYPES:
+    if kind not in liger_model_types():
         return f"Liger kernels do not patch model type '{kind or 'unknown'}'"
     return None
+
+
+def liger_model_types() -> frozenset[str]:
+    """The model types the installed liger-kernel patches (its own table)."""
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return frozenset(MODEL_TYPE_TO_APPLY_LIGER_FN)
 
 
 def check_padding_free(args: Any, device: DeviceInfo) -> None:
