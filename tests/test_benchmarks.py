@@ -95,6 +95,12 @@ def test_unknown_task_and_offline_hub_task_fail_in_one_line(tiny_model: Path, wo
     message = str(info.value)
     assert "'arc_easy' needs the Hub dataset 'allenai/ai2_arc'" in message and "dataset_path: json" in message
     assert "\n" not in message and len(message) < 320
+    from kernel_magics.bench.registry import TaskSelection, hub_dataset_error, registry_files
+
+    selection = TaskSelection(["arc_easy"], files={"arc_easy": registry_files()["arc_easy"]})
+    failed = hub_dataset_error(selection, ConnectionError("Couldn't reach 'allenai/ai2_arc' on the Hub"))
+    assert failed is not None and "'arc_easy' needs the Hub dataset 'allenai/ai2_arc'" in str(failed)
+    assert hub_dataset_error(selection, ValueError("metric acc_foo is not registered")) is None
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,16 @@ from ..errors import SwiftConfigError, SwiftUsageError
 PACKAGED_DIR = Path(__file__).parent / "tasks"
 PACKAGED_TASKS = ("km_general_en", "km_ceval_zh")
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")  # ``datasets`` builders that read local files
+_UNREACHABLE = (
+    "offline",
+    "connect",
+    "resolve",
+    "not found",
+    "couldn't find",
+    "could not find",
+    "doesn't exist",
+    "network",
+)
 
 
 @dataclass
@@ -248,7 +258,10 @@ def hub_error(name: str, dataset: str, reason: str) -> SwiftConfigError:
 
 
 def hub_dataset_error(selection: TaskSelection, exc: BaseException) -> SwiftConfigError | None:
-    """One line for a task whose Hub dataset could not be loaded, else None."""
+    """One line for a task whose Hub dataset could not be loaded (a network or not-found error), else None."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if not isinstance(exc, (OSError, ConnectionError)) and not any(word in text for word in _UNREACHABLE):
+        return None
     for name in selection.names:
         dataset = selection.dataset_of(name)
         if dataset and dataset not in LOCAL_BUILDERS and not Path(dataset).exists():
