@@ -22,7 +22,7 @@ from ..config import check_host, check_port, settings
 from ..device import DeviceInfo, select_device
 from ..errors import SwiftConfigError, SwiftServeError, did_you_mean
 from .chat import ChatTarget, resolve_target
-from .engines import EngineOptions, choose, engine
+from .engines import EngineOptions, ServingEngine, choose, engine, names_where
 from .server import LOOPBACK, Server, latest_server, pick_port, running_servers
 
 _NAME = re.compile(r"^[\w.\-/:@]+$")
@@ -96,14 +96,11 @@ def serve(
     check_exposure(chosen, host)
     trust = settings.trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
     port, note = pick_port(host, port, settings.port)
-    if allowed_local_media_path is not None and not Path(allowed_local_media_path).expanduser().is_dir():
-        raise SwiftConfigError(f"allowed_local_media_path {allowed_local_media_path} is not a folder")
-    extra = dict(engine_args.items() if isinstance(engine_args, Mapping) else engine_args or [])
-    options = EngineOptions(info, max_batch_size, max_model_len, api_key, trust, extra)
+    extra = _engine_args(entry, engine_args)
+    media = _media_folder(entry, allowed_local_media_path)
+    options = EngineOptions(info, max_batch_size, max_model_len, api_key, trust, extra, media)
     running = entry.create(model_dir, served, named_adapters, options)
     running.tool_call_parser = tool_call_parser or running.tool_call_parser
-    if allowed_local_media_path is not None:
-        running = _allow_local_media(running, Path(allowed_local_media_path).expanduser())
     server = Server(name, running, chosen, reason, host, port, api_key, model_dir, stream_interval_ms, limits)
     if note:
         print(note)
@@ -153,12 +150,39 @@ def _limits(
 
 
 def check_exposure(backend: str, host: str) -> None:
-    """vLLM checks its key on /v1/* only (/invocations, /tokenize, /metrics stay open): loopback only."""
-    if backend == "vllm" and host not in LOOPBACK:
+    """An engine whose entry says ``loopback_only`` (vLLM: its key guards /v1/* only) binds 127.0.0.1 only."""
+    entry = engine(backend)
+    if entry.loopback_only and host not in LOOPBACK:
         raise SwiftConfigError(
-            f"vLLM answers /invocations and /tokenize without the API key, so it is served on 127.0.0.1 only "
-            f"(asked: {host}); use backend='transformers' to serve {host}, or keep 127.0.0.1"
+            f"{entry.loopback_only}, so it is served on 127.0.0.1 only (asked: {host}); "
+            f"serve {host} with backend={names_where(lambda e: not e.loopback_only)}, or keep 127.0.0.1"
         )
+
+
+def _engine_args(entry: ServingEngine, engine_args: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> dict:
+    """``engine_args`` as a dict, for an engine whose entry ``takes_engine_args`` (else a one-line error)."""
+    extra = dict(engine_args.items() if isinstance(engine_args, Mapping) else engine_args or [])
+    if extra and not entry.takes_engine_args:
+        raise SwiftConfigError(
+            f"engine_args go to engines that take them ({names_where(lambda e: e.takes_engine_args)}); "
+            f"the {entry.name} engine got {sorted(extra)}"[:300]
+        )
+    return extra
+
+
+def _media_folder(entry: ServingEngine, folder: str | Path | None) -> Path | None:
+    """``allowed_local_media_path`` checked: a folder, for an engine whose entry reads ``local_media``."""
+    if folder is None:
+        return None
+    if not entry.local_media:
+        raise SwiftConfigError(
+            f"the {entry.name} engine reads no local media files; allowed_local_media_path works with "
+            f"{names_where(lambda e: e.local_media)}"
+        )
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise SwiftConfigError(f"allowed_local_media_path {folder} is not a folder")
+    return path
 
 
 def _check_limits(max_batch_size: int, max_model_len: int | None, stream_interval_ms: float) -> None:
@@ -188,15 +212,6 @@ def choose_backend(backend: str, device: DeviceInfo, model_dir: Path) -> tuple[s
     """The engine for ``backend`` on ``device`` and a short reason (see :func:`.engines.choose`)."""
     entry, reason = choose(backend, device, model_dir)
     return entry.name, reason
-
-
-def _allow_local_media(engine: Any, folder: Path) -> Any:
-    """Let image parts name local files under ``folder`` (vLLM: its ``--allowed-local-media-path``)."""
-    if hasattr(engine, "allowed_local_media_path"):
-        engine.allowed_local_media_path = folder
-    elif hasattr(engine, "engine_args"):
-        engine.engine_args["allowed_local_media_path"] = str(folder)
-    return engine
 
 
 def _adapter_map(adapters: Any) -> dict[str, str]:

@@ -9,6 +9,7 @@ optional API key is checked on every request with a constant-time comparison.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .engines.base import Engine
 from .limits import BodySizeLimit, HostCheck, ServeLimits
 from .metrics import prometheus_text
-from .protocol import APIError, ChatCompletionRequest, CompletionRequest, model_list
+from .protocol import APIError, ChatCompletionRequest, CompletionRequest, check_fields, model_list
 from .replies import chat_reply, completion_reply
 from .schema_doc import ModelCard, ModelList, chat_responses, completion_responses, finish_schema, plain_responses
 
@@ -28,13 +29,20 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 def create_app(
-    engine: Engine, api_key: str | None = None, stream_interval_ms: float = 0.0, limits: ServeLimits | None = None
+    engine: Engine,
+    api_key: str | None = None,
+    stream_interval_ms: float = 0.0,
+    limits: ServeLimits | None = None,
+    honoured: Mapping[str, set[str]] | None = None,
 ) -> FastAPI:
     """Build the app serving ``engine`` (``api_key``: required as ``Authorization: Bearer KEY``;
     ``stream_interval_ms``: least time between two chunks of a stream, 0 = a chunk per token;
-    ``limits``: what one request may ask, see :class:`ServeLimits`)."""
+    ``limits``: what one request may ask, see :class:`ServeLimits`; ``honoured``: the request fields
+    the engine acts on per endpoint, from its registry entry, default the transformers text engine's)."""
     stream_interval_s = max(0.0, stream_interval_ms) / 1000
     limits = limits or ServeLimits()
+    if honoured is None:
+        from .engines.transformers import TEXT_FIELDS as honoured
     app = FastAPI(title="kernel_magics OpenAI-compatible server", docs_url=None, redoc_url=None)
 
     @app.exception_handler(APIError)
@@ -84,11 +92,13 @@ def create_app(
     @app.post("/v1/chat/completions", responses=chat_responses())
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
+        check_fields(body, honoured["chat"])
         return await chat_reply(engine, body, stream_interval_s, limits, request)
 
     @app.post("/v1/completions", responses=completion_responses())
     async def completions(body: CompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
+        check_fields(body, honoured["completions"])
         return await completion_reply(engine, body, stream_interval_s, limits, request)
 
     def openapi() -> dict[str, Any]:

@@ -7,14 +7,14 @@ signature, :func:`kernel_magics.signatures.command_from`); the rows say only wha
 from kernel_magics.argspec import key_value
 from kernel_magics.signatures import about, command_from
 
-from .engines import BACKENDS
+from .engines import BACKENDS, names_where
 
-_HF = "transformers engine: "
+_HF = f"{names_where(lambda e: e.in_process)} engine: "  # limits our app applies (engines with their own server have theirs)
 
 COMMANDS = [
     command_from(
         "serve",
-        "start an OpenAI-compatible server (vLLM or transformers) for a model and its LoRA adapters",
+        f"start an OpenAI-compatible server ({' or '.join(BACKENDS[1:])}) for a model and its LoRA adapters",
         "kernel_magics.serve.api:serve",
         {
             "model": about("model: 'tiny', a local folder or a hub id", short="-m", default_help="settings.default_model"),
@@ -34,7 +34,8 @@ COMMANDS = [
             "max_model_len": about("context length (prompt + reply) in tokens"),
             "trust_remote_code": about("allow model code from the model's repository"),
             "engine_args": about(
-                "extra vLLM flag as KEY=VALUE, e.g. gpu_memory_utilization=0.5 (repeatable)",
+                f"extra engine flag as KEY=VALUE for {names_where(lambda e: e.takes_engine_args)}, "
+                "e.g. gpu_memory_utilization=0.5 (repeatable)",
                 type=key_value,
                 multiple=True,
                 option="--engine-arg",

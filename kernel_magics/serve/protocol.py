@@ -217,25 +217,13 @@ class CompletionRequest(SamplingRequest):
 
 
 # -- what each engine honours --------------------------------------------------------------------------
-# The request fields each engine acts on, per endpoint. A request that gives any other field a value
-# gets a 400 naming that field: a field silently ignored would make the caller believe it got what it
-# asked for. vLLM's list is the fields of its own request models; the vLLM launcher
-# (engines/vllm_main.py) answers the rest with the same 400.
-_SAMPLING = {"model", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options", "user"}
-HONOURED_FIELDS: dict[str, dict[str, set[str]]] = {
-    "transformers": {
-        "chat": _SAMPLING
-        | {"messages", "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias"}
-        | {"logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls"},
-        "completions": _SAMPLING
-        | {"prompt", "echo", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs"},
-    },
-    # vision-language models generate one request at a time through generate(): sampling settings only
-    "transformers-vision": {
-        "chat": _SAMPLING | {"messages", "max_completion_tokens"},
-        "completions": _SAMPLING | {"prompt"},
-    },
-}
+# Each in-process engine's registry entry names the request fields it acts on, per endpoint
+# (ServingEngine.honoured_fields). A request that gives any other field a value gets a 400 naming that
+# field: a field silently ignored would make the caller believe it got what it asked for. The vLLM
+# launcher (engines/vllm_main.py) answers the fields of vLLM's own request models the same way.
+SAMPLING_FIELDS = frozenset(
+    {"model", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options", "user"}
+)
 
 
 def unhonoured_field(body: BaseModel, honoured: set[str]) -> str | None:
@@ -252,9 +240,8 @@ def unhonoured_field(body: BaseModel, honoured: set[str]) -> str | None:
     return None
 
 
-def check_fields(body: BaseModel, engine_fields: str, endpoint: str) -> None:
-    """Raise a 400 naming the first field the engine cannot honour (see ``HONOURED_FIELDS``)."""
-    honoured = HONOURED_FIELDS.get(engine_fields, HONOURED_FIELDS["transformers"])[endpoint]
+def check_fields(body: BaseModel, honoured: set[str]) -> None:
+    """Raise a 400 naming the first field of ``body`` outside ``honoured`` (the engine's, for one endpoint)."""
     name = unhonoured_field(body, honoured)
     if name is not None:
         raise APIError(

@@ -22,7 +22,7 @@ from .engines.hf_batch import GenerationRequest
 from .guards import answer, build_prompt, chars, check_fits, context_error, engine_error, timeout_error
 from .limits import ServeLimits, check_images, check_queue, check_sampling
 from .logprobs import chat_logprobs, check_token_ids, completion_logprobs, echo_prompt
-from .protocol import APIError, ChatCompletionRequest, CompletionRequest, SamplingRequest, check_fields, new_id, now
+from .protocol import APIError, ChatCompletionRequest, CompletionRequest, SamplingRequest, new_id, now
 from .protocol import usage as usage_of
 from .request_checks import check_logit_bias, check_schema
 from .tools import choice_of_tools, forced_call_grammar, may_start_call, parse_tool_calls
@@ -42,7 +42,6 @@ class Extras:
 async def chat_reply(
     engine: Engine, body: ChatCompletionRequest, stream_interval_s: float, limits: ServeLimits, request: Request
 ) -> Any:
-    check_fields(body, getattr(engine, "api_fields", "transformers"), "chat")
     check_sampling(body, limits)
     check_images(body.messages, limits)
     check_queue(engine, limits, body.n)
@@ -178,7 +177,6 @@ async def _chat_events(
 async def completion_reply(
     engine: Engine, body: CompletionRequest, stream_interval_s: float, limits: ServeLimits, request: Request
 ) -> Any:
-    check_fields(body, getattr(engine, "api_fields", "transformers"), "completions")
     check_sampling(body, limits)
     check_queue(engine, limits, len(body.texts()) * body.n, "prompt" if isinstance(body.prompt, list) else "n")
     if body.echo and not getattr(engine, "supports_echo", False):

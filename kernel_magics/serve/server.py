@@ -25,6 +25,8 @@ from typing import Any
 
 from ..errors import SwiftServeError
 from ..jobs import FAILED, RUNNING, STOPPED, STOPPING, Job, live_jobs
+from .engines import ServingEngine
+from .engines import engine as registry_entry
 from .ports import (  # noqa: F401 - re-exported
     LOOPBACK,
     bind_socket,
@@ -112,12 +114,17 @@ class Server(Job):
     def adapters(self) -> list[str]:
         return self.models[1:]
 
+    @property
+    def entry(self) -> ServingEngine:
+        """The registry entry of this server's engine: its declared policy."""
+        return registry_entry(self.backend)
+
     # -- start -----------------------------------------------------------------------------------
     def start(self, wait: bool = True) -> Server:
         with _recent_lock:
             _recent.append(self)
         started = time.perf_counter()
-        if hasattr(self.engine, "submit"):
+        if self.entry.in_process:
             self._start_in_process()
         else:
             self._start_process()
@@ -146,7 +153,8 @@ class Server(Job):
             self._set_state(FAILED, str(exc))
             raise
         limits = self.limits or ServeLimits()
-        app = create_app(self.engine, self.api_key, self.stream_interval_ms, limits)
+        honoured = self.entry.honoured(self.engine)
+        app = create_app(self.engine, self.api_key, self.stream_interval_ms, limits, honoured)
         config = uvicorn.Config(
             app,
             limit_concurrency=limits.limit_concurrency,
@@ -265,14 +273,13 @@ class Server(Job):
     def stats(self) -> Any:
         """Per-request TTFT and tokens/s as a DataFrame (a serving process: its engine's own metrics)."""
         from ..argspec import load
-        from .engines import engine
         from .metrics import records_frame
 
-        if hasattr(self.engine, "records"):
+        if self.entry.in_process:
             return records_frame(self.engine.records())
         if self.status != RUNNING:
             raise SwiftServeError(f"server '{self.name}' is {self.status}; its metrics went with it")
-        return load(engine(self.backend).stats)(self.metrics())
+        return load(self.entry.stats)(self.metrics())
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> None:
@@ -289,8 +296,7 @@ class Server(Job):
             self._set_state(STOPPED)
 
     def _stop_in_process(self, timeout: float) -> None:
-        if hasattr(self.engine, "shutdown"):
-            self.engine.shutdown()
+        self.engine.shutdown()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self._thread is not None:
@@ -378,7 +384,7 @@ class _Stopped:
     def __init__(self, engine: Any) -> None:
         self.name = engine.name
         self.models = list(engine.models)
-        self._records = engine.records() if hasattr(engine, "records") else []
+        self._records = engine.records()
 
     def records(self) -> list[Any]:
         return list(self._records)

