@@ -158,3 +158,14 @@ def test_a_child_process_engine_registered_in_one_entry_serves_the_tiny_model(re
     finally:
         server.stop()
     assert server._process.poll() is not None
+
+
+def test_built_in_engines_take_local_media_through_their_factory(tiny_model, tmp_path):
+    from kernel_magics.device import select_device
+    from kernel_magics.serve.engines import EngineOptions, engine
+
+    options = EngineOptions(select_device("cpu"), 4, None, None, False, {}, tmp_path)
+    argv = engine("vllm").create(tiny_model, "tiny", {}, options).command("127.0.0.1", 8000)
+    assert f"--allowed-local-media-path={tmp_path}" in argv  # vLLM's own flag, from EngineOptions
+    plain = EngineOptions(select_device("cpu"), 4, None, None, False, {})
+    assert not any("local-media" in a for a in engine("vllm").create(tiny_model, "tiny", {}, plain).command("h", 1))
