@@ -66,16 +66,19 @@ def test_a_new_knob_in_a_methods_dataclass_appears_in_its_form_with_help_and_def
         (
             "sft",
             dict(model="tiny", dataset="data/train.jsonl", method="qlora", max_steps="30", lr="2e-4",
-                 lora_r="4", target_modules="q_proj, v_proj", packing=True, gradient_checkpointing=False,
+                 lora_r="4", target_modules="q_proj, v_proj", packing=True, gradient_checkpointing="false",
                  dtype="fp32", eval_steps="0.25"),
         ),
         ("grpo", dict(model="tiny", dataset="p.jsonl", reward="format, length", loss="gspo", beta="0", top_p="0.9")),
-        ("serve", dict(model="smollm2", adapters="tuned=/tmp/a\nother=/tmp/b", port="8123", trust_remote_code=True)),
+        ("serve", dict(model="smollm2", adapters="tuned=/tmp/a\nother=/tmp/b", port="8123", trust_remote_code="true")),
         ("export", dict(model_dir="out/merged model", format="bnb-4bit", outtype="q8_0", group_size="64")),
     ],
 )  # fmt: skip
 def test_the_inserted_cell_parses_to_the_forms_arguments(name, values):
     form = _form(name, **values)
+    for arg in form.command.args:  # a flag whose default is decided at run time shows that default, not a blank
+        if arg.flag and arg.default is None:
+            assert form.inputs[arg.name].options[0][0].startswith("default: ")
     kwargs = form.kwargs()
     assert len(kwargs) == len(values)  # every changed field is an argument (none equals its default)
     cell = form.cell()

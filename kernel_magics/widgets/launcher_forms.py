@@ -46,7 +46,8 @@ def model_choices() -> list[str]:
 
 def _tri_state(arg: Arg, language: str) -> W.Dropdown:
     shown = f"{word('default', language)}: {default_text(arg) or '-'}"
-    return W.Dropdown(options=[(shown, None), ("on", True), ("off", False)], value=None)
+    # "" is the default (None would mean no selection to the widget); "true" / "false" convert like the flag
+    return W.Dropdown(options=[(shown, ""), ("on", "true"), ("off", "false")], value="")
 
 
 def field_widget(arg: Arg, language: str) -> W.Widget:

@@ -41,7 +41,7 @@ def _plan_for(page, form: str, model_text: str) -> str:
     return plan.inner_text()
 
 
-def test_launcher_search_plan_run_and_insert_cell(lab, page, request):
+def test_launcher_search_plan_run_and_insert_cell(lab, page, request, tiny_model):
     request.getfixturevalue("real_model")
     write_notebook(lab, "launcher.ipynb", ["%load_ext kernel_magics", "%swift"])
     open_notebook(page, lab, "launcher.ipynb")
@@ -97,7 +97,7 @@ def test_launcher_search_plan_run_and_insert_cell(lab, page, request):
     screenshot(page, "launcher_inserted_cell")
 
 
-def test_launcher_in_chinese(lab, page):
+def test_launcher_in_chinese(lab, page, tiny_model):
     write_notebook(
         lab, "launcher_zh.ipynb", ["%load_ext kernel_magics", '%config SwiftMagics.language = "zh"', "%swift"]
     )
@@ -116,3 +116,11 @@ def test_launcher_in_chinese(lab, page):
                            timeout=30_000)  # fmt: skip
     assert page.evaluate(CELL_SOURCES)[3] == "%swift sft --model tiny"
     screenshot(page, "launcher_zh")
+    _tab(page, "偏好学习")  # the preference form: its knobs under "more", with their help and default
+    page.locator(".km-form-dpo").get_by_text("更多参数").first.click()
+    beta = page.locator(".km-form-dpo .km-field-beta").first
+    beta.wait_for(timeout=30_000)
+    assert "偏好项（或 KL 项）的强度" in beta.inner_text()
+    assert "默认: 0.5" in page.locator(".km-form-dpo .km-field-simpo_gamma").first.inner_text()
+    beta.scroll_into_view_if_needed()
+    screenshot(page, "launcher_zh_more")
