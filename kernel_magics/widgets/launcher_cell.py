@@ -199,17 +199,28 @@ def plan_for(command: Command, kwargs: Mapping[str, Any]) -> PlanView:
         optim=values.get("optim"),
         dtype=dtype,
     )
-    return PlanView(plan, dict(found.totals), found.device_free_gb, found.model)
+    return PlanView(plan, dict(found.totals), found.device_free_gb, str(model))
 
 
 def _estimate(model: str, **options: Any) -> Any:
-    """``km.estimate`` from the model's config; a model known only by a name whose config is not at hand (the
-    packaged SmolLM2 by its hub id) is found as training would find it, never downloaded."""
-    from ..errors import SwiftModelError
-    from ..hub import resolve_model
+    """``km.estimate`` from a config already on this machine: a folder, ``tiny``, a hub id in the local cache,
+    or a packaged model (SmolLM2, also by its hub id). The form never fetches anything: a model not at hand
+    gets one line saying so."""
+    from pathlib import Path
+
+    from ..hub import TINY_ALIASES, resolve_model
+    from ..packaged import ALIASES
     from ..train.estimate import estimate
 
+    name = str(model).strip()
+    if Path(name).expanduser().exists() or name in TINY_ALIASES or name.lower() in ALIASES:
+        return estimate(name, **options)
     try:
-        return estimate(model, **options)
-    except SwiftModelError:
-        return estimate(str(resolve_model(model, allow_download=False)), **options)
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - not a valid hub id: resolve_model says why in one line
+        cached = None
+    if isinstance(cached, str):
+        return estimate(cached, **options)
+    return estimate(str(resolve_model(name, allow_download=False)), **options)

@@ -59,7 +59,7 @@ def test_launcher_search_plan_run_and_insert_cell(lab, page, request, tiny_model
     model_box = page.locator(".km-form-sft .km-field-model input").first
     page.wait_for_function("(id) => document.querySelector('.km-form-sft .km-field-model input').value === id",
                            arg=SMOLLM2, timeout=60_000)  # fmt: skip
-    text = _plan_for(page, "sft", "smollm2")
+    text = _plan_for(page, "sft", SMOLLM2 + ":")
     assert "Plan: lora" in text and "estimated peak memory" in text and "why: auto on the CPU" in text
     screenshot(page, "launcher_plan_smollm2")
 
