@@ -31,7 +31,8 @@ from .relax import select
 from .sources import all_cards, catalog, joined
 from .text import tokenize
 from .timeframe import catalog_month
-from .understand import Understanding, understand
+from .understand import understand
+from .understanding import Understanding
 from .units import billions, token_count
 
 __all__ = ["RESULT_COLUMNS", "all_cards", "catalog", "print_results", "search"]

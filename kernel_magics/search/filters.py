@@ -13,8 +13,9 @@ from ..errors import SwiftUsageError, did_you_mean, some_choices
 from .catalog import FORMATS, MODALITIES, TASKS
 from .lexicon import LANGUAGE_NAMES
 from .licenses import RESEARCH_ONLY
-from .timeframe import month_index
-from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED, Understanding
+from .months import month_index
+from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED
+from .understanding import Understanding
 
 LICENSE_GROUPS = {"commercial": COMMERCIAL, "permissive": PERMISSIVE, "research-only": RESEARCH_ONLY}
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .understand import QUANTIZED, Understanding
+from .understand import QUANTIZED
+from .understanding import Understanding
 
 RRF_K = 60
 

@@ -10,13 +10,9 @@ licence table of :mod:`kernel_magics.search.licenses`. Names of model families i
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from .licenses import COMMERCIAL, LLAMA, PERMISSIVE, RESEARCH_ONLY, TABLE, USE_RESTRICTED, USER_THRESHOLD
-from .sizes import Match
-
-if TYPE_CHECKING:
-    from .understand import Understanding
+from .understanding import Match, Understanding
 
 _WORD = r"(?:\s*(?:licen[cs]ed|licen[cs]es?|terms(?: of use)?|协议|许可证?|许可协议|授权|开源协议|协定))"
 _NEG_EN = r"(?:no|not|non|without|excluding|except|avoid|other than|never)(?:[\s-]+(?:an?|the|for|under(?: the| an?)?))?[\s-]+"  # noqa: E501

@@ -19,10 +19,10 @@ from .fusion import preference_score, ranks, rrf
 from .index import SearchIndex
 from .lexicon import has_cjk, to_english
 from .licenses import verdict
+from .months import month_index
 from .relax import Selection
 from .text import tokenize
-from .timeframe import month_index
-from .understand import Understanding
+from .understanding import Understanding
 
 RESULT_COLUMNS = (*COLUMNS, "local", "path", "license_verdict", "score", "why", "relaxed")
 # fusion weights of the three ranked lists; dense similarity below DENSE_FLOOR counts as "no match"

@@ -9,11 +9,9 @@ ask for a mixture-of-experts model. "total" / "总参数" next to a size keeps i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .understand import Understanding
+from .understanding import Match, Understanding
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _UNIT = r"\s*(b|bn|billion|m|million|亿)(?![a-z0-9])"
@@ -66,17 +64,6 @@ def billions(number: str, unit: str | None) -> float:
 
 def _b(value: float) -> str:
     return f"{value:g}B"
-
-
-@dataclass
-class Match:
-    """A phrase found in the query: where it is and what applying it does to an ``Understanding``."""
-
-    start: int
-    end: int
-    apply: Any  # callable(Understanding, text) -> meaning
-    text: str
-    words: str = ""  # what the phrase stands for in text retrieval, the same in English and Chinese
 
 
 def context_matches(query: str, text: str) -> list[Match]:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .sizes import Match
-
-if TYPE_CHECKING:
-    from .understand import Understanding
+from .months import month_index, month_name, window_label
+from .understanding import Match, Understanding
 
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 _MONTH_NAME = r"(?P<mname>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"  # noqa: E501
@@ -73,17 +71,6 @@ SORT = re.compile(
     r"|sort(?:ed)? by release|by release date|recently released|newly released|new releases?)(?![a-z0-9])"
     r"|最新(?:发布|推出|的)?|按(?:发布)?时间排序|新出|(?:最近|近期|刚刚?|新)发布"
 )
-
-
-def month_index(month: str) -> int:
-    """``"2024-06"`` -> a month count (year * 12 + month - 1); ``-1`` when the card has no usable date."""
-    if len(month) < 7 or not month[:4].isdigit() or not month[5:7].isdigit():
-        return -1
-    return int(month[:4]) * 12 + int(month[5:7]) - 1
-
-
-def month_name(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def catalog_month(cards: Iterable[dict[str, Any]]) -> str:
@@ -169,15 +156,6 @@ def _relative(m: re.Match[str], kind: str, now: int) -> tuple[int | None, int | 
     if months is None:
         months = round(_count(m) * (12 if kind == "years" else 1))
     return now - max(months, 1) + 1, None
-
-
-def window_label(low: int | None, high: int | None) -> str:
-    """``released 2024-01 or later`` / ``released 2023-01 to 2023-12`` / ``released 2023-12 or earlier``."""
-    if low is not None and high is not None:
-        return f"released {month_name(low)} to {month_name(high)}"
-    if low is not None:
-        return f"released {month_name(low)} or later"
-    return f"released {month_name(high)} or earlier" if high is not None else ""
 
 
 def _window_effect(low: int | None, high: int | None, as_of: str):
