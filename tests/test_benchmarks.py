@@ -173,7 +173,7 @@ def server(tiny_model: Path):
 
 def test_echo_gives_prompt_logprobs_of_token_prompts(server, tiny_model: Path):
     import httpx
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     ids = [5, 17, 301, 42, 7]
     body = {"model": "tiny", "prompt": [ids], "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0}
@@ -186,6 +186,10 @@ def test_echo_gives_prompt_logprobs_of_token_prompts(server, tiny_model: Path):
     assert len(reply["token_logprobs"]) == len(ids) + 1  # the prompt, then the one generated token
     assert reply["token_logprobs"][1 : len(ids)] == pytest.approx(expected, abs=1e-4)
     assert max(reply["top_logprobs"][-1].values()) == pytest.approx(reply["token_logprobs"][-1])  # greedy
+    eos = AutoTokenizer.from_pretrained(tiny_model).eos_token_id  # an end token ends the reply and is reported
+    ended = httpx.post(server.url + "/completions", json={**body, "logit_bias": {str(eos): 100}}, timeout=60).json()
+    assert ended["choices"][0]["finish_reason"] == "stop"
+    assert len(ended["choices"][0]["logprobs"]["token_logprobs"]) == len(ids) + 1
     for bad, message in (({"stream": True}, "echo cannot be combined with stream"), ({"prompt": [10**9]}, "token ids")):
         error = httpx.post(server.url + "/completions", json={**body, **bad}, timeout=60)
         assert error.status_code == 400 and message in error.json()["error"]["message"]

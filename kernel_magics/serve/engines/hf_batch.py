@@ -66,6 +66,8 @@ class Row:
             guide.accept(token)
         if token in self.eos:
             self.finish = "stop"
+            if logprob is not None and _option(self.handle, "prompt_logprobs") is not None:
+                self.handle.logprob_items.append(logprob)  # echo: the end token is reported too, as vLLM does
         else:
             self.tokens.append(token)
             if logprob is not None:
