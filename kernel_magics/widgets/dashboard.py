@@ -40,6 +40,9 @@ GRPO_PANELS = (
     (("kl",), None, "KL"),
     (("clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean"), None, "clip ratio"),
 )
+# Metrics that a trainer logs only while a knob is non-zero (TRL computes no KL term, and logs none, at beta = 0):
+# a chart whose every key is switched off by the run's config is left out, and a line under the charts says why.
+LOGGED_ONLY_WHEN = {"kl": "beta"}
 FUNCTION_COLORS = ("#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#558b2f")
 REWARD_COLORS = {"rewards/chosen": "#2e7d32", "rewards/rejected": "#c62828", "rewards/margins": "#1565c0"}
 PAIR_COLORS = {**REWARD_COLORS, "logps/chosen": "#2e7d32", "logps/rejected": "#c62828"}
@@ -68,6 +71,7 @@ class Dashboard(W.VBox):
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
 
+        self.omitted: list[str] = []  # "KL not computed: beta = 0": charts left out, and why
         self.figure = self._make_figure()
         self.title = W.HTML(self._title_html())
         self.status = W.HTML(layout=W.Layout(min_height="22px"))
@@ -79,6 +83,12 @@ class Dashboard(W.VBox):
         )
         self.stop_button.on_click(lambda _: self._on_stop())
         self.notes = W.HTML(self._notes_html())
+        self.omitted_line = W.HTML(
+            "".join(
+                f"<div class='km-omitted' style='font-size:12px;color:#555'>{html.escape(o)}</div>"
+                for o in self.omitted
+            )
+        )
         bar = W.HBox(
             [self.progress, self.progress_label, self.stop_button], layout=W.Layout(align_items="center", gap="12px")
         )
@@ -94,7 +104,7 @@ class Dashboard(W.VBox):
 
             self.samples = GRPOSamplesPanel(run)
             body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
-        super().__init__([self.title, self.status, bar, body, self.notes])
+        super().__init__([self.title, self.status, bar, body, self.omitted_line, self.notes])
         self.add_class("km-dashboard")
 
         for row in run.rows:  # replay what happened before (or all of a finished run)
@@ -136,9 +146,26 @@ class Dashboard(W.VBox):
             panels.append(((*keys, *functions), title))
         return panels
 
+    def _switched_off(self, keys: tuple[str, ...]) -> str | None:
+        """The knob setting that keeps every one of ``keys`` from being logged in this run ("beta = 0"), or None."""
+        settings = set()
+        for key in keys:
+            knob = LOGGED_ONLY_WHEN.get(key)
+            value = self.run.config.get(knob) if knob else None
+            if value is None or not isinstance(value, int | float) or value != 0:
+                return None
+            settings.add(f"{knob} = {value:g}")
+        return ", ".join(sorted(settings))
+
     def _make_figure(self) -> go.FigureWidget:
         self._colors: dict[str, str] = {}
-        extra = self._preference_panels()
+        extra = []
+        for keys, title in self._preference_panels():
+            setting = self._switched_off(keys)
+            if setting is None:
+                extra.append((keys, title))
+            else:
+                self.omitted.append(f"{title} not computed: {setting}")
         titles = [title for _, title in PANELS]
         if extra:
             titles += [""] + [title for _, title in extra]
