@@ -18,6 +18,7 @@ from . import cli
 from .argspec import load
 from .config import CHECKS, settings
 from .errors import SwiftConfigError, SwiftError
+from .progress_bars import quiet_progress_bars
 
 _H = settings.HELP
 
@@ -98,7 +99,12 @@ class SwiftMagics(Magics):
                     call.kwargs[name] = _notebook_functions(call.kwargs[name], self.shell.user_ns)
             if call.command.notebook and "verbose" in inspect.signature(call.command.function()).parameters:
                 call.kwargs.setdefault("verbose", False)  # the dashboard shows the run's notes: not printed twice
-            result = call.run()
+            if call.command.notebook:  # a cell with a panel: no tqdm bars above it while it works
+                with quiet_progress_bars() as keep_quiet_until_done:
+                    result = call.run()
+                    keep_quiet_until_done(result)
+            else:
+                result = call.run()
             if call.command.notebook and result is not None:
                 return load(call.command.notebook)(result)
             return result

@@ -31,3 +31,38 @@ def test_grpo_kl_chart_is_left_out_with_a_reason_when_beta_is_zero(workspace):
     assert "KL" in [a.text for a in with_kl.figure.layout.annotations]
     assert with_kl.series("kl") == ([1, 2, 3], [0.01, 0.02, 0.03])
     assert with_kl.omitted == [] and with_kl.omitted_line.value == ""
+
+
+def _bars_on() -> list[bool]:
+    import datasets
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers.utils import logging as hf_logging
+
+    return [hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled(), datasets.is_progress_bar_enabled()]
+
+
+def test_training_cell_prints_no_progress_bars_and_restores_them(workspace, tmp_path, monkeypatch, capfd):
+    import time
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from kernel_magics.config import settings
+    from kernel_magics.testing import tiny_dataset
+
+    monkeypatch.setattr(settings, "cache_dir", str(tmp_path / "cache"))  # the cell builds the tiny model itself
+    assert _bars_on() == [True, True, True]
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "kernel_magics")
+    dash = shell.run_cell_magic(
+        "swift",
+        f"sft --model tiny --dataset {tiny_dataset('sft')} --method full",
+        "max_steps: 2\nlogging_steps: 1\nsave_steps: 1\n",  # a checkpoint per step: each writes model shards
+    )
+    assert dash.run.wait(120) == "finished", dash.run.error
+    assert len(dash.run.checkpoints) == 2
+    deadline = time.time() + 5
+    while _bars_on() != [True, True, True] and time.time() < deadline:
+        time.sleep(0.05)  # the run's last status event is handled just after wait() returns
+    assert _bars_on() == [True, True, True]
+    out, err = capfd.readouterr()
+    assert "Writing model shards" not in out + err and "it/s]" not in out + err, err[-600:]
