@@ -72,6 +72,7 @@ def test_dashboard_replays_a_finished_run_and_stop_button_stops(tiny_model, work
     replay = Dashboard(Run.load(run.output_dir))
     assert replay.series("loss")[0] == run.metrics["step"].tolist()
     assert "stopped" in replay.status.value and replay.stop_button.disabled
+    assert dash.stop_button.button_style == replay.stop_button.button_style == ""
 
 
 def test_stop_stays_disabled_when_a_late_event_names_an_older_status(workspace):
@@ -82,10 +83,16 @@ def test_stop_stays_disabled_when_a_late_event_names_an_older_status(workspace):
     folder.mkdir(parents=True)
     run = Run(folder, {"run_id": "ended", "max_steps": 3})
     dash = Dashboard(run, interval=0.2)
+    run._state = "running"
+    dash._on_event("status", "running")
+    assert not dash.stop_button.disabled and dash.stop_button.button_style == "danger"
     run._state = "finished"  # the run ended; its own status event was already drawn
+    dash._on_event("status", "finished")
+    assert dash.stop_button.disabled and dash.stop_button.button_style == ""  # grey: no longer looks live
     dash._on_event("checkpoint", str(folder / "checkpoint-3"))  # handled after the end, in another thread
     dash._update_status("running")  # a status event that was delivered late
-    assert dash.stop_button.disabled
+    assert dash.stop_button.disabled and dash.stop_button.button_style == ""
+    assert dash.stop_button.tooltip == "the run has finished"
 
 
 def test_swift_cell_magic_returns_the_dashboard(tiny_model, workspace, capsys):

@@ -47,6 +47,7 @@ FUNCTION_COLORS = ("#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#558b2f")
 REWARD_COLORS = {"rewards/chosen": "#2e7d32", "rewards/rejected": "#c62828", "rewards/margins": "#1565c0"}
 PAIR_COLORS = {**REWARD_COLORS, "logps/chosen": "#2e7d32", "logps/rejected": "#c62828"}
 TERMINAL = ("finished", "stopped", "failed")
+STOP_TIP = "stop at the next step, with a checkpoint"
 STATUS_COLORS = {"failed": "#c62828", "finished": "#2e7d32", "stopped": "#ef6c00", "stopping": "#ef6c00"}
 
 
@@ -78,9 +79,7 @@ class Dashboard(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=max(1, int(run.progress.get("max_steps") or 1)))
         self.progress.layout.width = "420px"
         self.progress_label = W.HTML()
-        self.stop_button = W.Button(
-            description="Stop", icon="stop", button_style="danger", tooltip="stop at the next step, with a checkpoint"
-        )
+        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", tooltip=STOP_TIP)
         self.stop_button.on_click(lambda _: self._on_stop())
         self.notes = W.HTML(self._notes_html())
         self.omitted_line = W.HTML(
@@ -295,6 +294,10 @@ class Dashboard(W.VBox):
         self.status.value = text
         # the run's own status too: an event handled late in another thread must not re-enable Stop after the end
         self.stop_button.disabled = any(s in TERMINAL or s == "stopping" for s in (status, self.run.status))
+        ended_as = next((s for s in (self.run.status, status) if s in TERMINAL), None)
+        # a disabled button keeps its red, only faded: once the run has ended it turns grey, so it no longer looks live
+        self.stop_button.button_style = "" if ended_as else "danger"
+        self.stop_button.tooltip = f"the run has {ended_as}" if ended_as else STOP_TIP
         self._update_progress()
 
     def _on_stop(self) -> None:
