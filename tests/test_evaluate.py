@@ -233,8 +233,8 @@ def test_held_out_split_is_seeded_and_limited():
 def test_bad_requests_are_one_line_errors(tiny_model: Path, tmp_path: Path):
     with pytest.raises(SwiftUsageError, match="did you mean 'perplexity'"):
         evaluate(tiny_model, rows("sft")[:2], metrics=["perplexty"])
-    with pytest.raises(SwiftConfigError, match="pip install lm-eval"):
-        evaluate(tiny_model, metrics=["lm_eval:hellaswag"])
+    with pytest.raises(SwiftConfigError, match="task 'hellaswag' needs the Hub dataset 'Rowan/hellaswag'"):
+        evaluate(tiny_model, metrics=["lm_eval:hellaswag"])  # offline: one line, no download attempt
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": broken}\n', encoding="utf-8")
     with pytest.raises(SwiftDataError, match=r"bad.jsonl:2: not valid JSON"):

@@ -11,7 +11,7 @@ import torch
 
 import kernel_magics as km
 from kernel_magics.errors import SwiftModelError
-from kernel_magics.export.evaluate import model_specs
+from kernel_magics.export.loading import model_specs
 from kernel_magics.testing import tiny_dataset
 
 

@@ -45,7 +45,7 @@ def benchmark(
 ) -> Any:
     """lm-eval ``tasks`` on one model (a :class:`BenchmarkResult`) or several (a :class:`BenchmarkComparison`,
     the first model as the baseline). ``model`` may be a server URL (then ``served_model``, ``tokenizer``)."""
-    from ..export.evaluate import model_specs
+    from ..export.loading import model_specs
 
     options = dict(limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, seed=seed, save=save)
     if is_server_url(model):

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..device import free_memory
 from ..errors import SwiftConfigError, SwiftDataError, SwiftUsageError, did_you_mean
-from .loading import ModelSpec, inference_device, load_for_inference, resolve_spec
+from .loading import inference_device, load_for_inference, model_specs
 from .rows import Example, load_rows, prompt_ids, scored_ids, select_rows, to_examples, uses_template
 
 METRICS = ("perplexity", "exact_match", "contains", "preference_accuracy")
@@ -49,30 +49,6 @@ def check_metrics(metrics: Iterable[str] | str) -> list[str]:
             continue
         raise SwiftUsageError(f"unknown metric '{name}'{did_you_mean(name, METRICS)}; use {', '.join(METRICS)}")
     return names
-
-
-def model_specs(models: Any, adapter: Any = None) -> list[ModelSpec]:
-    """One :class:`ModelSpec` per model: a single spec, a list of specs, a dict label -> spec, or
-    ``"LABEL=SPEC"`` strings (command line)."""
-    if isinstance(models, dict):
-        return [resolve_spec(spec, str(label)) for label, spec in models.items()]
-    if adapter is not None:
-        return [resolve_spec((models, adapter))]
-    items = list(models) if isinstance(models, list) else [models]
-    specs = []
-    for item in items:
-        label = None
-        if isinstance(item, str) and "=" in item and not item.startswith(("/", ".", "~")):
-            label, _, item = item.partition("=")
-            label, item = label.strip(), item.strip()
-        specs.append(resolve_spec(item, label))
-    seen: dict[str, int] = {}
-    unique = []
-    for spec in specs:
-        count = seen.get(spec.label, 0)
-        seen[spec.label] = count + 1
-        unique.append(ModelSpec(spec.base, spec.adapter, f"{spec.label}-{count + 1}") if count else spec)
-    return unique
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -292,12 +268,20 @@ def _lm_eval(task: str, model: Any, tokenizer: Any, batch_size: int, limit: int 
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
+    from ..bench.registry import hub_dataset_error, select_tasks
+
+    selection = select_tasks([task])  # packaged and local tasks too; a Hub task offline is one line
     try:
         result = simple_evaluate(
-            model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), tasks=[task], limit=limit
+            model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size),
+            tasks=selection.names,
+            limit=limit,
+            task_manager=selection.manager,
         )
     except (KeyError, ValueError) as exc:
         raise SwiftConfigError(f"lm-eval task '{task}' failed: {exc}".splitlines()[0]) from None
+    except (ConnectionError, OSError) as exc:
+        raise (hub_dataset_error(selection, exc) or exc) from None
     numbers = {
         key.split(",")[0]: float(value)
         for key, value in (result or {}).get("results", {}).get(task, {}).items()

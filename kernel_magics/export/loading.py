@@ -228,3 +228,27 @@ def inference_device() -> tuple[str, Any]:
     if info.type == "cuda":
         return info.torch_device, torch.bfloat16 if info.bf16 else torch.float16
     return info.torch_device, torch.float32
+
+
+def model_specs(models: Any, adapter: Any = None) -> list[ModelSpec]:
+    """One :class:`ModelSpec` per model: a single spec, a list of specs, a dict label -> spec, or
+    ``"LABEL=SPEC"`` strings (command line)."""
+    if isinstance(models, dict):
+        return [resolve_spec(spec, str(label)) for label, spec in models.items()]
+    if adapter is not None:
+        return [resolve_spec((models, adapter))]
+    items = list(models) if isinstance(models, list) else [models]
+    specs = []
+    for item in items:
+        label = None
+        if isinstance(item, str) and "=" in item and not item.startswith(("/", ".", "~")):
+            label, _, item = item.partition("=")
+            label, item = label.strip(), item.strip()
+        specs.append(resolve_spec(item, label))
+    seen: dict[str, int] = {}
+    unique = []
+    for spec in specs:
+        count = seen.get(spec.label, 0)
+        seen[spec.label] = count + 1
+        unique.append(ModelSpec(spec.base, spec.adapter, f"{spec.label}-{count + 1}") if count else spec)
+    return unique
