@@ -3,6 +3,8 @@ line saying why, and Stop is disabled once a run has ended."""
 
 from __future__ import annotations
 
+import pytest
+
 
 def _grpo_run(workspace, name: str, beta: float):
     from kernel_magics.train.run import Run
@@ -41,7 +43,27 @@ def _bars_on() -> list[bool]:
     return [hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled(), datasets.is_progress_bar_enabled()]
 
 
-def test_training_cell_prints_no_progress_bars_and_restores_them(workspace, tmp_path, monkeypatch, capfd):
+@pytest.fixture()
+def bars_on():
+    """Every library's bars on for the test (another test may have turned some off), as they were after it."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    switches = [
+        (hf_logging.disable_progress_bar, hf_logging.enable_progress_bar),
+        (disable_progress_bars, enable_progress_bars),
+        (datasets.disable_progress_bars, datasets.enable_progress_bars),
+    ]
+    before = _bars_on()
+    for _, turn_on in switches:
+        turn_on()
+    yield
+    for was_on, (turn_off, turn_on) in zip(before, switches, strict=True):
+        (turn_on if was_on else turn_off)()
+
+
+def test_training_cell_prints_no_progress_bars_and_restores_them(bars_on, workspace, tmp_path, monkeypatch, capfd):
     import time
 
     from IPython.core.interactiveshell import InteractiveShell
