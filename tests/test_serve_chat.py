@@ -16,7 +16,8 @@ from kernel_magics.widgets.chat import ChatPanel
 def server(tiny_model, tmp_path_factory):
     # seed 7: greedy replies of visible words (" Ger Ger ..."), top-2 logprob margins >= 0.04 at every step
     adapter = make_lora_adapter(tiny_model, tmp_path_factory.mktemp("chat-lora") / "tuned", seed=7)
-    srv = km.serve("tiny", adapters={"tuned": adapter}, backend="transformers", name="chat-test")
+    # a chunk per token (no coalescing), so the streaming test sees every piece however fast the machine is
+    srv = km.serve("tiny", adapters={"tuned": adapter}, backend="transformers", name="chat-test", stream_interval_ms=0)
     yield srv
     srv.stop()
 
