@@ -33,7 +33,7 @@ COMMANDS = [
             "target_modules": about("LoRA targets", default_help="all-linear"),
             "gradient_checkpointing": about("recompute activations", default_help="on for CUDA"),
             "device": about("device to check against", default_help="settings.device"),
-            "dtype": about("compute dtype", choices=("bf16", "fp16", "fp32"), default_help="bf16 on GPUs, fp32 on the CPU"),
+            "dtype": about("compute dtype", choices=("bf16", "fp16", "fp32"), default_help="what --dtype auto trains each method in (bf16 on GPUs and on CPUs with AMX / AVX512-BF16)"),
             "image_pixels": about(_VLM + "pixels per image", default_help="448x448"),
             "images_per_row": about(_VLM + "images in each row", default_help="1"),
             "train_vision": about(_VLM + "the vision tower trains too"),

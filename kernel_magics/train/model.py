@@ -55,10 +55,10 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False):  # noqa: ANN201
 
 
 def quantization_config(plan: Plan):  # noqa: ANN201 - transformers.BitsAndBytesConfig
-    """4-bit NF4 with double quantization; compute in bf16 on CUDA (fp32 on the CPU)."""
+    """4-bit NF4 with double quantization; compute (and storage) in the plan's dtype."""
     from transformers import BitsAndBytesConfig
 
-    compute = torch_dtype(plan.dtype if plan.dtype != "fp32" else "fp32")
+    compute = torch_dtype(plan.dtype)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
