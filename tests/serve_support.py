@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 
 def make_lora_adapter(base_dir: Path, out_dir: Path, seed: int = 0, r: int = 8) -> Path:
@@ -44,3 +46,16 @@ def reference_reply(base_dir: Path, messages: list[dict], max_tokens: int, adapt
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False, attention_mask=torch.ones_like(ids))
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+async def finish_reasons(handles: list[Any], timeout_s: float) -> list[Any]:
+    """Each submitted request's last finish reason, or the exception its stream raised (none waits past
+    ``timeout_s``)."""
+
+    async def outcome(handle: Any) -> Any:
+        try:
+            return [d async for d in handle.deltas()][-1].finish_reason
+        except Exception as exc:  # noqa: BLE001 - the error is the outcome under test
+            return exc
+
+    return await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), timeout_s)

@@ -12,6 +12,7 @@ import json
 
 import httpx
 import pytest
+from serve_support import finish_reasons
 
 import kernel_magics as km
 from kernel_magics.serve.engines.base import SamplingParams
@@ -77,14 +78,7 @@ def test_a_request_failing_inside_the_batch_fails_alone(server, bias):
         handles[2].logit_bias = bias
         for handle in handles:
             engine.submit(handle)
-
-        async def outcome(handle):
-            try:
-                return [d async for d in handle.deltas()][-1].finish_reason
-            except Exception as exc:  # noqa: BLE001
-                return exc
-
-        return await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), ANSWER_S)
+        return await finish_reasons(handles, ANSWER_S)
 
     first, second, poisoned, last = asyncio.run(run())
     assert (first, second, last) == ("length", "length", "length")

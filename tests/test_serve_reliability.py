@@ -15,6 +15,7 @@ import time
 
 import httpx
 import pytest
+from serve_support import finish_reasons
 
 import kernel_magics as km
 from kernel_magics.serve.engines.base import RequestHandle, SamplingParams
@@ -166,14 +167,7 @@ def test_a_request_whose_sampler_cannot_be_built_leaves_the_batch_alone(server):
         ]
         for handle in handles:
             engine.submit(handle)
-
-        async def outcome(handle):
-            try:
-                return [d async for d in handle.deltas()][-1].finish_reason
-            except Exception as exc:  # noqa: BLE001
-                return exc
-
-        return await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), ANSWER_S)
+        return await finish_reasons(handles, ANSWER_S)
 
     good, bad, other = asyncio.run(run())
     assert good == "length" and other == "length"
