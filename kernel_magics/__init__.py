@@ -48,6 +48,7 @@ _LAZY = {
     "refresh_catalog": "kernel_magics.search.refresh:refresh_catalog",
     "estimate": "kernel_magics.train.estimate:estimate",
     "runs": "kernel_magics.train.api:runs",
+    "attach": "kernel_magics.train.api:attach",
     "serve": "kernel_magics.serve.api:serve",
     "merge": "kernel_magics.export.api:merge",
     "export": "kernel_magics.export.api:export",
@@ -80,8 +81,10 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext kernel_magics``: register ``%swift`` / ``%%swift`` and the ``SwiftMagics`` config."""
     from .magics import SwiftMagics
+    from .train.warm import prestart
 
     ipython.register_magics(SwiftMagics)
+    prestart()  # a worker process imports the training stack now, so the first run starts warm
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -38,6 +38,8 @@ class Settings:
     api_key: str = ""
     verbose_errors: bool = False
     trust_remote_code: bool = False
+    device_lease: str = "auto"
+    stall_seconds: int = 600
 
     HELP = {
         "cache_dir": "Where kernel_magics keeps built tiny models, search indexes and downloads.",
@@ -49,6 +51,8 @@ class Settings:
         "api_key": "API key servers require on every request (empty: none, loopback only).",
         "verbose_errors": "Show full tracebacks instead of one line.",
         "trust_remote_code": "Allow models whose code lives in their repository (off by default).",
+        "device_lease": "auto | on | off: one training run at a time per device (auto: on GPUs, off on the CPU).",
+        "stall_seconds": "A run whose process sends no heartbeat for this long is reported and ended.",
     }
 
     def __post_init__(self) -> None:
@@ -117,7 +121,28 @@ def check_device(device: object) -> str:
     return value
 
 
-CHECKS: dict[str, Callable[[object], object]] = {"port": check_port, "host": check_host, "device": check_device}
+def check_lease_mode(mode: object) -> str:
+    """``device_lease``: auto, on or off."""
+    text = str(mode).strip().lower()
+    if text not in ("auto", "on", "off"):
+        raise SwiftConfigError(f"device_lease must be auto, on or off, got {str(mode)[:40]!r}")
+    return text
+
+
+def check_stall_seconds(value: object) -> int:
+    """``stall_seconds``: a whole number of seconds, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SwiftConfigError(f"stall_seconds must be a whole number of seconds >= 1, got {str(value)[:40]!r}")
+    return value
+
+
+CHECKS: dict[str, Callable[[object], object]] = {
+    "port": check_port,
+    "host": check_host,
+    "device": check_device,
+    "device_lease": check_lease_mode,
+    "stall_seconds": check_stall_seconds,
+}
 
 
 def _coerce(name: str, value: object, kind: type) -> object:

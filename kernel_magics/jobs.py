@@ -2,8 +2,8 @@
 
 A job moves ``queued -> running -> stopping -> finished | stopped | failed`` and publishes each state
 change and each metric row to its subscribers (the dashboard widgets observe jobs this way; the core
-never imports a widget). Every live job is registered so ``%swift stop`` and kernel shutdown can stop
-them all.
+never imports a widget). Every live job is registered so ``%swift stop`` can stop them all and kernel shutdown the ones that
+live in the kernel's process.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Job:
     """Base class of background jobs. Subclasses start work and call :meth:`_set_state` / :meth:`_emit`."""
 
     kind = "job"
+    ends_with_process = True  # False: the work goes on in a process of its own when this one exits
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -121,4 +122,17 @@ def stop_all(kind: str | None = None, timeout: float = 30.0) -> list[Job]:
     return jobs
 
 
-atexit.register(stop_all, None, 10.0)
+def stop_at_exit(timeout: float = 10.0) -> None:
+    """At interpreter exit: stop the jobs that would end with this process anyway (servers, in-process runs);
+    runs in processes of their own go on, and a later kernel can attach to them."""
+    jobs = [job for job in live_jobs() if job.ends_with_process]
+    for job in jobs:
+        try:
+            job.stop()
+        except Exception:  # noqa: BLE001
+            pass
+    for job in jobs:
+        job.wait(timeout)
+
+
+atexit.register(stop_at_exit)

@@ -36,6 +36,8 @@ class SwiftMagics(Magics):
     api_key = Unicode(settings.api_key, help=_H["api_key"]).tag(config=True)
     verbose_errors = Bool(settings.verbose_errors, help=_H["verbose_errors"]).tag(config=True)
     trust_remote_code = Bool(settings.trust_remote_code, help=_H["trust_remote_code"]).tag(config=True)
+    device_lease = Unicode(settings.device_lease, help=_H["device_lease"]).tag(config=True)
+    stall_seconds = Int(settings.stall_seconds, help=_H["stall_seconds"]).tag(config=True)
     language = Unicode(help="language of the launcher's labels and help (%swift alone): en or zh").tag(config=True)
 
     @default("language")
@@ -76,6 +78,8 @@ class SwiftMagics(Magics):
         "api_key",
         "verbose_errors",
         "trust_remote_code",
+        "device_lease",
+        "stall_seconds",
     )
     def _write_through(self, change: Any) -> None:
         name, value = change["name"], change["new"]

@@ -1,4 +1,5 @@
-"""Python API of training: ``km.sft(...) -> Run``, ``km.dpo(...) -> Run``, ``km.grpo(...) -> Run`` and ``km.runs()``.
+"""Python API of training: ``km.sft(...) -> Run``, ``km.dpo(...) -> Run``, ``km.grpo(...) -> Run``, ``km.runs()`` and
+``km.attach(run_id)``.
 
 ``sft`` checks everything that can be checked cheaply in the caller's thread (arguments, model folder,
 data rows, output folder, the plan for this device) so mistakes fail at once with one line; then the
@@ -102,6 +103,9 @@ def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame
     from ..config import settings
 
     root = (Path(workspace).expanduser() if workspace else settings.workspace_path) / "runs"
+    from .lease import waiting
+
+    queue = {entry["run_id"]: entry for entry in waiting()}
     records = []
     for folder in (
         sorted(root.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
@@ -116,7 +120,7 @@ def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame
             {
                 "run_id": run.name,
                 "kind": run.config.get("kind"),
-                "status": run.status,
+                "status": _status_line(run, queue),
                 "model": run.config.get("model"),
                 "method": run.config.get("plan", {}).get("method"),
                 "step": run.progress.get("step", 0),
@@ -127,6 +131,32 @@ def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame
         )
     columns = ["run_id", "kind", "status", "model", "method", "step", "loss", "created", "output_dir"]
     return pd.DataFrame(records, columns=columns)
+
+
+def attach(run: Any) -> Run:
+    """The :class:`Run` of a run id or folder, live: this kernel's own object when it has one; else, for a run
+    still training in its process (started before a kernel restart, or from another notebook), a ``Run`` that
+    watches it from here (dashboard, ``.wait()``, ``.stop()``, ``.metrics`` with its history)."""
+    from ..jobs import live_jobs
+
+    loaded = load_run(run)
+    target = loaded.output_dir.resolve()
+    for job in live_jobs("run"):
+        if Path(job.output_dir).resolve() == target:
+            return job
+    if not loaded.done:
+        loaded.follow()
+    return loaded
+
+
+def _status_line(run: Run, queue: dict[str, Any]) -> str:
+    """A run's status, with its place when it waits for a device's lease (``queued (2nd for cuda-0)``)."""
+    entry = queue.get(run.name)
+    if entry is None:
+        return run.status
+    line = sorted((e for e in queue.values() if e.get("lease") == entry.get("lease")), key=lambda e: e["since"])
+    place = [e["run_id"] for e in line].index(run.name) + 1
+    return f"queued ({place} in line for {entry.get('lease')})"
 
 
 def load_run(run: Any) -> Run:

@@ -60,6 +60,14 @@ COMMANDS = [
         {"workspace": about("workspace folder", default_help="settings.workspace")},
     ),
     command_from(
+        "attach",
+        "watch a run that trains in its own process (started before a kernel restart, or elsewhere): its "
+        "dashboard, stop and wait",
+        "kernel_magics.train.api:attach",
+        {"run": about("run id (see %swift runs) or run folder", positional=True)},
+        notebook="kernel_magics.widgets.dashboard:show",
+    ),
+    command_from(
         "export-script",
         "write a standalone script that reproduces a run (environment, model, data, train, merge, serve)",
         "kernel_magics.train.api:export_script",

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3", "zero3-offload")
+WHERE = ("worker", "kernel")  # where a run trains: its own process, or a thread of the caller's
 STOP_FILE = "stop-requested"
 EVENTS_FILE = "events.jsonl"
 FINISHED_FILE = "group-finished.json"  # rank 0, once the adapter is published: the run's outcome is decided
@@ -44,7 +45,7 @@ class DistributedArguments:
     """How many processes train a run and how they share the model (stored in the run's config.json)."""
 
     num_processes: int = field(
-        default=1, metadata={"help": "training processes on this machine, one per GPU (1: the kernel's own thread)"}
+        default=1, metadata={"help": "training processes on this machine, one per GPU"}
     )
     nnodes: int = field(default=1, metadata={"help": "machines taking part (node 0 prints the others' command)"})
     node_rank: int = field(default=0, metadata={"help": "this machine's index among --nnodes"})
@@ -61,6 +62,14 @@ class DistributedArguments:
     )
     deepspeed: str | None = field(
         default=None, metadata={"help": "a DeepSpeed JSON config file (used instead of the strategy's preset)"}
+    )
+    where: str = field(
+        default="worker",
+        metadata={
+            "help": "worker: a process of its own that outlives the kernel and gives all its memory back; "
+            "kernel: a thread of this process (for a debugger; ends with the kernel)",
+            "choices": WHERE,
+        },
     )
 
     @property
@@ -92,6 +101,8 @@ class DistributedArguments:
             raise SwiftConfigError(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}{hint}")
         if self.deepspeed is not None:
             read_deepspeed_config(self.deepspeed)
+        if self.where not in WHERE:
+            raise SwiftConfigError(f"where must be worker or kernel, got {str(self.where)[:40]!r}; fix --where")
 
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")

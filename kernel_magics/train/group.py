@@ -37,9 +37,12 @@ def set_processes(run: Any, num_processes: int) -> None:
 class Tail:
     """New complete JSON lines of a file that another process appends to."""
 
-    def __init__(self, path: Path, from_start: bool = False) -> None:
+    def __init__(self, path: Path, from_start: bool = False, offset: int | None = None) -> None:
         self.path = path
-        self.offset = 0 if from_start or not path.exists() else path.stat().st_size
+        if offset is not None:
+            self.offset = offset
+        else:
+            self.offset = 0 if from_start or not path.exists() else path.stat().st_size
         self.partial = b""
 
     def records(self) -> list[dict[str, Any]]:
@@ -96,7 +99,8 @@ def other_node_lines(run: Any) -> list[str]:
     ]
 
 
-def _mirror(run: Any, rows: Tail, events: Tail) -> None:
+def mirror(run: Any, rows: Tail, events: Tail) -> None:
+    """Bring what the training process appended (metric rows, events) into the kernel's ``run``."""
     for row in rows.records():
         with run._log_lock:
             run.rows.append(row)
@@ -109,13 +113,14 @@ def _mirror(run: Any, rows: Tail, events: Tail) -> None:
             run._on_event(event, payload)
 
 
-def train_group(run: Any, resume_from: Path | None) -> None:
-    """Train ``run`` with ``torchrun`` and wait for the group; raise a one-line SwiftError if a rank failed."""
+def train_group(run: Any, resume_from: Path | None, mirror_logs: bool = True) -> None:
+    """Train ``run`` with ``torchrun`` and wait for the group; raise a one-line SwiftError if a rank failed.
+
+    ``mirror_logs``: bring rank 0's rows and events into ``run`` (a kernel watching the group itself); the run's
+    own process (:mod:`.runner`) leaves them in the folder for the kernels that watch it."""
     folder: Path = run.output_dir
     args = distributed_arguments(run.config)
     device_type = (run.config.get("plan") or {}).get("device", "cpu")
-    for stale in (folder / STOP_FILE, folder / EVENTS_FILE, folder / FINISHED_FILE, *folder.glob("error-rank*.txt")):
-        stale.unlink(missing_ok=True)
     port = int(args.master_port or free_port())
     command = launch_command(args, folder, port, resume_from)
     run.log(
@@ -129,7 +134,8 @@ def train_group(run: Any, resume_from: Path | None) -> None:
     asked_at: float | None = None
     try:
         while group.process.poll() is None:
-            _mirror(run, rows, events)
+            if mirror_logs:
+                mirror(run, rows, events)
             if run._stop_event.is_set() and asked_at is None:
                 (folder / STOP_FILE).touch()
                 asked_at = time.monotonic()
@@ -137,7 +143,8 @@ def train_group(run: Any, resume_from: Path | None) -> None:
                 group.terminate()
                 raise SwiftError(f"the training processes did not stop within {STOP_GRACE_S:.0f} s and were ended")
             time.sleep(0.2)
-        _mirror(run, rows, events)
+        if mirror_logs:
+            mirror(run, rows, events)
     finally:
         if group.alive():
             group.terminate()

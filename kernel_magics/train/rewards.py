@@ -24,7 +24,6 @@ import importlib
 import importlib.util
 import inspect
 import re
-import sys
 import textwrap
 import types
 from collections.abc import Callable
@@ -337,11 +336,3 @@ def sources_file(rewards: list[Reward]) -> tuple[str, list[str]]:
             )
         bodies += [*defs, reward.source.rstrip()]
     return "\n".join([*parts, *sorted(imports), "", *[b + "\n\n" for b in bodies]]).rstrip() + "\n", notes
-
-
-def notebook_namespace() -> dict[str, Any] | None:
-    """The IPython user namespace when running in one (looked up, never imported)."""
-    module = sys.modules.get("IPython")
-    get = getattr(module, "get_ipython", None)
-    shell = get() if callable(get) else None
-    return getattr(shell, "user_ns", None)

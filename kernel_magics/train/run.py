@@ -1,4 +1,8 @@
-"""``Run``: one training run in a background thread, its folder on disk and its live metrics.
+"""``Run``: one training run, its folder on disk and its live metrics.
+
+A run trains in a process of its own (:mod:`.runner`, warm from :mod:`.warm`) that outlives the kernel; the
+kernel's ``Run`` watches it (:mod:`.watch`) and any kernel may attach to it later (``km.attach``). With
+``where="kernel"`` it trains in a thread of this process instead (a debugger's case; it ends with the process).
 
 A run folder (``settings.workspace_path / "runs" / <run-id>`` unless ``output_dir=`` is given) holds:
 
@@ -18,8 +22,6 @@ import contextlib
 import html
 import json
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +30,10 @@ from traceback import format_exc
 from typing import Any
 
 from ..device import free_memory
-from ..errors import SwiftError, SwiftUsageError
+from ..errors import SwiftUsageError
 from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
+from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE
+from .failures import describe_failure
 from .folders import (
     active_lock,
     atomic_write,
@@ -42,10 +46,13 @@ from .folders import (
     release,
     save_adapter,
 )
+from .interrupts import chain_sigint
+from .runner import HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, read_status
 
 _training_slot = threading.Lock()
-# One run trains at a time in a process: accelerate's state is process-wide, and two runs would only
-# share the same device anyway. A second run waits, "queued", until the first ends.
+# where="kernel": one run trains at a time in a process (accelerate's state is process-wide). A second
+# such run waits, "queued", until the first ends. Runs in their own processes share a device by its lease.
+START_FILES = (STOP_FILE, EVENTS_FILE, FINISHED_FILE, STATUS_FILE, RUNNER_FILE, HEARTBEAT_FILE, "error.txt")
 
 
 class Run(Job):
@@ -64,6 +71,8 @@ class Run(Job):
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
+        self.log_offset: int | None = None  # bytes of logging.jsonl already in ``rows`` (a loaded run)
+        self.worker_pid: int | None = None
 
     # -- paths -----------------------------------------------------------------------------------
     @property
@@ -123,16 +132,44 @@ class Run(Job):
         self.notes.append(line)
         self._emit("log", line)
 
+    @property
+    def in_kernel(self) -> bool:
+        """Does this run train in a thread of this process (``where="kernel"``) rather than its own process?"""
+        return (self.config.get("arguments") or {}).get("where") == "kernel"
+
+    @property
+    def ends_with_process(self) -> bool:  # type: ignore[override]
+        return self.in_kernel
+
     # -- control ---------------------------------------------------------------------------------
     def start(self, prepared: Any = None, resume_from: Path | None = None) -> Run:
-        """Start training in a background thread (``prepared``: inputs the builder already checked)."""
+        """Start training: in its own process, watched from a thread of this one, or with ``where="kernel"`` in
+        that thread itself (``prepared``: inputs the builder already checked, used in this process only)."""
         claim(self.output_dir, owner=self.run_uid)  # write_run took it for this run already
         self._stop_event.clear()
-        self._thread = threading.Thread(
-            target=self._train, args=(prepared, resume_from), name=f"km-{self.name}", daemon=True
-        )
+        for name in START_FILES:  # the outcome of an earlier start (a resume starts anew)
+            (self.output_dir / name).unlink(missing_ok=True)
+        for stale in self.output_dir.glob("error-rank*.txt"):
+            stale.unlink(missing_ok=True)
+        target, args = (self._train, (prepared, resume_from)) if self.in_kernel else (self._start_worker, (resume_from,))
+        self._thread = threading.Thread(target=target, args=args, name=f"km-{self.name}", daemon=True)
         self._thread.start()
-        _chain_sigint()
+        chain_sigint()
+        return self
+
+    def follow(self) -> Run:
+        """Watch this run's process from this kernel (a run started elsewhere, or before a restart)."""
+        from .watch import Watcher, runner_pid
+
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        with _live_lock:
+            _live.add(self)
+        watcher = Watcher(self, runner_pid(self.output_dir))
+        self.worker_pid = watcher.pid
+        self._thread = threading.Thread(target=watcher.follow, name=f"km-watch-{self.name}", daemon=True)
+        self._thread.start()
+        chain_sigint()
         return self
 
     def stop(self) -> None:
@@ -140,8 +177,11 @@ class Run(Job):
         if self.done:
             return
         self._stop_event.set()
-        if self._thread is None:  # never started: nothing will pick the request up
-            self._set_state(STOPPED)
+        if self._thread is None:
+            if active_lock(self.output_dir):  # trained by a process no thread of this kernel watches
+                (self.output_dir / STOP_FILE).touch()
+            else:  # never started: nothing will pick the request up
+                self._set_state(STOPPED)
         elif self.status == RUNNING:
             self._set_state(STOPPING)
 
@@ -199,7 +239,21 @@ class Run(Job):
 
         return to_script(self, path, kind)
 
-    # -- the training thread ---------------------------------------------------------------------
+    # -- the watching thread (its own process) or the training thread (where="kernel") -------------
+    def _start_worker(self, resume_from: Path | None) -> None:
+        """Hand the run to a warm worker process and watch it until it ends."""
+        from . import warm
+        from .watch import Watcher
+
+        try:
+            worker = warm.take()
+            self.worker_pid = worker[0].pid
+            warm.hand_over(worker, self.output_dir, resume_from, warm.job_environment(bool(self.config.get("trust_remote_code"))))
+            Watcher(self, worker[0].pid, worker[0], on_end=self._release).follow()
+        except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
+            self._release()
+            self._set_state(FAILED, error=describe_failure(exc, self))
+
     def _train(self, prepared: Any, resume_from: Path | None) -> None:
         from ..argspec import load
         from .callbacks import LoggingWindowCallback, RunCallback
@@ -289,21 +343,16 @@ class Run(Job):
         config = read_run_config(path)  # data only: trust and the trainer come from this session and the code
         run = cls(path, config)
         if run.logging_file.is_file():
-            for line in run.logging_file.read_text().splitlines():
+            data = run.logging_file.read_bytes()
+            run.log_offset = data.rfind(b"\n") + 1  # a watcher goes on from the last complete row
+            for line in data[: run.log_offset].splitlines():
                 try:
                     run.rows.append(json.loads(line))
                 except ValueError:
                     continue
         if run.rows:
             run.progress["step"] = max(r.get("step", 0) for r in run.rows)
-        state = FINISHED
-        if (path / "error.txt").is_file():
-            run.error = (path / "error.txt").read_text().splitlines()[0]
-            state = FAILED
-        elif active_lock(path):
-            state = RUNNING
-        elif config.get("max_steps") and run.progress["step"] < config["max_steps"] and run.checkpoints:
-            state = STOPPED
+        state, run.error = state_on_disk(path, config, run)
         with _live_lock:
             _live.discard(run)
         run._state = state
@@ -312,84 +361,20 @@ class Run(Job):
         return run
 
 
-def describe_failure(exc: BaseException, run: Run) -> str:
-    """One line for a failed run: SwiftErrors as they are, out-of-memory with a plan that would fit."""
-    if isinstance(exc, SwiftError):
-        return str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    if name == "OutOfMemoryError" or "out of memory" in text.lower():
-        step = run.progress.get("step", 0)
-        return f"out of device memory at step {step} ({text[:120]}); try: {suggest_smaller(run.config)}"
-    return f"{name}: {text}" if text else name
+def state_on_disk(path: Path, config: dict[str, Any], run: Run) -> tuple[str, str | None]:
+    """A run's state and error line from its folder: its own process's record (``status.json``) first."""
+    status = read_status(path)
+    if (path / "error.txt").is_file():
+        lines = (path / "error.txt").read_text().splitlines()
+        return FAILED, lines[0] if lines else "failed"
+    if active_lock(path):
+        return (QUEUED if status.get("state") == QUEUED else RUNNING), None
+    if status.get("state") in TERMINAL:
+        return status["state"], status.get("error")
+    if (path / RUNNER_FILE).is_file():  # its process ended before it could record how, and nobody watched
+        from .watch import death_line, runner_pid
 
-
-def suggest_smaller(config: dict[str, Any]) -> str:
-    """A plan that needs less memory than ``config``'s."""
-    plan = config.get("plan", {})
-    method = plan.get("method", config.get("method"))
-    batch = int(plan.get("batch_size") or config.get("batch_size") or 1)
-    accum = int(plan.get("grad_accum") or config.get("grad_accum") or 1)
-    steps = []
-    if method == "full":
-        steps.append("--method lora")
-    elif method == "lora":
-        steps.append("--method qlora")
-    if batch > 1:
-        steps.append(f"--batch-size {max(1, batch // 2)} --grad-accum {accum * 2}")
-    if not plan.get("gradient_checkpointing"):
-        steps.append("--gradient-checkpointing")
-    if (not steps or batch == 1) and config.get("max_length"):  # write_run records it
-        steps.append(f"--max-length {max(128, int(config['max_length']) // 2)}")
-    return " ".join(steps) + " (km.estimate shows what fits)"
-
-
-# -- SIGINT: Ctrl-C / kernel interrupt stops live runs ----------------------------------------------
-def chained_sigint_handler(previous: Any) -> Callable[[int, Any], None]:
-    """A SIGINT handler that stops live runs (with a checkpoint) and otherwise behaves like ``previous``."""
-
-    def handler(signum: int, frame: Any) -> None:
-        runs = [j for j in live_jobs("run") if j.status in (QUEUED, RUNNING)]
-        if runs:
-            for run in runs:
-                run.stop()
-            print(f"stopping {', '.join(r.name for r in runs)} at the next step (a checkpoint is written)", flush=True)
-            return
-        if callable(previous):
-            previous(signum, frame)
-        elif previous in (None, signal.SIG_DFL):
-            raise KeyboardInterrupt
-
-    handler.km_chained = True  # type: ignore[attr-defined]
-    return handler
-
-
-def _chain_sigint() -> None:
-    """From the main thread: make SIGINT stop live runs first, then behave as before."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        current = signal.getsignal(signal.SIGINT)
-        if not getattr(current, "km_chained", False):
-            signal.signal(signal.SIGINT, chained_sigint_handler(current))
-    except (ValueError, OSError):  # not the main interpreter thread / unsupported platform
-        pass
-    _chain_idle_kernel()
-
-
-def _chain_idle_kernel() -> None:
-    """In a Jupyter kernel, also chain the handler the kernel restores between cells (it ignores SIGINT
-    when idle), so the ■ button stops a run even when no cell is waiting. Looked up, never imported."""
-    module = sys.modules.get("ipykernel.kernelbase")
-    kernel_class = getattr(module, "Kernel", None)
-    try:
-        if kernel_class is None or not kernel_class.initialized():
-            return
-        kernel = kernel_class.instance()
-        saved = getattr(kernel, "saved_sigint_handler", None)
-        if saved is not None and not getattr(saved, "km_chained", False):
-            kernel.saved_sigint_handler = chained_sigint_handler(saved)
-    except Exception:  # noqa: BLE001 - an unknown kernel layout only loses the idle-interrupt convenience
-        pass
+        return FAILED, death_line(runner_pid(path) or 0, None, None)
+    if config.get("max_steps") and run.progress["step"] < config["max_steps"] and run.checkpoints:
+        return STOPPED, None
+    return FINISHED, None

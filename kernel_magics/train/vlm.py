@@ -81,7 +81,6 @@ class VisionInputs:
     notes: list[str]
     kind: str  # "messages" (loss on assistant turns) or "prompt_completion" (loss on the last reply)
     max_tokens: int = 0
-    image_tokens_max: int = 0
 
 
 def check_data(args: VisionArguments, model_path: Path, *, trust_remote_code: bool = False) -> Any:
@@ -131,7 +130,7 @@ def finish_inputs(
         notes.append("the chat template has no {% generation %} markers: loss on the last assistant reply of each row")
     data.kind = kind
     train, evaluation = data.split(args.eval_split, args.seed)
-    return VisionInputs(model_path, processor, train, evaluation, notes, kind, max(lengths), max(per_image))
+    return VisionInputs(model_path, processor, train, evaluation, notes, kind, max(lengths))
 
 
 def _last_turn(row: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(options.folder, options.resume, rank)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes this rank's one line
-        from .run import Run, atomic_write, describe_failure
+        from .failures import describe_failure
+        from .folders import atomic_write
+        from .run import Run
 
         try:
             line = describe_failure(exc, Run.load(options.folder))

@@ -1,0 +1,214 @@
+"""``python -m kernel_magics.train.runner``: the process that trains one run, outside the kernel.
+
+The kernel keeps one such process warm (:mod:`.warm`): it imports torch, transformers, peft, TRL and the
+trainers, then waits on its standard input for one job, ``{"folder": ..., "resume": ..., "env": {...}}``.
+From then on it belongs to the run, not to the kernel:
+
+* it takes the run folder's lock (``.run.lock`` names its pid), writes ``runner.json`` and, every
+  :data:`HEARTBEAT_S` seconds, ``heartbeat.json`` (time, step);
+* it takes the device's lease (:mod:`.lease`) before loading anything, saying who it waits for;
+* it trains, in this process (one process) or by starting and watching ``torchrun`` (a process group), exactly
+  as a rank of a group does (:func:`.worker.train`): metric rows to ``logging.jsonl``, events to
+  ``events.jsonl``, a stop request is the folder's ``stop-requested`` file (SIGTERM writes it too);
+* it records the outcome itself in ``status.json`` (and ``error.txt`` with the traceback when it failed), so a
+  run whose kernel died trains to the end and is found finished, stopped or failed by whoever looks next;
+* it exits, and every byte it held goes back to the system.
+
+Its session is its own, so the kernel's interrupts, restarts and death do not reach it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from .distributed import EVENTS_FILE, STOP_FILE
+from .folders import LOCK_NAME, atomic_write
+
+RUNNER_FILE = "runner.json"
+STATUS_FILE = "status.json"
+HEARTBEAT_FILE = "heartbeat.json"
+HEARTBEAT_S = 2.0
+WARM_IMPORTS = (
+    "torch", "transformers", "peft", "datasets", "accelerate", "trl",
+    "kernel_magics.train.sft", "kernel_magics.train.dpo", "kernel_magics.train.grpo", "kernel_magics.train.worker",
+)  # fmt: skip
+
+
+def preload() -> None:
+    """Import what every run needs, so a run that takes this process starts at once (no CUDA context yet)."""
+    for name in WARM_IMPORTS:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """``status.json`` of a run folder ({} when absent or unreadable)."""
+    try:
+        value = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def write_status(folder: Path, state: str, error: str | None = None) -> None:
+    atomic_write(
+        folder / STATUS_FILE, json.dumps({"state": state, "error": error, "pid": os.getpid(), "time": time.time()})
+    )
+
+
+def record_event(folder: Path, event: str, payload: Any) -> None:
+    """One event for whoever watches the run (the kernel tails ``events.jsonl``)."""
+    with open(folder / EVENTS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"event": event, "payload": payload}, default=str) + "\n")
+
+
+class Heartbeat(threading.Thread):
+    """Writes ``heartbeat.json`` (time, the step the run reached) every few seconds until the run ends."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(name="km-heartbeat", daemon=True)
+        self.folder = folder
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        while not self.finished.is_set():
+            step = 0
+            with contextlib.suppress(OSError, ValueError):
+                tail = (self.folder / "logging.jsonl").read_bytes()[-4096:].splitlines()
+                step = int(json.loads(tail[-1]).get("step", 0)) if tail else 0
+            with contextlib.suppress(OSError):
+                atomic_write(self.folder / HEARTBEAT_FILE, json.dumps({"time": time.time(), "step": step}))
+            self.finished.wait(HEARTBEAT_S)
+
+
+def take_over(folder: Path) -> None:
+    """Make the run folder this process's: its lock names this pid; ``runner.json`` says who trains it."""
+    mine = json.dumps({"pid": os.getpid(), "time": time.time()})
+    atomic_write(folder / LOCK_NAME, mine)
+    atomic_write(folder / RUNNER_FILE, mine)
+
+
+def _stop_on_sigterm(folder: Path) -> None:
+    """SIGTERM asks for a stop with a checkpoint (a second one ends the process)."""
+
+    def ask(signum: int, frame: Any) -> None:
+        (folder / STOP_FILE).touch()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, ask)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel's interrupts are not for this process
+
+
+def train_here(folder: Path, resume: str | None) -> tuple[str, str | None]:
+    """Train the run in ``folder`` (this process or its torchrun group); the final state and error line."""
+    from .distributed import is_group
+    from .folders import read_run_config
+    from .lease import device_lease, lease_name
+
+    config = read_run_config(folder)
+    run_id = str(config.get("run_id") or folder.name)
+    device = str((config.get("plan") or {}).get("device") or "cpu")
+    stop_file = folder / STOP_FILE
+    with device_lease(
+        lease_name(device), run_id, lambda line: record_event(folder, "log", line), stop_file.exists
+    ) as granted:
+        if not granted:
+            return STOPPED, None
+        write_status(folder, RUNNING)
+        try:
+            if is_group(config.get("arguments") or {}):
+                _train_group(folder, resume)
+            else:
+                from .worker import train
+
+                train(folder, resume, rank=0)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's one line
+            return _failure(folder, exc)
+    return (STOPPED if stop_file.exists() else FINISHED), None
+
+
+def _train_group(folder: Path, resume: str | None) -> None:
+    from .group import train_group
+    from .run import Run
+    from .worker import StopFileRequest
+
+    run = Run.load(folder)
+    run._stop_event = StopFileRequest(folder / STOP_FILE)
+    run.subscribe(lambda event, payload: record_event(folder, event, payload) if event == "log" else None)
+    train_group(run, Path(resume) if resume else None, mirror_logs=False)
+
+
+def _failure(folder: Path, exc: BaseException) -> tuple[str, str | None]:
+    from .failures import describe_failure
+    from .run import Run
+
+    try:
+        line = describe_failure(exc, Run.load(folder))
+    except Exception:  # noqa: BLE001
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    if getattr(exc, "ends_as_stopped", False) and (folder / STOP_FILE).exists():  # stopped mid-step
+        record_event(folder, "log", line)
+        return STOPPED, None
+    atomic_write(folder / "error.txt", f"{line}\n\n{traceback.format_exc()}")
+    return FAILED, line
+
+
+def run_job(folder: Path, resume: str | None) -> int:
+    """Everything the process does for one run, its outcome recorded in the folder whatever happens."""
+    folder = folder.resolve()
+    log = os.open(folder / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    take_over(folder)
+    _stop_on_sigterm(folder)
+    write_status(folder, QUEUED)
+    heartbeat = Heartbeat(folder)
+    heartbeat.start()
+    state, error = FAILED, "the training process ended unexpectedly"
+    try:
+        state, error = train_here(folder, resume)
+    finally:
+        write_status(folder, state, error)
+        heartbeat.finished.set()
+        (folder / LOCK_NAME).unlink(missing_ok=True)
+    return 0 if state != FAILED else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=None, help="train this run now (no waiting for a job)")
+    parser.add_argument("--resume", default=None)
+    options = parser.parse_args(argv)
+    if options.folder is not None:
+        return run_job(options.folder, options.resume)
+    preload()
+    line = sys.stdin.readline()
+    if not line.strip():  # the kernel went away before it needed this process
+        return 0
+    job = json.loads(line)
+    sys.stdin.close()
+    os.environ.clear()
+    os.environ.update(job.get("env") or {})
+    from ..config import settings
+
+    settings.__post_init__()  # the kernel's settings, passed in the environment
+    code = run_job(Path(job["folder"]), job.get("resume"))  # its output goes to the run's launcher.log from the start
+    with contextlib.suppress(OSError, TypeError):
+        Path(job.get("log")).unlink()  # what it printed while it waited
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
