@@ -135,3 +135,43 @@ def test_served_ids_are_short_names(tiny_model, monkeypatch):
         assert [m.id for m in named.client().models.list().data] == ["assistant"]
     finally:
         named.stop()
+
+
+@pytest.mark.vllm
+def test_vllm_tool_call_grammar_allows_one_blank_in_a_row(tiny_model, monkeypatch):
+    """vLLM's forced-call grammar, as our server layer builds it: `": "` as models write it, never a run of
+    blanks (a weak model forced to call a tool wrote `{\\r\\r\\r...` until max_tokens)."""
+    import xgrammar as xgr
+    from transformers import AutoTokenizer
+    from vllm.entrypoints.openai.chat_completion.protocol import (
+        ChatCompletionNamedToolChoiceParam,
+        ChatCompletionToolsParam,
+    )
+    from vllm.tool_parsers import structural_tag_registry as registry
+    from vllm.tool_parsers.tool_strict_level import ToolStrictLevel
+
+    from kernel_magics.serve.engines import vllm_main
+
+    monkeypatch.setattr(registry, "get_model_structural_tag", registry.get_model_structural_tag)  # put back after
+    vllm_main._bound_tool_call_grammars()
+    compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(AutoTokenizer.from_pretrained(tiny_model)))
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools = [
+        ChatCompletionToolsParam.model_validate(
+            {"type": "function", "function": dict(WEATHER["function"], parameters=city)}
+        )
+    ]
+    calls = {  # structural-tag model of each parser we pick -> a call in its format, blanks at {}
+        "hermes": '<tool_call>\n{{"name": "get_weather", "arguments": {{{}"city": "Oslo"}}}}\n</tool_call>',
+        "llama": '{{"name": "get_weather", "parameters": {{{}"city": "Oslo"}}}}',
+    }
+    for model, call in calls.items():
+        for choice in ("required", ChatCompletionNamedToolChoiceParam(function={"name": "get_weather"})):
+            tag = registry.get_model_structural_tag(
+                model, tools, choice, reasoning=False, strict_level=ToolStrictLevel.PARAMETER
+            )
+            grammar = compiler.compile_structural_tag(json.dumps(tag.model_dump()))
+            accepted = {
+                blank: xgr.GrammarMatcher(grammar).accept_string(call.format(blank)) for blank in ("", "\n", "\r\r")
+            }
+            assert accepted == {"": True, "\n": True, "\r\r": False}, (model, choice)

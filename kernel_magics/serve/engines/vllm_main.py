@@ -10,6 +10,11 @@ one ASGI layer in front of vLLM's app:
 * a ``logit_bias`` outside [-100, 100] (vLLM would clamp it) or with negative ids, and a JSON schema
   that is invalid or that xgrammar cannot enforce, get the transformers engine's 400 too
   (``request_checks``).
+
+It also bounds the whitespace in the JSON of a tool call (:func:`bound_tool_call_whitespace`): vLLM
+compiles a tool call's grammar (an xgrammar structural tag) with free whitespace between JSON tokens,
+whatever ``disable_any_whitespace`` says, and a weak model forced to call a tool can spend every token on
+blanks there (``{"arguments": {\\r\\r\\r...``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+TOOL_CALL_MAX_WHITESPACE = 1  # blanks allowed in a row in a tool call's JSON: `{"city": "Oslo"}`, as models write it
 ENDPOINTS = {
     "/v1/chat/completions": ("vllm.entrypoints.openai.chat_completion.protocol", "ChatCompletionRequest"),
     "/v1/completions": ("vllm.entrypoints.openai.completion.protocol", "CompletionRequest"),
@@ -159,8 +165,44 @@ async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+def bound_tool_call_whitespace(tag: Any) -> Any:
+    """``tag`` (an xgrammar ``StructuralTag``) with at most :data:`TOOL_CALL_MAX_WHITESPACE` blanks in a row
+    in each of its JSON parts, in place; parts that set their own bound or are not JSON keep it.
+
+    One blank, not none: a model trained on ``json.dumps`` output writes ``": "`` and ``", "``, and a
+    grammar without them would push it off the text it knows.
+    """
+    from pydantic import BaseModel
+    from xgrammar.structural_tag import JSONSchemaFormat
+
+    if isinstance(tag, JSONSchemaFormat) and tag.style == "json" and tag.max_whitespace_cnt is None:
+        tag.max_whitespace_cnt = TOOL_CALL_MAX_WHITESPACE
+    elif isinstance(tag, BaseModel):
+        for field in type(tag).model_fields:
+            bound_tool_call_whitespace(getattr(tag, field))
+    elif isinstance(tag, list | tuple):
+        for item in tag:
+            bound_tool_call_whitespace(item)
+    return tag
+
+
+def _bound_tool_call_grammars() -> None:
+    """Wrap vLLM's builder of tool-call grammars (which tool parsers look up when a request comes) so each
+    grammar it builds goes through :func:`bound_tool_call_whitespace`."""
+    from vllm.tool_parsers import structural_tag_registry as registry
+
+    build = registry.get_model_structural_tag
+
+    def build_bounded(*args: Any, **kwargs: Any) -> Any:
+        return bound_tool_call_whitespace(build(*args, **kwargs))
+
+    registry.get_model_structural_tag = build_bounded
+
+
 def main() -> None:
     from vllm.entrypoints.launchers.api_server import entry
+
+    _bound_tool_call_grammars()
 
     build_app = entry.build_app
 
