@@ -57,6 +57,8 @@ _LAZY = {
     "compare_benchmarks": "kernel_magics.bench.api:compare_benchmarks",
     "benchmark_tasks": "kernel_magics.bench.registry:benchmark_tasks",
     "launcher": "kernel_magics.widgets.launcher:launcher",
+    "publish": "kernel_magics.classroom.client:publish",
+    "request_slot": "kernel_magics.classroom.slot_client:request_slot",
 }
 
 _LAZY.update(public_functions())

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "kernel_magics.train.commands",
     "kernel_magics.serve.commands",
     "kernel_magics.export.commands",
+    "kernel_magics.classroom.commands",
 )
 
 
