@@ -3,6 +3,7 @@ giving the same call, the language setting, the runs tab."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,53 @@ def test_the_plan_follows_method_batch_and_length(tiny_model):
 
 def _peak(text: str) -> float:
     return float(text.split("km-plan-peak'>")[1].split(" GiB")[0])
+
+
+def _plan_reasons(monkeypatch) -> list[str]:
+    """The reasons the plan gives on each kind of device, memory, 4-bit support and CPU bf16 support."""
+    from kernel_magics import device as devices
+    from kernel_magics.device import DeviceInfo
+    from kernel_magics.train import plan as plans
+    from kernel_magics.train.levers import COMPILE_NOTE
+
+    def reasons(device, method="auto", dtype="auto", batch_size=1, estimates=None) -> list[str]:
+        layout = dict(batch_size=batch_size, grad_accum=1, gradient_checkpointing=None)
+        return plans.make_plan(method, device, estimates=estimates, dtype=dtype, **layout).reasons
+
+    cpu = DeviceInfo("cpu", None, "CPU", 16.0, 10.0, False, "")
+    found = [COMPILE_NOTE]
+    monkeypatch.setattr(devices, "cpu_native_bf16", lambda flags=None: None)
+    found += reasons(cpu) + reasons(cpu, method="lora", dtype="bf16")
+    monkeypatch.setattr(devices, "cpu_native_bf16", lambda flags=None: "AMX-BF16")
+    found += reasons(cpu) + reasons(cpu, method="full")
+    found += reasons(DeviceInfo("mps", None, "Apple M2", 16.0, 12.0, True, ""), batch_size=4)
+    for free, lora_gb, four_bit in [(40.0, 15.2, None), (40.0, None, None), (8.0, 15.2, None), (8.0, None, "no bnb")]:
+        monkeypatch.setattr(plans, "four_bit_problem", lambda device, problem=four_bit: problem)
+        gpu = DeviceInfo("cuda", 0, "NVIDIA L4", 48.0, free, True, "")
+        found += reasons(gpu, estimates={"lora": lora_gb} if lora_gb else None)
+    return list(dict.fromkeys(found))
+
+
+def test_the_plan_says_why_in_chinese(monkeypatch, tiny_model):
+    from kernel_magics.widgets.launcher_plan_words import plan_reason
+
+    reasons = _plan_reasons(monkeypatch)
+    assert len(reasons) == 15, reasons
+    chinese = {reason: plan_reason(reason, "zh") for reason in reasons}
+    assert [r for r, zh in chinese.items() if zh == r or not re.search("[\u4e00-\u9fff]", zh)] == []
+    qlora = "auto: only 8.0 GiB free on NVIDIA L4 (LoRA would need ~15.2 GiB) -> QLoRA 4-bit"
+    assert chinese[qlora] == "自动：NVIDIA L4 上只有 8.0 GiB 可用（LoRA 约需 15.2 GiB） → QLoRA 4 位"
+    assert chinese["auto: 40.0 GiB free on NVIDIA L4 -> LoRA bf16"] == "自动：NVIDIA L4 上可用 40.0 GiB → LoRA bf16"
+    assert all(plan_reason(r, "en") == r for r in reasons)
+    monkeypatch.undo()
+    from kernel_magics.widgets.launcher_forms import CommandForm
+
+    form = CommandForm(cli.command("sft"), language="zh")
+    form.set_value("model", "tiny")
+    form.set_value("device", "cpu")
+    form.refresh_plan(wait=True)
+    assert "CPU 上自动选择 LoRA" in form.plan_box.value and re.search("批大小 \\d+ × 梯度累积 1", form.plan_box.value)
+    assert "auto on the CPU" not in form.plan_box.value
 
 
 def test_run_and_the_inserted_cell_start_the_same_run(shell, tiny_model):

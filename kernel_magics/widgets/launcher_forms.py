@@ -20,6 +20,7 @@ from ..argspec import Arg, Command
 from ..errors import SwiftError
 from .launcher_cell import PLAN_KNOBS, Cell, cell_for, default_text, kwargs_from, plan_for, split_fields
 from .launcher_i18n import arg_help, arg_label, word
+from .launcher_plan_words import plan_free, plan_head, plan_reason
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 MODEL_SUGGESTIONS = ("tiny", "smollm2", "tiny-llama")
@@ -201,13 +202,12 @@ class CommandForm(W.VBox):
         fit = word("fits", lang) if view.fits else word("no_fit", lang)
         colour = "#2e7d32" if view.fits else "#c62828"
         totals = " · ".join(f"{m} {gb:.2f} GiB" for m, gb in view.totals.items())
-        why = "; ".join(plan.reasons) or "-"
+        why = "; ".join(plan_reason(reason, lang) for reason in plan.reasons) or "-"
         return (
-            f"<div class='km-plan' data-method='{plan.method}'><b>{word('plan', lang)}</b>: "
-            f"<b class='km-plan-method'>{plan.method}</b> in {plan.dtype} on {plan.device}, batch {plan.batch_size}"
-            f" x {plan.grad_accum} — {word('peak', lang)} <b class='km-plan-peak'>{peak}</b> "
-            f"(<span style='color:{colour}'>{fit}</span>; {view.device_free_gb:.1f} GiB {word('free', lang)} "
-            f"{plan.device})<br><span class='km-plan-why'>{word('why', lang)}: {html.escape(why)}</span><br>"
+            f"<div class='km-plan' data-method='{plan.method}'><b>{word('plan', lang)}</b>: {plan_head(plan, lang)}"
+            f" — {word('peak', lang)} <b class='km-plan-peak'>{peak}</b> "
+            f"(<span style='color:{colour}'>{fit}</span>; {plan_free(view.device_free_gb, plan.device, lang)})"
+            f"<br><span class='km-plan-why'>{word('why', lang)}: {html.escape(why)}</span><br>"
             f"<small>{html.escape(view.model)}: {totals}</small></div>"
         )
 

@@ -38,7 +38,6 @@ UI: dict[str, tuple[str, str]] = {  # key -> (English, Chinese)
     "plan_wait": ("working out the plan…", "正在估算训练计划…"),
     "plan_none": ("no plan: ", "无法估算："),
     "peak": ("estimated peak memory", "估算峰值显存"),
-    "free": ("free on", "可用，设备"),
     "fits": ("fits", "放得下"),
     "no_fit": ("does not fit", "放不下"),
     "why": ("why", "原因"),

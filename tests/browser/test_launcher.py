@@ -110,7 +110,7 @@ def test_launcher_in_chinese(lab, page, tiny_model):
     assert labels[:5] == ["模型", "数据集", "方法", "步数", "学习率"]
     _fill(page, "sft", "model", "tiny")
     text = _plan_for(page, "sft", "tiny:")
-    assert "训练计划" in text and "估算峰值显存" in text
+    assert "训练计划" in text and "估算峰值显存" in text and "CPU 上自动选择 LoRA" in text  # the reasons too
     page.locator(".km-form-sft button.km-launcher-insert").click()
     page.wait_for_function("() => document.querySelector('.km-insert-note')?.textContent.includes('已插入')",
                            timeout=30_000)  # fmt: skip
