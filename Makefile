@@ -47,8 +47,10 @@ lab: install tiny real-model
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff, then vulture for dead code (its paths and ignores: [tool.vulture] in pyproject.toml, vulture_whitelist.py)
 lint: install
-	$(VENV)/bin/ruff check kernel_magics tests benchmarks
+	$(VENV)/bin/ruff check kernel_magics tests benchmarks vulture_whitelist.py
+	$(VENV)/bin/vulture
 
 bench: install
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; HF_HUB_OFFLINE=1 $(PY) $$b || exit 1; done

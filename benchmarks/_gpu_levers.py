@@ -23,8 +23,6 @@ from typing import Any
 
 from _gpu_setup import Check, km_sft, peak_gb, release, reset_peak, step_figures  # noqa: E402
 
-LEVERS = ("liger", "padding_free", "compile", "fused_adamw", "qlora_8bit_adamw")
-
 
 def lever_pairs(check: Check) -> dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     """lever -> (shared options, off, on)."""

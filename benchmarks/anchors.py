@@ -334,7 +334,7 @@ def main() -> None:
         found = find_tool(python, module, label)
         if found:
             tools[label] = found
-    runners = {"km.sft": lambda py, *a: run_km(*a), "LLaMA-Factory": run_llamafactory, "ms-swift": run_swift}
+    runners = {"km.sft": lambda _python, *a: run_km(*a), "LLaMA-Factory": run_llamafactory, "ms-swift": run_swift}
 
     from kernel_magics.config import settings
     from kernel_magics.testing import tiny_dataset

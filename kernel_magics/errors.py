@@ -81,8 +81,3 @@ def some_choices(choices: Iterable[str], shown: int = SHOWN_CHOICES, more: str =
     if len(items) <= shown:
         return ", ".join(items)
     return f"{', '.join(items[:shown])}, ... ({len(items)} in all; {more})"
-
-
-def not_implemented(command: str = "this subcommand", **_: object) -> None:
-    """Target of subcommands whose feature has not landed yet."""
-    raise SwiftError(f"%swift {command} is not implemented yet")

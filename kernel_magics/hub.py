@@ -193,11 +193,6 @@ def _download_modelscope(
         raise SwiftModelError(f"ModelScope download of '{model_id}' failed: {exc}".splitlines()[0]) from exc
 
 
-def cache_root() -> Path:
-    """kernel_magics' own cache folder (tiny models, search indexes)."""
-    return settings.cache_path
-
-
 COMMANDS = [
     Command(
         name="download",

@@ -12,8 +12,8 @@ import pytest
 
 import kernel_magics
 from kernel_magics import cli
-from kernel_magics.argspec import Arg, Call, Command, csv_list, key_value, parse_args
-from kernel_magics.errors import SwiftError, SwiftUsageError
+from kernel_magics.argspec import Arg, Command, csv_list, key_value, parse_args
+from kernel_magics.errors import SwiftUsageError
 
 
 def _python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -177,22 +177,12 @@ def test_bad_input_is_a_usage_error(argv, body, message):
 def test_every_command_signature_matches_its_arguments():
     """Magic, CLI and Python API share names: every Arg is a keyword of the target function."""
     for name, command in cli.commands().items():
-        if command.target == "kernel_magics.errors:not_implemented":
-            continue
         params = inspect.signature(command.function()).parameters
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         for arg in command.args:
             assert accepts_any or arg.name in params, f"{name}: --{arg.name} is not a keyword of {command.target}"
         for key in command.defaults:
             assert accepts_any or key in params, f"{name}: default {key} is not a keyword of {command.target}"
-
-
-def test_not_implemented_is_a_swift_error():
-    """A subcommand wired to ``errors.not_implemented`` fails with a one-line SwiftError naming it."""
-    placeholder = Command("later", "a feature that has not landed", "kernel_magics.errors:not_implemented")
-    call = Call(placeholder, {"command": "later"})
-    with pytest.raises(SwiftError, match=r"^%swift later is not implemented yet$"):
-        call.run()
 
 
 def test_the_optional_bitsandbytes_kernels_notice_is_filtered(caplog):

@@ -75,6 +75,9 @@ def test_compare_mode_and_preference_rows(server, tmp_path):
         {"prompt": "What is the capital of France?", "chosen": answers["tuned"], "rejected": answers["tiny"]}
     ]
     assert panel.export_rows("sft")[0]["messages"][-1] == {"role": "assistant", "content": answers["tuned"]}
+    conversations = panel.histories()  # one conversation per model, each with its own answer
+    assert list(conversations) == ["tiny", "tuned"]
+    assert [c[-1]["content"] for c in conversations.values()] == [answers["tiny"], answers["tuned"]]
     path = panel.save_rows(tmp_path / "prefs.jsonl", "dpo")
     panel.save_rows(path, "dpo")
     rows = [json.loads(line) for line in path.read_text().splitlines()]

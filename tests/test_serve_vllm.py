@@ -15,7 +15,7 @@ import pytest
 from serve_support import make_lora_adapter, reference_reply
 
 import kernel_magics as km
-from kernel_magics.serve.server import group_members
+from kernel_magics.serve.ports import group_members
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

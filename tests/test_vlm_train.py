@@ -35,7 +35,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _answers(model, processor, rows: list[dict]) -> list[str]:  # noqa: ANN001
-    from kernel_magics.data.vision import load_image
+    from kernel_magics.data.images import load_image
 
     out = []
     for row in rows:
@@ -50,7 +50,7 @@ def _answer_nll(model, processor, rows: list[dict]) -> float:  # noqa: ANN001
     """Mean negative log-likelihood per token of each row's expected answer, after its question and image."""
     import torch
 
-    from kernel_magics.data.vision import load_image
+    from kernel_magics.data.images import load_image
 
     total, count = 0.0, 0
     for row in rows:

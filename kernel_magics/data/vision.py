@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import SwiftDataError, did_you_mean
 from .formats import ROLES, RowError
-from .images import image_size, load_image, resolve_image
+from .images import image_size, resolve_image
 from .prepare import ON_BAD_ROWS, PreparedData, convert_rows
 from .sources import read_rows
 
@@ -147,7 +147,14 @@ class Converter:
         self.style = style
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        return getattr(self, f"_{self.fmt}")(row)
+        by_format = {
+            "vqa": self._vqa,
+            "caption": self._caption,
+            "grounding": self._grounding,
+            "swift": self._swift,
+            "messages": self._messages,
+        }
+        return by_format[self.fmt](row)
 
     def _vqa(self, row: dict[str, Any]) -> dict[str, Any]:
         question_field = "query" if "query" in row and "question" not in row else "question"
@@ -377,10 +384,7 @@ __all__ = [
     "box_style",
     "box_text",
     "detect_vision_format",
-    "image_size",
     "is_vision_dataset",
-    "load_image",
     "message_text",
     "prepare_vision",
-    "resolve_image",
 ]

@@ -14,7 +14,6 @@ import json
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ class SearchIndex:
     tokens: list[list[str]]
     embedder: Embedder | None
     embeddings: np.ndarray | None
-    build_seconds: float = 0.0
     loaded_from_disk: bool = False
     _bm25: Any = field(default=None, repr=False)
 
@@ -120,7 +118,6 @@ def build_index(
         cached = _memory.get(memo_key)
         if cached is not None:
             return cached
-        start = time.perf_counter()
         learn_words(a for card in catalog_cards + local_cards for a in card.get("aliases", []))
         path = index_dir() / f"index-{catalog_key[:20]}-{slug(model_name)}.npz"
         loaded = _load(path, len(catalog_cards), model is not None)
@@ -141,7 +138,6 @@ def build_index(
             embeddings=vectors,
             loaded_from_disk=loaded is not None,
         )
-        index.build_seconds = time.perf_counter() - start
         while len(_memory) >= 4:  # a few live indexes per process are enough
             _memory.pop(next(iter(_memory)))
         _memory[memo_key] = index

@@ -23,7 +23,8 @@ from ..device import DeviceInfo, select_device
 from ..errors import SwiftConfigError, SwiftServeError, did_you_mean
 from .chat import ChatTarget, resolve_target
 from .engines import EngineOptions, ServingEngine, choose, engine, names_where
-from .server import LOOPBACK, Server, latest_server, pick_port, running_servers
+from .ports import LOOPBACK, pick_port
+from .server import Server, latest_server, running_servers
 
 _NAME = re.compile(r"^[\w.\-/:@]+$")
 

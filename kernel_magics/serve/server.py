@@ -27,15 +27,7 @@ from ..errors import SwiftServeError
 from ..jobs import FAILED, RUNNING, STOPPED, STOPPING, Job, live_jobs
 from .engines import ServingEngine
 from .engines import engine as registry_entry
-from .ports import (  # noqa: F401 - re-exported
-    LOOPBACK,
-    bind_socket,
-    group_members,
-    parent_death_signal,
-    pick_port,
-    port_is_free,
-    short_temp_base,
-)
+from .ports import bind_socket, group_members, parent_death_signal, short_temp_base
 
 _recent: list[Server] = []
 _recent_lock = threading.Lock()
@@ -84,7 +76,6 @@ class Server(Job):
         self.stream_interval_ms = stream_interval_ms
         self.limits = limits  # a ServeLimits (None: the defaults)
         self.models: list[str] = list(engine.models)
-        self.started_s: float | None = None
         self.log_path: Path | None = None
         self._uvicorn: Any = None
         self._thread: threading.Thread | None = None
@@ -214,7 +205,6 @@ class Server(Job):
             try:
                 with urllib.request.urlopen(health, timeout=2) as response:
                     if response.status == 200 and self._answers_as_ours():
-                        self.started_s = time.perf_counter() - started
                         self._set_state(RUNNING)
                         return
             except (urllib.error.URLError, OSError):

@@ -312,10 +312,3 @@ def tool_call_lines(turn: dict[str, Any], model: str) -> list[str]:
 def show(target: ChatTarget) -> ChatPanel:
     """Notebook display of ``%swift chat``: the panel for the resolved target."""
     return ChatPanel(target)
-
-
-def chat_panel(url: str | None = None, tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> ChatPanel:
-    """``ChatPanel`` for the latest server (or ``url``); same arguments as ``%swift chat``, plus ``tools``."""
-    from ..serve.api import chat
-
-    return ChatPanel(chat(url=url, **kwargs), tools=tools)

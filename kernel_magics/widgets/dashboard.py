@@ -226,13 +226,13 @@ class Dashboard(W.VBox):
                 self._flush()
             self._update_status(payload)
         elif event in ("progress", "begin"):
-            self._maybe_flush(progress_only=True)
+            self._maybe_flush()
         elif event == "log":
             self.notes.value = self._notes_html()
         elif event == "checkpoint":
             self._update_status(self.run.status, extra=f"checkpoint {str(payload).rsplit('/', 1)[-1]} written")
 
-    def _maybe_flush(self, progress_only: bool = False) -> None:
+    def _maybe_flush(self) -> None:
         """Schedule a redraw on a timer thread (never in the training thread, which only appends)."""
         with self._lock:
             if self._timer is not None:

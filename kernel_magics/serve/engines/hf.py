@@ -66,7 +66,6 @@ class HFEngine:
         self._thread: threading.Thread | None = None
         self.model: Any = None
         self.tokenizer: Any = None
-        self.busy_s = 0.0  # time spent in forward passes (for utilisation figures)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -273,11 +272,9 @@ class HFEngine:
         ids, mask = ids.to(self.torch_device), mask.to(self.torch_device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        started = time.perf_counter()
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
         )
-        self.busy_s += time.perf_counter() - started
         for i, handle in enumerate(batch):  # echo: row t of the prompt's logits predicts its token t + 1
             k = getattr(handle, "prompt_logprobs", None)
             if k is not None:
@@ -319,7 +316,6 @@ class HFEngine:
                         rows = [rows[p] for p in keep]
                     mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
                     positions = positions + 1
-                    started = time.perf_counter()
                     out = self.model(
                         input_ids=next_tokens.to(mask.device).view(-1, 1),
                         attention_mask=mask,
@@ -327,7 +323,6 @@ class HFEngine:
                         past_key_values=cache,
                         use_cache=True,
                     )
-                    self.busy_s += time.perf_counter() - started
                     logits = out.logits[:, -1, :].float()
                 else:
                     rows = []

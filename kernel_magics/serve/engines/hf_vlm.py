@@ -20,7 +20,6 @@ import base64
 import binascii
 import io
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +212,6 @@ class HFVisionEngine(HFEngine):
         sampling: dict[str, Any] = {"do_sample": False}
         if not params.greedy:
             sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
-        started = time.perf_counter()
         with torch.random.fork_rng(devices=[]), torch.inference_mode(), self._adapter_context(handle.model):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
@@ -226,7 +224,6 @@ class HFVisionEngine(HFEngine):
                 eos_token_id=sorted(self.eos_ids),
                 **sampling,
             )
-        self.busy_s += time.perf_counter() - started
         if handle.cancelled.is_set() and row.finish is None:
             return
         if row.finish is None:
