@@ -44,7 +44,7 @@ def main() -> None:
 
     import kernel_magics as km
     from kernel_magics.config import settings
-    from kernel_magics.search import api, dense, index
+    from kernel_magics.search import dense, index, sources
 
     settings.cache_dir = tempfile.mkdtemp(prefix="km-search-bench-")
     twins = [(q, props) for _, en, zh, props in TWINS for q in (en, zh)]
@@ -52,7 +52,7 @@ def main() -> None:
     if args.smoke:
         queries, modes, args.repeats = QUERIES[:4] + QUERIES[-3:] + twins[:4], ("hybrid", "bm25"), 1
         options.update(catalog=str(write_mini_catalog(Path(settings.cache_dir) / "mini.jsonl")), embedder="none")
-    catalog_cards, _ = api.all_cards(options.get("catalog"), include_local=False)
+    catalog_cards, _ = sources.all_cards(options.get("catalog"), include_local=False)
     cards = catalog_cards
     embedder, steps = _build_steps(catalog_cards, options.get("embedder"), index, dense)
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .testing import KIT_VERSION, _staged_folder, build_tokenizer, is_complete  # noqa: F401
+from .testing import _staged_folder, build_tokenizer, is_complete
 
 # --- tiny vision-language model ---------------------------------------------------------------------
 VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]

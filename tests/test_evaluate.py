@@ -14,7 +14,7 @@ import torch
 import kernel_magics as km
 from kernel_magics import cli
 from kernel_magics.errors import SwiftConfigError, SwiftDataError, SwiftUsageError
-from kernel_magics.export.api import compare, evaluate
+from kernel_magics.export.evaluate import compare, evaluate
 from kernel_magics.export.rows import holdout_indices, load_rows, select_rows
 from kernel_magics.testing import tiny_dataset
 

@@ -10,7 +10,8 @@ import torch
 
 from kernel_magics import cli
 from kernel_magics.errors import SwiftDeviceError, SwiftModelError, SwiftUsageError
-from kernel_magics.export.api import export, merge
+from kernel_magics.export.api import export
+from kernel_magics.export.merge import merge
 from kernel_magics.testing import tiny_dataset
 
 

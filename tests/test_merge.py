@@ -10,7 +10,7 @@ import torch
 
 from kernel_magics import cli
 from kernel_magics.errors import SwiftConfigError, SwiftModelError, SwiftUsageError
-from kernel_magics.export.api import merge
+from kernel_magics.export.merge import merge
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -16,7 +16,7 @@ import kernel_magics as km
 from kernel_magics import cli
 from kernel_magics.config import settings
 from kernel_magics.errors import SwiftConfigError, SwiftDataError, SwiftModelError, SwiftUsageError
-from kernel_magics.search import api, dense, index
+from kernel_magics.search import dense, index, ranking, sources
 from kernel_magics.search.local import card_from_folder, safetensors_params
 
 
@@ -46,7 +46,7 @@ def _fake_hub_cache(root: Path, repo_id: str, source: Path) -> Path:
 
 def test_results_frame_filters_and_why(mini):
     frame = km.search("chinese vision chat model", k=3, catalog=mini)
-    assert list(frame.columns) == list(api.RESULT_COLUMNS)
+    assert list(frame.columns) == list(ranking.RESULT_COLUMNS)
     strict = frame[frame["relaxed"] == ""]
     assert len(strict) == 2  # only two cards take images and speak Chinese
     assert set(strict["id"]) == {"Qwen/Qwen2-VL-2B-Instruct", "openbmb/MiniCPM-V-2_6"}
@@ -150,7 +150,7 @@ def test_index_is_cached_on_disk_and_queries_do_not_embed_cards(mini, tmp_path, 
     index.clear_memory()  # a new process: the index comes back from disk
     km.search("code model", catalog=mini)
     assert calls == [len(MINI)]
-    built = index.build_index(api.all_cards(mini, False)[0])
+    built = index.build_index(sources.all_cards(mini, False)[0])
     assert built.loaded_from_disk and built.embeddings.shape == (len(MINI), 384)
 
 

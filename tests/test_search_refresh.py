@@ -25,7 +25,7 @@ import kernel_magics.hub
 from kernel_magics import cli
 from kernel_magics.config import settings
 from kernel_magics.errors import SwiftConfigError
-from kernel_magics.search import api, configs, hubcards, index
+from kernel_magics.search import configs, hubcards, index, sources
 from kernel_magics.search.catalog import hub_catalog_path, load_catalog
 from kernel_magics.search.hubcards import PIPELINES
 from kernel_magics.search.refresh import QUANTIZED_TAGS
@@ -155,7 +155,7 @@ def test_search_uses_packaged_and_hub_cards(hub):
     assert {"Qwen/Qwen3-30B-A3B-Instruct-2507", "allenai/OLMoE-1B-7B-0125-Instruct"} <= set(strict["id"])
     assert "Qwen/Qwen3-30B-A3B" in set(strict["id"])  # the packaged cards are still there
     assert all(0 < a <= 5 and a < p for a, p in zip(strict["active_params_b"], strict["params_b"], strict=True))
-    built = index.build_index(api.all_cards(include_local=False)[0], dense=False)
+    built = index.build_index(sources.all_cards(include_local=False)[0], dense=False)
     assert len(built.cards) == packaged + len(NEW)  # the index was rebuilt for the new card set
     mini = write_mini_catalog(settings.cache_path / "mini.jsonl")
     assert len(km.catalog(catalog=str(mini), include_local=False)) == len(MINI)  # joined to the packaged one only

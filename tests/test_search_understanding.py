@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from kernel_magics.errors import SwiftConfigError
-from kernel_magics.search.commands import billions, token_count
 from kernel_magics.search.entities import EntityIndex
 from kernel_magics.search.lexicon import to_english
+from kernel_magics.search.licenses import COMMERCIAL
+from kernel_magics.search.phrases import QUANTIZED
 from kernel_magics.search.text import tokenize
-from kernel_magics.search.understand import COMMERCIAL, QUANTIZED, understand
+from kernel_magics.search.understand import understand
+from kernel_magics.search.units import billions, token_count
 
 
 def test_english_sizes_languages_formats():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SwiftDataError
-from .formats import FORMATS, KIND_OF, RowError, convert_row, detect_format, expected_columns
+from .formats import KIND_OF, RowError, convert_row, detect_format, expected_columns
 from .sources import read_rows
 
 ON_BAD_ROWS = ("error", "skip")
@@ -174,4 +174,4 @@ def check_lengths(
     return lengths
 
 
-__all__ = ["FORMATS", "ON_BAD_ROWS", "PreparedData", "check_lengths", "convert_rows", "prepare", "token_length"]
+__all__ = ["ON_BAD_ROWS", "PreparedData", "check_lengths", "convert_rows", "prepare", "token_length"]

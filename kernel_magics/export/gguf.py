@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..adapters import read_json
 from ..errors import SwiftConfigError, SwiftModelError
-from .loading import read_json
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 # HF architecture -> (gguf architecture name, rotary layout needs the q/k permutation)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..adapters import read_json
 from ..errors import SwiftConfigError, SwiftUsageError
 from .loading import (
     adapter_path,
@@ -24,7 +25,6 @@ from .loading import (
     load_base_model,
     load_tokenizer,
     quiet_loading,
-    read_json,
     resolve_base,
     torch_dtype,
 )

@@ -26,7 +26,7 @@ from .commands import MODES
 from .entities import EntityIndex
 from .filters import Filter, explicit_filters, listify, understood_filters
 from .index import build_index
-from .ranking import RESULT_COLUMNS, frame_of, newest, rank
+from .ranking import frame_of, newest, rank
 from .relax import select
 from .sources import all_cards, catalog, joined
 from .text import tokenize
@@ -35,7 +35,7 @@ from .understand import understand
 from .understanding import Understanding
 from .units import billions, token_count
 
-__all__ = ["RESULT_COLUMNS", "all_cards", "catalog", "print_results", "search"]
+__all__ = ["catalog", "print_results", "search"]
 
 MAX_QUERY_CHARS = 2000
 _entity_memo: dict[int, tuple[list[dict[str, Any]], EntityIndex]] = {}

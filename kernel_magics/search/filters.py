@@ -12,9 +12,9 @@ from typing import Any
 from ..errors import SwiftUsageError, did_you_mean, some_choices
 from .catalog import FORMATS, MODALITIES, TASKS
 from .lexicon import LANGUAGE_NAMES
-from .licenses import RESEARCH_ONLY
+from .licenses import COMMERCIAL, PERMISSIVE, RESEARCH_ONLY
 from .months import month_index
-from .understand import COMMERCIAL, PERMISSIVE, QUANTIZED
+from .phrases import QUANTIZED
 from .understanding import Understanding
 
 LICENSE_GROUPS = {"commercial": COMMERCIAL, "permissive": PERMISSIVE, "research-only": RESEARCH_ONLY}

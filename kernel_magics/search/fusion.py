@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .understand import QUANTIZED
+from .phrases import QUANTIZED
 from .understanding import Understanding
 
 RRF_K = 60

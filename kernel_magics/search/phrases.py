@@ -15,10 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 QUANTIZED = frozenset({"gguf", "awq", "gptq", "bnb-4bit", "mlx"})
-SPECIALISED_TASKS = frozenset(
-    {"base", "code", "math", "reasoning", "ocr", "grounding", "embedding", "rerank", "asr", "tts", "translation",
-     "function-calling"}
-)  # fmt: skip
 SMALL_B = 4.0  # "small" / "phone" / "小模型": at most this many billion parameters
 LONG_CONTEXT = 100_000  # "long context" / "长上下文": at least this many tokens
 

@@ -16,22 +16,11 @@ import re
 
 from .lexicon import to_english
 from .license_phrases import license_matches
-from .licenses import COMMERCIAL, PERMISSIVE
-from .phrases import LONG_CONTEXT, QUANTIZED, RULES, SMALL_B, SPECIALISED_TASKS, Rule
+from .phrases import RULES, Rule
 from .sizes import context_matches, size_matches
 from .text import STOPWORDS
 from .timeframe import time_matches
 from .understanding import Match, Phrase, Understanding
-
-__all__ = [
-    "COMMERCIAL",
-    "LONG_CONTEXT",
-    "PERMISSIVE",
-    "QUANTIZED",
-    "SMALL_B",
-    "SPECIALISED_TASKS",
-    "understand",
-]
 
 
 def understand(query: str, as_of: str | None = None) -> Understanding:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from ..argspec import csv_list, knob
 from ..errors import SwiftConfigError, did_you_mean
-from .grpo_config import trl_config, wants_vllm  # noqa: F401 - part of this method's interface
+from .grpo_config import trl_config, wants_vllm
 from .plan import Plan
 from .reward_calls import wrap
 from .rewards import DEFAULT_FORMAT, NEEDS_ANSWER, SOURCE_FILE, Reward, resolve_rewards, sources_file
@@ -294,8 +294,8 @@ def run_record(args: GRPOArgs, inputs: GRPOInputs, plan: Plan) -> Any:
     """The launcher's ``record`` hook: loss, rollouts and rewards in config.json and the log; once the run
     folder exists, the rewards' sources as ``rewards.py`` and the live functions on the run (for a resume in
     this process)."""
+    from .folders import atomic_write
     from .launching import rows_in_memory
-    from .run import atomic_write
     from .start import RunRecord
 
     rollout = "vLLM colocated (sleeps between rollouts)" if wants_vllm(args, plan) else "transformers generate"
