@@ -164,7 +164,7 @@ def is_complete(path: str | os.PathLike[str]) -> bool:
 
 
 @contextmanager
-def _staged_folder(target: Path) -> Iterator[Path]:
+def staged_model_folder(target: Path) -> Iterator[Path]:
     """Build a model folder beside ``target``; on success mark it complete and swap it in atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -196,7 +196,7 @@ def make_tiny_model(path: str | os.PathLike[str], arch: str = "qwen2", *, seed: 
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    with _staged_folder(target) as staging:
+    with staged_model_folder(target) as staging:
         tokenizer = build_tokenizer()
         config = _config(arch, len(tokenizer), tokenizer)
         with torch.random.fork_rng(devices=[]):

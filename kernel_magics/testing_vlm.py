@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .testing import _staged_folder, build_tokenizer, is_complete
+from .testing import build_tokenizer, is_complete, staged_model_folder
 
 # --- tiny vision-language model ---------------------------------------------------------------------
 VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -86,7 +86,7 @@ def make_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     except ImportError:  # older transformers name the PIL processor this way
         from transformers import Qwen2VLImageProcessor as ImageProcessor
 
-    with _staged_folder(target) as staging:
+    with staged_model_folder(target) as staging:
         tokenizer = build_tokenizer()
         tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", *VISION_TOKENS]})
         tokenizer.chat_template = VLM_CHAT_TEMPLATE
