@@ -233,13 +233,25 @@ def _data_for(name: str, data: Any, outtype: str) -> tuple[Any, Any]:
         return data.astype(np.float16), qtype.F16
 
 
-def write_gguf(model_dir: Path, path: Path, outtype: str = "f16", name: str | None = None) -> GGUFFile:
-    """Write ``model_dir`` (a merged HF folder) to the GGUF file ``path`` in ``outtype``."""
-    import gguf
+@dataclass(frozen=True)
+class _Shape:
+    """What the GGUF header and tensor names need from a model's ``config.json``."""
 
-    if outtype not in OUTTYPES:
-        raise SwiftConfigError(f"GGUF outtype '{outtype}' is not one of {', '.join(OUTTYPES)}")
-    config = read_json(model_dir / "config.json")
+    hf_arch: str
+    arch_name: str  # gguf's name of the architecture
+    permute: bool  # q / k rows reordered for llama.cpp's rotary layout
+    n_layers: int
+    n_head: int
+    n_kv: int
+    hidden: int
+    head_dim: int
+    theta: float
+    rope: dict[str, Any]
+    tied: bool
+
+
+def _shape(model_dir: Path, config: dict[str, Any]) -> _Shape:
+    """The model's shape, or one line saying why GGUF export cannot write it."""
     if config.get("quantization_config"):
         raise SwiftModelError(f"{model_dir} holds quantized weights; export the unquantized (merged) model to GGUF")
     hf_arch = (config.get("architectures") or ["?"])[0]
@@ -249,41 +261,51 @@ def write_gguf(model_dir: Path, path: Path, outtype: str = "f16", name: str | No
             "use llama.cpp's convert_hf_to_gguf.py for other architectures"
         )
     arch_name, permute = ARCHITECTURES[hf_arch]
-    arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name)
-    n_layers = int(config["num_hidden_layers"])
-    n_head = int(config["num_attention_heads"])
-    n_kv = int(config.get("num_key_value_heads") or n_head)
-    hidden = int(config["hidden_size"])
-    head_dim = int(config.get("head_dim") or hidden // n_head)
-    vocab = _tokenizer_vocab(model_dir, int(config.get("vocab_size") or 0))
     theta, rope = _rope_settings(config)
     if rope["rope_type"] == "llama3" and arch_name != "llama":
         raise SwiftModelError(f"llama3 RoPE scaling on a {hf_arch} is not supported by GGUF export")
-    tied = bool(config.get("tie_word_embeddings", False))
+    n_head, hidden = int(config["num_attention_heads"]), int(config["hidden_size"])
+    return _Shape(
+        hf_arch=hf_arch,
+        arch_name=arch_name,
+        permute=permute,
+        n_layers=int(config["num_hidden_layers"]),
+        n_head=n_head,
+        n_kv=int(config.get("num_key_value_heads") or n_head),
+        hidden=hidden,
+        head_dim=int(config.get("head_dim") or hidden // n_head),
+        theta=theta,
+        rope=rope,
+        tied=bool(config.get("tie_word_embeddings", False)),
+    )
 
-    writer = gguf.GGUFWriter(str(path), arch_name)
-    writer.add_name(name or model_dir.name)
+
+def _add_hyperparameters(writer: Any, shape: _Shape, config: dict[str, Any], outtype: str, n_tokens: int) -> None:
+    import gguf
+
     writer.add_context_length(int(config.get("max_position_embeddings") or 4096))
-    writer.add_embedding_length(hidden)
-    writer.add_block_count(n_layers)
+    writer.add_embedding_length(shape.hidden)
+    writer.add_block_count(shape.n_layers)
     writer.add_feed_forward_length(int(config["intermediate_size"]))
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_kv)
-    if head_dim != hidden // n_head:
-        writer.add_key_length(head_dim)
-        writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_rope_freq_base(theta)
-    if rope["rope_type"] == "linear" and rope.get("factor"):
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_kv)
+    if shape.head_dim != shape.hidden // shape.n_head:
+        writer.add_key_length(shape.head_dim)
+        writer.add_value_length(shape.head_dim)
+    writer.add_rope_dimension_count(shape.head_dim)
+    writer.add_rope_freq_base(shape.theta)
+    if shape.rope["rope_type"] == "linear" and shape.rope.get("factor"):
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(float(rope["factor"]))
+        writer.add_rope_scaling_factor(float(shape.rope["factor"]))
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
-    writer.add_vocab_size(len(vocab["tokens"]))
+    writer.add_vocab_size(n_tokens)
     file_types = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
     file_types["q4_0"] = "MOSTLY_Q4_0"
     writer.add_file_type(int(getattr(gguf.LlamaFileType, file_types[outtype])))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
+
+def _add_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any], vocab: dict[str, Any]) -> None:
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(vocab["pre"])
     writer.add_token_list(vocab["tokens"])
@@ -297,35 +319,55 @@ def write_gguf(model_dir: Path, path: Path, outtype: str = "f16", name: str | No
     if template:
         writer.add_chat_template(strip_generation_markers(template))
 
-    names = gguf.get_tensor_name_map(arch, n_layers)
+
+def _add_tensors(writer: Any, model_dir: Path, shape: _Shape, outtype: str) -> int:
+    """Add every weight under its GGUF name (q / k permuted where the layout needs it); returns the count."""
+    import gguf
+
+    arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == shape.arch_name)
+    names = gguf.get_tensor_name_map(arch, shape.n_layers)
     count = 0
-    if rope["rope_type"] == "llama3":
-        writer.add_tensor(
-            gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", llama3_rope_factors(rope, theta, head_dim)
-        )
+    if shape.rope["rope_type"] == "llama3":
+        factors = llama3_rope_factors(shape.rope, shape.theta, shape.head_dim)
+        writer.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", factors)
         count += 1
     for hf_name, data in iter_safetensors(model_dir):
-        if hf_name.endswith("rotary_emb.inv_freq"):
-            continue
-        if tied and hf_name == "lm_head.weight":
+        if hf_name.endswith("rotary_emb.inv_freq") or (shape.tied and hf_name == "lm_head.weight"):
             continue
         new_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if new_name is None:
-            writer.close()
-            raise SwiftModelError(f"GGUF export: no GGUF name for tensor '{hf_name}' of {hf_arch}")
-        if permute and hf_name.endswith("q_proj.weight"):
-            data = permute_qk(data, n_head)
-        elif permute and hf_name.endswith("k_proj.weight"):
-            data = permute_qk(data, n_kv)
+            raise SwiftModelError(f"GGUF export: no GGUF name for tensor '{hf_name}' of {shape.hf_arch}")
+        if shape.permute and hf_name.endswith("q_proj.weight"):
+            data = permute_qk(data, shape.n_head)
+        elif shape.permute and hf_name.endswith("k_proj.weight"):
+            data = permute_qk(data, shape.n_kv)
         array, raw_type = _data_for(new_name, data, outtype)
         writer.add_tensor(new_name, array, raw_dtype=raw_type)
         count += 1
+    return count
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return GGUFFile(Path(path), arch_name, outtype, count, vocab["pre"])
+
+def write_gguf(model_dir: Path, path: Path, outtype: str = "f16", name: str | None = None) -> GGUFFile:
+    """Write ``model_dir`` (a merged HF folder) to the GGUF file ``path`` in ``outtype``."""
+    import gguf
+
+    if outtype not in OUTTYPES:
+        raise SwiftConfigError(f"GGUF outtype '{outtype}' is not one of {', '.join(OUTTYPES)}")
+    config = read_json(model_dir / "config.json")
+    shape = _shape(model_dir, config)
+    vocab = _tokenizer_vocab(model_dir, int(config.get("vocab_size") or 0))
+    writer = gguf.GGUFWriter(str(path), shape.arch_name)
+    try:
+        writer.add_name(name or model_dir.name)
+        _add_hyperparameters(writer, shape, config, outtype, len(vocab["tokens"]))
+        _add_tokenizer(writer, model_dir, config, vocab)
+        count = _add_tensors(writer, model_dir, shape, outtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    return GGUFFile(Path(path), shape.arch_name, outtype, count, vocab["pre"])
 
 
 def write_modelfile(gguf_path: Path) -> Path:
