@@ -85,68 +85,78 @@ class Estimate:
         )
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What one training step holds besides the model: the batch, the adapters, the images per row."""
+
+    max_length: int
+    batch_size: int
+    lora_r: int
+    target_modules: list[str] | str | None
+    gradient_checkpointing: bool
+    images_per_row: int = 0
+    image_pixels: int | None = None
+    train_vision: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.max_length * self.batch_size
+
+
+def _activation_bytes(arch: Architecture, work: Workload, compute_bytes: int, full: bool) -> float:
+    """Activations the decoder blocks keep for backward (LoRA also keeps the inputs of its adapted linears)."""
+    h, kv = arch.hidden_size, arch.num_kv_heads * arch.head_dim
+    block_values = 6 * h + 2 * kv + 4 * arch.intermediate_size  # values per token stored by one block
+    lora_inputs = sum(a for n, (a, _) in arch.linear_shapes().items() if n in targets(work.target_modules))
+    per_block = block_values * compute_bytes + (0 if full else lora_inputs * compute_bytes)
+    if work.gradient_checkpointing:
+        return work.tokens * (arch.num_layers * h * compute_bytes + per_block)
+    return work.tokens * arch.num_layers * per_block
+
+
+def _optimizer_bytes(method: str, trainable: int, compute_bytes: int) -> float:
+    if method == "full":
+        return trainable * 2 * compute_bytes  # AdamW moments in the parameters' dtype
+    if method == "qlora":
+        return trainable * 2  # 8-bit AdamW: one byte per moment
+    return trainable * 8
+
+
+def _weight_bytes(method: str, arch: Architecture, vision_params: int, compute_bytes: int) -> float:
+    if method == "qlora":  # the vision tower stays in full precision
+        frozen_other = arch.embedding_params + arch.norm_params
+        return arch.linear_params * NF4_BYTES + (frozen_other + vision_params) * compute_bytes
+    return (arch.total_params + vision_params) * compute_bytes
+
+
 def component_table(
-    arch: Architecture,
-    *,
-    max_length: int,
-    batch_size: int,
-    lora_r: int,
-    target_modules: list[str] | str | None,
-    gradient_checkpointing: bool,
-    compute_bytes: int,
-    cuda: bool,
-    vision: VisionTower | None = None,
-    images_per_row: int = 0,
-    image_pixels: int | None = None,
-    train_vision: bool = False,
+    arch: Architecture, work: Workload, *, compute_bytes: int, cuda: bool, vision: VisionTower | None = None
 ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """Bytes of each component for each method, and trainable parameters per method."""
-    tokens = max_length * batch_size
-    h, i_size, L, V = arch.hidden_size, arch.intermediate_size, arch.num_layers, arch.vocab_size
-    kv = arch.num_kv_heads * arch.head_dim
-    lora = arch.lora_params(lora_r, target_modules)
-    # activations stored by one decoder block for backward, in values per token
-    block_values = 6 * h + 2 * kv + 4 * i_size
-    lora_inputs = sum(a for n, (a, _) in arch.linear_shapes().items() if n in targets(target_modules))
-    logits_bytes = tokens * V * (compute_bytes + 4 + 4)  # logits, fp32 upcast for the loss, its gradient
+    lora = arch.lora_params(work.lora_r, work.target_modules)
+    logits_bytes = work.tokens * arch.vocab_size * (compute_bytes + 4 + 4)  # logits, fp32 upcast, its gradient
     vision_params = vision.params if vision else 0
-    vision_lora = vision.lora_params(lora_r) if vision and train_vision else 0
+    vision_lora = vision.lora_params(work.lora_r) if vision and work.train_vision else 0
     vision_acts = 0
-    if vision and images_per_row:
-        patches = vision.patches(image_pixels)
-        vision_acts = batch_size * images_per_row * vision.activation_values(patches, stored=train_vision)
+    if vision and work.images_per_row:
+        patches = vision.patches(work.image_pixels)
+        per_image = vision.activation_values(patches, stored=work.train_vision)
+        vision_acts = work.batch_size * work.images_per_row * per_image
     trainable_by_method = {
-        "full": arch.total_params + (vision_params if train_vision else 0),
+        "full": arch.total_params + (vision_params if work.train_vision else 0),
         "lora": lora + vision_lora,
         "qlora": lora + vision_lora,
     }
     out: dict[str, dict[str, float]] = {}
     for method in METHODS:
-        frozen_other = arch.embedding_params + arch.norm_params
-        if method == "qlora":  # the vision tower stays in full precision
-            weights = arch.linear_params * NF4_BYTES + (frozen_other + vision_params) * compute_bytes
-        else:
-            weights = (arch.total_params + vision_params) * compute_bytes
+        full = method == "full"
         trainable = trainable_by_method[method]
-        lora_bytes = 0 if method == "full" else lora * 4  # peft keeps adapters in fp32
-        grads = trainable * (compute_bytes if method == "full" else 4)
-        if method == "full":
-            optim = trainable * 2 * compute_bytes  # AdamW moments in the parameters' dtype
-        elif method == "qlora":
-            optim = trainable * 2  # 8-bit AdamW: one byte per moment
-        else:
-            optim = trainable * 8
-        per_block = block_values * compute_bytes + (0 if method == "full" else lora_inputs * compute_bytes)
-        if gradient_checkpointing:
-            acts = tokens * (L * h * compute_bytes + per_block)
-        else:
-            acts = tokens * L * per_block
         out[method] = {
-            "weights": weights,
-            "lora params": lora_bytes,
-            "gradients": grads,
-            "optimizer states": optim,
-            "activations": acts,
+            "weights": _weight_bytes(method, arch, vision_params, compute_bytes),
+            "lora params": 0 if full else lora * 4,  # peft keeps adapters in fp32
+            "gradients": trainable * (compute_bytes if full else 4),
+            "optimizer states": _optimizer_bytes(method, trainable, compute_bytes),
+            "activations": _activation_bytes(arch, work, compute_bytes, full),
             "logits + loss": logits_bytes,
             "CUDA overhead": CUDA_CONTEXT_GB * GB if cuda else 0.0,
         }
@@ -182,8 +192,6 @@ def estimate(
     when that many processes share the run (FSDP / ZeRO-3 divide weights, gradients and optimizer states,
     ZeRO-2 gradients and optimizer states, ZeRO-3 offload keeps weights and optimizer states in CPU memory).
     """
-    import pandas as pd
-
     from ..config import settings
     from ..device import select_device
 
@@ -204,35 +212,18 @@ def estimate(
     dtypes = {m: dtype or choose_dtype("auto", info, [], m) for m in METHODS}
     if any(d not in COMPUTE_BYTES for d in dtypes.values()):
         raise SwiftConfigError(f"dtype must be bf16, fp16 or fp32, got '{dtype}'")
-    if gradient_checkpointing is None:
-        gradient_checkpointing = cuda
-    tables = {
-        d: component_table(
-            arch,
-            max_length=max_length,
-            batch_size=batch_size,
-            lora_r=lora_r,
-            target_modules=target_modules,
-            gradient_checkpointing=gradient_checkpointing,
-            compute_bytes=COMPUTE_BYTES[d],
-            cuda=cuda,
-            vision=vision,
-            images_per_row=images_per_row,
-            image_pixels=image_pixels,
-            train_vision=train_vision,
-        )
-        for d in set(dtypes.values())
-    }
-    parts = {m: tables[dtypes[m]][0][m] for m in METHODS}
-    trainable = next(iter(tables.values()))[1]
-    from .distributed import per_device
-
-    parts = per_device(parts, strategy, num_processes)
-    frame = pd.DataFrame(parts) / GB
-    frame.loc["total"] = frame.sum()
+    work = Workload(
+        max_length=max_length,
+        batch_size=batch_size,
+        lora_r=lora_r,
+        target_modules=target_modules,
+        gradient_checkpointing=cuda if gradient_checkpointing is None else gradient_checkpointing,
+        images_per_row=images_per_row,
+        image_pixels=image_pixels,
+        train_vision=train_vision,
+    )
+    frame, trainable = _breakdown(arch, vision, work, dtypes, cuda, (strategy, num_processes))
     totals = {m: float(frame.loc["total", m]) for m in METHODS}
-    fits = {m: totals[m] <= info.memory_free_gb * 0.95 for m in METHODS}
-    frame.index.name = "GiB"
     return Estimate(
         model=name,
         method=method,
@@ -240,28 +231,59 @@ def estimate(
         trainable=trainable,
         breakdown=frame,
         totals=totals,
-        fits=fits,
+        fits={m: totals[m] <= info.memory_free_gb * 0.95 for m in METHODS},
         device=info.torch_device,
         device_free_gb=info.memory_free_gb,
-        settings=dict(
-            max_length=max_length,
-            batch_size=batch_size,
-            lora_r=lora_r,
-            target_modules=target_modules or "all-linear",
-            gradient_checkpointing=gradient_checkpointing,
-            dtype=dtypes[method],
-            **(
-                {"num_processes": num_processes, "strategy": strategy} if num_processes > 1 or strategy != "ddp" else {}
-            ),
-            **(
-                {
-                    "images_per_row": images_per_row,
-                    "image_pixels": image_pixels or DEFAULT_IMAGE_PIXELS,
-                    "image_tokens": vision.image_tokens(image_pixels),
-                    "train_vision": train_vision,
-                }
-                if vision
-                else {}
-            ),
-        ),
+        settings=_settings_record(work, dtypes[method], vision, strategy, num_processes),
     )
+
+
+def _breakdown(
+    arch: Architecture,
+    vision: VisionTower | None,
+    work: Workload,
+    dtypes: dict[str, str],
+    cuda: bool,
+    sharing: tuple[str, int],
+) -> tuple[Any, dict[str, int]]:
+    """GiB per component (rows, with a total) and method (columns), per device when ``sharing`` (strategy,
+    processes) divides the run; and trainable parameters per method."""
+    import pandas as pd
+
+    from .distributed import per_device
+
+    tables = {
+        d: component_table(arch, work, compute_bytes=COMPUTE_BYTES[d], cuda=cuda, vision=vision)
+        for d in set(dtypes.values())
+    }
+    parts = {m: tables[dtypes[m]][0][m] for m in METHODS}
+    trainable = next(iter(tables.values()))[1]
+    strategy, num_processes = sharing
+    frame = pd.DataFrame(per_device(parts, strategy, num_processes)) / GB
+    frame.loc["total"] = frame.sum()
+    frame.index.name = "GiB"
+    return frame, trainable
+
+
+def _settings_record(
+    work: Workload, dtype: str, vision: VisionTower | None, strategy: str, num_processes: int
+) -> dict[str, Any]:
+    """The settings an estimate was made for (what its line and table say it assumed)."""
+    record: dict[str, Any] = dict(
+        max_length=work.max_length,
+        batch_size=work.batch_size,
+        lora_r=work.lora_r,
+        target_modules=work.target_modules or "all-linear",
+        gradient_checkpointing=work.gradient_checkpointing,
+        dtype=dtype,
+    )
+    if num_processes > 1 or strategy != "ddp":
+        record.update(num_processes=num_processes, strategy=strategy)
+    if vision:
+        record.update(
+            images_per_row=work.images_per_row,
+            image_pixels=work.image_pixels or DEFAULT_IMAGE_PIXELS,
+            image_tokens=vision.image_tokens(work.image_pixels),
+            train_vision=work.train_vision,
+        )
+    return record
