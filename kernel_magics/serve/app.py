@@ -44,6 +44,27 @@ def create_app(
     if honoured is None:
         from .engines.transformers import TEXT_FIELDS as honoured
     app = FastAPI(title="kernel_magics OpenAI-compatible server", docs_url=None, redoc_url=None)
+    _add_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    if api_key:
+        app.add_middleware(APIKeyMiddleware, api_key=api_key)
+    else:  # no key: only this machine's names (a web page cannot rebind one of its own to us)
+        app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts)
+    _add_model_routes(app, engine)
+    _add_completion_routes(app, engine, honoured, stream_interval_s, limits)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = finish_schema(schema, list(engine.models), getattr(engine, "vocab_size", None))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure answers with an OpenAI error object (400 for a body that does not validate)."""
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -64,11 +85,9 @@ def create_app(
         error = APIError(str(exc.detail), status=exc.status_code, type=kind)
         return JSONResponse(error.body(), status_code=exc.status_code)
 
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
-    if api_key:
-        app.add_middleware(APIKeyMiddleware, api_key=api_key)
-    else:  # no key: only this machine's names (a web page cannot rebind one of its own to us)
-        app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts)
+
+def _add_model_routes(app: FastAPI, engine: Engine) -> None:
+    """``/health``, ``/v1/models`` (and one model's card), ``/metrics``."""
 
     @app.get("/health", responses=plain_responses())
     async def health() -> dict[str, str]:
@@ -89,6 +108,12 @@ def create_app(
         base = engine.models[0]
         return model_list([model], parents={m: base for m in engine.models[1:]})["data"][0]
 
+
+def _add_completion_routes(
+    app: FastAPI, engine: Engine, honoured: Mapping[str, set[str]], stream_interval_s: float, limits: ServeLimits
+) -> None:
+    """``POST /v1/chat/completions`` and ``POST /v1/completions``: fields the engine does not act on refused."""
+
     @app.post("/v1/chat/completions", responses=chat_responses())
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         _check_model(engine, body.model)
@@ -100,15 +125,6 @@ def create_app(
         _check_model(engine, body.model)
         check_fields(body, honoured["completions"])
         return await completion_reply(engine, body, stream_interval_s, limits, request)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            app.openapi_schema = finish_schema(schema, list(engine.models), getattr(engine, "vocab_size", None))
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
 
 
 class APIKeyMiddleware:
