@@ -54,6 +54,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _gpu_kernel_memory import section_kernel_memory  # noqa: E402
 from _gpu_levers import section_levers  # noqa: E402
 from _gpu_sections import (  # noqa: E402
     section_dpo,
@@ -73,6 +74,7 @@ RUNNERS: dict[str, Callable[[Check], dict[str, Any]]] = {
     "serve": section_serve,
     "levers": section_levers,
     "pytest_gpu": section_pytest,
+    "kernel_memory": section_kernel_memory,
 }
 
 

@@ -193,3 +193,36 @@ def test_with_the_lease_on_a_second_run_waits_for_the_first(tiny_model, workspac
     assert first.wait(300) == "finished", first.error
     assert second.wait(300) == "finished", second.error
     assert min(r["time"] for r in second.rows) > max(r["time"] for r in first.rows)
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_kernel_holds_no_device_memory_and_no_context(tiny_model, workspace):
+    import shutil
+
+    kernel = _start_kernel(
+        f"""
+        import subprocess, os
+        def holders():
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=30).stdout
+            return [int(p) for p in out.split()]
+        run = km.sft({str(tiny_model)!r}, {str(tiny_dataset())!r}, max_steps=20, device="cuda", **{OPTIONS!r})
+        seen = []
+        while not run.done:
+            if run.rows:
+                seen.append(holders())
+            time.sleep(0.5)
+        assert run.wait() == "finished", run.error
+        torch = sys.modules.get("torch")
+        print(json.dumps({{"pid": os.getpid(), "worker": run.worker_pid, "seen": seen, "after": holders(),
+                          "cuda": bool(torch is not None and torch.cuda.is_initialized())}}), flush=True)
+        """
+    )
+    if shutil.which("nvidia-smi") is None:
+        kernel.kill()
+        pytest.skip("nvidia-smi is not on this machine")
+    out, _ = kernel.communicate(timeout=900)
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["cuda"] is False
+    assert all(report["pid"] not in pids for pids in [*report["seen"], report["after"]])
+    assert any(report["worker"] in pids for pids in report["seen"]), "the worker trained on the GPU"

@@ -248,13 +248,14 @@ def child_environment() -> dict[str, str]:
 
 
 def kernel_stays_off_cuda(launcher: Any) -> Any:
-    """Decorator of a public training function: for a process-group run, every device question inside it is
-    answered by :func:`probe_device` (a child process), so the kernel never holds a CUDA context the ranks need."""
+    """Decorator of a public training function: for a run trained in processes of its own (every run but
+    ``where="kernel"``), each device question inside it is answered by :func:`probe_device` (a child process
+    on a CUDA build of torch), so the kernel never holds a CUDA context or device memory for it."""
     import functools
 
     @functools.wraps(launcher)
     def launch(*args: Any, **kwargs: Any) -> Any:
-        if not is_group(kwargs):
+        if not is_group(kwargs) and kwargs.get("where") == "kernel":
             return launcher(*args, **kwargs)
         from ..device import probed_device
 

@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if options.folder is not None:
         return run_job(options.folder, options.resume)
     preload()
+    ready = os.environ.get("KERNEL_MAGICS_WORKER_READY")
+    if ready:
+        with contextlib.suppress(OSError):
+            Path(ready).touch()
     line = sys.stdin.readline()
     if not line.strip():  # the kernel went away before it needed this process
         return 0
@@ -207,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     code = run_job(Path(job["folder"]), job.get("resume"))  # its output goes to the run's launcher.log from the start
     with contextlib.suppress(OSError, TypeError):
         Path(job.get("log")).unlink()  # what it printed while it waited
+    with contextlib.suppress(OSError, TypeError):
+        Path(ready).unlink()
     return code
 
 

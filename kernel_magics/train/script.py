@@ -20,6 +20,7 @@ import pprint
 import shlex
 import shutil
 import stat
+import string
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +146,16 @@ def _escaped(text: Any) -> str:
 
 
 def _shell(p: dict[str, Any]) -> str:
+    lines = [*_shell_environment(p), *_shell_model_and_data(p), *_shell_train_merge_serve(p)]
+    if p["final_loss"] is not None:
+        lines.append(f"echo 'done: $OUT (the original run ended at loss {p['final_loss']:.6f})'")
+    return "\n".join(lines) + "\n"
+
+
+def _shell_environment(p: dict[str, Any]) -> list[str]:
+    """The script's header, its output folder and step 1: a Python with the pinned training stack."""
     q = shlex.quote
-    flags = " ".join(q(t) for t in p["flags"])
-    data = f'"$HERE"/{q(p["data"])}' if p["data_local"] else q(p["data"])
-    lines = [
+    return [
         "#!/usr/bin/env bash",
         f"# Reproduces kernel_magics run {_escaped(p['run_id'])} outside Jupyter (written by run.to_script).",
         "# Idempotent: each step is skipped when its output exists. Usage:",
@@ -174,22 +181,33 @@ def _shell(p: dict[str, Any]) -> str:
         f'  "$PY" -m pip install {" ".join(q(t) for t in p["install"] + p["libs"])}',
         "fi",
         "",
-        "# 2. model (resumable download; nothing to do when cached or built locally)",
     ]
+
+
+def _shell_model_and_data(p: dict[str, Any]) -> list[str]:
+    """Steps 2 and 3: download the model when it comes from the hub; check the copied data's checksum."""
+    q = shlex.quote
+    lines = ["# 2. model (resumable download; nothing to do when cached or built locally)"]
     if p["hub_model"]:
         lines.append(f'"$PY" -m kernel_magics download {q(p["model"])}')
     else:
         lines.append(f"echo model: {q(p['model'])} '(local, nothing to download)'")
     lines += ["", "# 3. data"]
+    data = f'"$HERE"/{q(p["data"])}' if p["data_local"] else q(p["data"])
+    lines.append(f"DATA={data}")
     if p["data_local"]:
-        lines += [
-            f"DATA={data}",
+        lines.append(
             f'[ "$(sha256sum < "$DATA" | cut -d " " -f 1)" = {q(p["data_sha"])} ] '
-            '|| { echo "the data file $DATA has changed" >&2; exit 1; }',
-        ]
-    else:
-        lines.append(f"DATA={data}")
-    lines += [
+            '|| { echo "the data file $DATA has changed" >&2; exit 1; }'
+        )
+    return lines
+
+
+def _shell_train_merge_serve(p: dict[str, Any]) -> list[str]:
+    """Steps 4 to 6: train with the recorded flags, merge the adapter, serve when asked."""
+    q = shlex.quote
+    flags = " ".join(q(t) for t in p["flags"])
+    return [
         "",
         "# 4. train with the recorded arguments",
         'if [ -f "$OUT/adapter/adapter_config.json" ] || [ -f "$OUT/adapter/config.json" ]; then',
@@ -209,15 +227,27 @@ def _shell(p: dict[str, Any]) -> str:
         '  exec "$PY" -m kernel_magics serve --model "$MODEL_DIR"',
         "fi",
     ]
-    if p["final_loss"] is not None:
-        lines.append(f"echo 'done: $OUT (the original run ended at loss {p['final_loss']:.6f})'")
-    return "\n".join(lines) + "\n"
 
 
 def _python(p: dict[str, Any]) -> str:
-    data = repr(p["data"])
-    return f'''#!/usr/bin/env python3
-"""Reproduces kernel_magics run {_escaped(p["run_id"])} outside Jupyter (written by run.to_script).
+    download = "km.download(MODEL)" if p["hub_model"] else "print(f'model: {MODEL} (local, nothing to download)')"
+    return PYTHON_SCRIPT.substitute(
+        run_id=_escaped(p["run_id"]),
+        default_out=repr(p["run_id"] + "-repro"),
+        model=repr(p["model"]),
+        arguments=pprint.pformat(p["kwargs"], sort_dicts=True),
+        data=repr(p["data"]),
+        data_sha=repr(p["data_sha"]),
+        torch=repr(p["torch"]),
+        install=repr(p["install"] + p["libs"]),
+        model_step=download,
+        command=p["command"],
+    )
+
+
+# the Python kind of script; $names are filled by _python
+PYTHON_SCRIPT = string.Template('''#!/usr/bin/env python3
+"""Reproduces kernel_magics run $run_id outside Jupyter (written by run.to_script).
 
 Idempotent: each step is skipped when its output exists. Run it with a Python that has kernel_magics,
 or let it install the training stack into the running interpreter:  python THIS_SCRIPT [--serve]
@@ -231,38 +261,38 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = Path(os.environ.get("OUT", HERE / {p["run_id"] + "-repro"!r}))
-MODEL = {p["model"]!r}
-ARGUMENTS = {pprint.pformat(p["kwargs"], sort_dicts=True)}
-DATA = {data}
-DATA_SHA256 = {p["data_sha"]!r}
+OUT = Path(os.environ.get("OUT", HERE / $default_out))
+MODEL = $model
+ARGUMENTS = $arguments
+DATA = $data
+DATA_SHA256 = $data_sha
 
 # 1. environment
 missing = [m for m in ("kernel_magics", "torch", "transformers", "trl", "peft") if importlib.util.find_spec(m) is None]
 if missing:
     print("installing", ", ".join(missing))
-    subprocess.check_call([sys.executable, "-m", "pip", "install", *{p["torch"]!r}])  # torch first, pinned
-    subprocess.check_call([sys.executable, "-m", "pip", "install", *{p["install"] + p["libs"]!r}])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", *$torch])  # torch first, pinned
+    subprocess.check_call([sys.executable, "-m", "pip", "install", *$install])
 
 import kernel_magics as km  # noqa: E402
 
 # 2. model (resumable download; nothing to do when cached or built locally)
-{"km.download(MODEL)" if p["hub_model"] else "print(f'model: {MODEL} (local, nothing to download)')"}
+$model_step
 
 # 3. data
 if DATA_SHA256 is not None:
     DATA = str(HERE / DATA)
     if hashlib.sha256(Path(DATA).read_bytes()).hexdigest() != DATA_SHA256:
-        sys.exit(f"the data file {{DATA}} has changed")
+        sys.exit(f"the data file {DATA} has changed")
 
 # 4. train with the recorded arguments
 adapter = OUT / "adapter"
 if (adapter / "adapter_config.json").is_file() or (adapter / "config.json").is_file():
-    print(f"training already done: {{adapter}}")
+    print(f"training already done: {adapter}")
 else:
-    run = km.{p["command"]}(model=MODEL, dataset=DATA, output_dir=str(OUT), **ARGUMENTS)
+    run = km.$command(model=MODEL, dataset=DATA, output_dir=str(OUT), **ARGUMENTS)
     if run.wait() != "finished":
-        sys.exit(f"training ended {{run.status}}: {{run.error}}")
+        sys.exit(f"training ended {run.status}: {run.error}")
     print("final loss", run.metrics["loss"].dropna().iloc[-1])
 
 # 5. merge the adapter into the (unquantized) base
@@ -278,7 +308,7 @@ if "--serve" in sys.argv:
         server.wait()
     except KeyboardInterrupt:
         server.stop()
-'''
+''')
 
 
 def to_script(run: Any, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:

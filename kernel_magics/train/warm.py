@@ -1,6 +1,6 @@
 """A warm worker process: started in the background on first need (``%load_ext kernel_magics`` or the first
 training call), it has imported torch, transformers, peft and TRL by the time a run takes it (see
-:mod:`.runner`); each run takes the waiting one and a fresh one is started behind it.
+:mod:`.runner`); each run takes the waiting one and a fresh one is started when that run ends.
 
 A worker that waits holds no CUDA context and no model. It reads one job from its standard input; when the
 kernel goes away first, that input ends and the worker exits.
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+READY_VARIABLE = "KERNEL_MAGICS_WORKER_READY"  # the file a worker creates once it has imported everything
 _spare: subprocess.Popen[bytes] | None = None
 _spare_log: Path | None = None
 _lock = threading.Lock()
@@ -30,13 +31,15 @@ def _spawn() -> tuple[subprocess.Popen[bytes], Path]:
     logs = settings.cache_path / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"worker-{os.getpid()}-{time.time_ns()}.log"
+    env = child_environment()
+    env[READY_VARIABLE] = str(log_path.with_suffix(".ready"))
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "kernel_magics.train.runner"],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=child_environment(),
+            env=env,
             start_new_session=True,  # the kernel's interrupts, restart and death do not reach it
         )
     return process, log_path
@@ -50,8 +53,24 @@ def prestart() -> None:
             _spare, _spare_log = _spawn()
 
 
+def wait_for_spare(timeout: float = 120.0) -> bool:
+    """Block until the waiting worker has imported the training stack (True), or ``timeout`` passes."""
+    prestart()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with _lock:
+            spare, log_path = _spare, _spare_log
+        if spare is None or spare.poll() is not None or log_path is None:
+            return False
+        if log_path.with_suffix(".ready").exists():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def take() -> tuple[subprocess.Popen[bytes], Path]:
-    """The waiting worker (a new one when none waits), and a fresh one started behind it."""
+    """The waiting worker (a new one when none waits). The next one is started when the run ends
+    (:func:`prestart`), not now: importing beside a training run would slow its steps on a CPU."""
     global _spare, _spare_log
     with _lock:
         if _spare is not None and _spare.poll() is None and _spare_log is not None:
@@ -59,7 +78,6 @@ def take() -> tuple[subprocess.Popen[bytes], Path]:
         else:
             taken = _spawn()
         _spare, _spare_log = None, None
-    prestart()
     return taken
 
 
