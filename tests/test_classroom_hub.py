@@ -115,7 +115,7 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
         km.publish(poems["bob"], name="third", url=hub.classroom, token=hub.tokens["bob"])
 
     assert _request("GET", hub.classroom + "/classroom/status", hub.tokens["alice"])[0] == 403
-    assert _request("DELETE", hub.classroom + "/classroom/adapters/bob/second", hub.tokens["carol"])[0] == 200  # a teacher
+    assert km.unpublish("second", url=hub.classroom, token=hub.tokens["carol"], user="bob")["deleted"]  # a teacher
     status, view, _ = _request("GET", hub.classroom + "/classroom/status", hub.tokens["carol"])
     assert status == 200 and view["adapters"] == {"alice": ["poem"], "bob": ["poem"]}
     assert view["users"]["alice"]["requests_last_min"] == 2 and view["memory"]["rss_mb"] > 0
