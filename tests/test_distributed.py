@@ -82,16 +82,15 @@ def _stop_at_least(run, step: int) -> int:
 def test_stop_leaves_no_rank_and_checkpoints_move_between_one_and_two_processes(tiny_model, workspace):
     run = km.sft(str(tiny_model), SFT, batch_size=2, num_processes=2, max_steps=400, save_steps=1000, **COMMON)
     _wait_for_step(run, 3)
-    group = run.group
-    ranks = group.members() - {group.pgid}
+    ranks = _group_of(run)
     assert len(ranks) >= 2
     first = _stop_at_least(run, 3)
-    assert not group.alive() and not any(pid_alive(pid) for pid in ranks), "a rank outlived the stop"
+    assert not any(pid_alive(pid) for pid in ranks | {run.worker_pid}), "a rank outlived the stop"
     port = int(re.search(r"rendezvous 127\.0\.0\.1:(\d+)", " ".join(run.notes)).group(1))
     assert port_is_free(port)
     assert first >= 3 and run.metrics["step"].max() == first
 
-    run.resume(num_processes=1)  # written by 2 processes, continued by 1 (in the kernel's thread)
+    run.resume(num_processes=1)  # written by 2 processes, continued by 1 (in one worker process)
     second = _stop_at_least(run, first + 2)
     assert second > first
     run.config["arguments"]["max_steps"] = run.config["max_steps"] = second + 2
@@ -105,14 +104,13 @@ def test_stop_leaves_no_rank_and_checkpoints_move_between_one_and_two_processes(
 def test_a_rank_that_dies_fails_the_run_with_its_line_and_ends_the_others(tiny_model, workspace):
     run = km.sft(str(tiny_model), SFT, batch_size=2, num_processes=2, max_steps=400, save_steps=1000, **COMMON)
     _wait_for_step(run, 2)
-    group = run.group
-    ranks = group.members() - {group.pgid}
+    ranks = _group_of(run)
     victim = next(pid for pid in ranks if _environ(pid).get("RANK") == "1")
     os.kill(victim, signal.SIGKILL)
     assert run.wait(300) == "failed"
     assert run.error.startswith("rank 1") and "SIGKILL" in run.error, run.error
     assert len(run.error) <= 300
-    assert not group.alive() and not any(pid_alive(pid) for pid in ranks)
+    assert not any(pid_alive(pid) for pid in ranks | {run.worker_pid})
 
 
 @pytest.mark.slow
@@ -132,6 +130,13 @@ def test_two_nodes_on_loopback_train_like_one_process(tiny_model, workspace, tmp
     assert run.wait(300) == "finished", run.error
     losses = run.metrics["loss"].tolist()
     assert max(abs(a - b) for a, b in zip(losses, one_process_losses, strict=True)) < 2e-4, (losses, one_process_losses)
+
+
+def _group_of(run) -> set[int]:
+    """The processes below the run's own process: torchrun and its ranks."""
+    from kernel_magics.train.group import descendants
+
+    return descendants(run.worker_pid)
 
 
 def _environ(pid: int) -> dict[str, str]:

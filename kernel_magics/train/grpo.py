@@ -300,6 +300,12 @@ def run_record(args: GRPOArgs, inputs: GRPOInputs, plan: Plan) -> Any:
 
     rollout = "vLLM colocated (sleeps between rollouts)" if wants_vllm(args, plan) else "transformers generate"
     source, source_notes = sources_file(inputs.rewards)
+    unsaved = [r.name for r in inputs.rewards if r.spec.startswith(SOURCE_FILE + ":") and r.source is None]
+    if unsaved and args.where != "kernel":
+        raise SwiftConfigError(
+            f"reward {unsaved[0]} has no source the run's own process can load (a lambda, partial, callable object "
+            "or code typed without a file); define it with def in a cell or a module, or pass where='kernel'"
+        )
     args.reward = [r.spec for r in inputs.rewards]
     head = f"grpo: {args.loss}, beta {args.beta}, {args.num_generations} generations per prompt; rollouts: {rollout}"
 

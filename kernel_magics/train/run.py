@@ -250,7 +250,7 @@ class Run(Job):
             self.worker_pid = worker[0].pid
             warm.hand_over(worker, self.output_dir, resume_from, warm.job_environment(bool(self.config.get("trust_remote_code"))))
             Watcher(self, worker[0].pid, worker[0], on_end=self._release).follow()
-            warm.prestart()  # the next run's worker, now that this one no longer needs the CPU
+            warm.replenish()  # the next run's worker, now that this one no longer needs the CPU
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
             self._release()
             self._set_state(FAILED, error=describe_failure(exc, self))

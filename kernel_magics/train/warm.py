@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+KEEP_WARM = {"after_runs": True}  # a one-shot process (the CLI) turns it off: no worker for a run that never comes
 READY_VARIABLE = "KERNEL_MAGICS_WORKER_READY"  # the file a worker creates once it has imported everything
 _spare: subprocess.Popen[bytes] | None = None
 _spare_log: Path | None = None
@@ -51,6 +52,12 @@ def prestart() -> None:
     with _lock:
         if _spare is None or _spare.poll() is not None:
             _spare, _spare_log = _spawn()
+
+
+def replenish() -> None:
+    """After a run ended: the next run's worker, unless this process will start no more runs."""
+    if KEEP_WARM["after_runs"]:
+        prestart()
 
 
 def wait_for_spare(timeout: float = 120.0) -> bool:

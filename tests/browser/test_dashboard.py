@@ -1,4 +1,5 @@
-"""JupyterLab in Chromium: ``%%swift sft`` renders the live dashboard; a second run waits queued; the Stop
+"""JupyterLab in Chromium: ``%%swift sft`` renders the live dashboard; a second run waits queued for the device's
+lease; the Stop
 button and the kernel's interrupt button (■, kernel idle) each stop a run at a step boundary with a
 checkpoint, and the kernel stays alive."""
 
@@ -31,7 +32,7 @@ def _status(page, index: int) -> str:
 def test_dashboard_renders_and_stop_and_interrupt_work(lab, page):
     data = str(tiny_dataset("sft"))
     cells = [
-        "%load_ext kernel_magics",
+        "%load_ext kernel_magics\n%config SwiftMagics.device_lease = 'on'",  # one run at a time on the CPU too
         SFT_CELL.format(data=data),
         "first = _.run",
         SFT_CELL.format(data=data),
@@ -46,7 +47,7 @@ def test_dashboard_renders_and_stop_and_interrupt_work(lab, page):
         page.wait_for_function(AT_LEAST, arg=[0, 5], timeout=120_000)
     finally:
         screenshot(page, "dashboard_running")
-    assert _status(page, 1) == "queued"  # one run trains at a time; the second waits
+    assert _status(page, 1) == "queued"  # with the device's lease on, one run trains at a time; the second waits
     first = dashboards.nth(0)
     assert first.locator(".js-plotly-plot .scatterlayer .trace").count() >= 5  # loss, lr, grad-norm, tok/s, memory
     assert "step" in first.locator(".km-progress").inner_text() and "ETA" in first.locator(".km-progress").inner_text()
