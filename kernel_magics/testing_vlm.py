@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .testing import build_tokenizer, is_complete, staged_model_folder
 
@@ -79,51 +80,15 @@ def make_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
         return target
 
     import torch
-    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    try:
-        from transformers import Qwen2VLImageProcessorPil as ImageProcessor
-    except ImportError:  # older transformers name the PIL processor this way
-        from transformers import Qwen2VLImageProcessor as ImageProcessor
+    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
 
     with staged_model_folder(target) as staging:
         tokenizer = build_tokenizer()
         tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", *VISION_TOKENS]})
         tokenizer.chat_template = VLM_CHAT_TEMPLATE
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS}
-        config = Qwen2VLConfig(
-            text_config=dict(
-                vocab_size=len(tokenizer),
-                hidden_size=128,
-                intermediate_size=256,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=4096,
-                rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]},
-                bos_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            ),
-            vision_config=dict(
-                depth=2,
-                embed_dim=64,
-                num_heads=4,
-                hidden_size=128,
-                mlp_ratio=2,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-            ),
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
-            tie_word_embeddings=True,
-        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = Qwen2VLForConditionalGeneration(config)
+            model = Qwen2VLForConditionalGeneration(_tiny_vlm_config(tokenizer))
         model.generation_config = GenerationConfig(
             eos_token_id=[tokenizer.eos_token_id, tokenizer.pad_token_id],
             pad_token_id=tokenizer.pad_token_id,
@@ -131,14 +96,61 @@ def make_tiny_vlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
             max_new_tokens=32,
         )
         model.save_pretrained(staging, safe_serialization=True)
-        image_processor = ImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
-        processor = _vlm_processor_class()(image_processor=image_processor, tokenizer=tokenizer)
-        processor.chat_template = VLM_CHAT_TEMPLATE
-        processor.save_pretrained(staging)
+        _save_tiny_vlm_processor(staging, tokenizer)
         (staging / "README.md").write_text(
             f"# tiny-qwen2-vl (kernel_magics test kit)\n\nRandom weights, seed {seed}.\n"
         )
     return target
+
+
+def _tiny_vlm_config(tokenizer: Any) -> Any:
+    """Qwen2-VL config: a 2-layer, 128-wide language model and a 2-layer, 64-wide vision tower."""
+    from transformers import Qwen2VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS}
+    return Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]},
+            bos_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=64,
+            num_heads=4,
+            hidden_size=128,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def _save_tiny_vlm_processor(folder: Path, tokenizer: Any) -> None:
+    """The processor: images resized to 4..64 merged 28x28 patches, the tokenizer, the chat template."""
+    try:
+        from transformers import Qwen2VLImageProcessorPil as ImageProcessor
+    except ImportError:  # older transformers name the PIL processor this way
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
+
+    image_processor = ImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
+    processor = _vlm_processor_class()(image_processor=image_processor, tokenizer=tokenizer)
+    processor.chat_template = VLM_CHAT_TEMPLATE
+    processor.save_pretrained(folder)
 
 
 def tiny_image_dataset(path: str | os.PathLike[str], n: int = 48, *, seed: int = 0, size: int = 56) -> Path:
