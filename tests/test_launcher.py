@@ -249,3 +249,28 @@ def test_runs_tab_stops_and_resumes_a_run_of_this_kernel(shell, tiny_model):
     runs.stop(str(run.output_dir))
     assert resumed.wait(120) == "stopped", resumed.error
     assert any("resuming" in note for note in resumed.notes)
+
+
+def test_a_run_from_the_launcher_is_served_and_chatted_with_from_the_serve_tab(shell, tiny_model):
+    launcher = shell.run_line_magic("swift", "")
+    form = launcher.forms["sft"]
+    for key, value in dict(model="tiny", dataset=str(tiny_dataset("sft")), max_steps="2", lora_r="4").items():
+        form.set_value(key, value)
+    run = form.run().run
+    assert run.wait(180) == "finished", run.error
+    serve, chat = launcher.forms["serve"], launcher.forms["chat"]  # set by the run, before the tab was opened
+    assert serve.kwargs()["model"] == "tiny" and serve.kwargs()["adapters"] == [("tuned", str(run.adapter_dir))]
+    assert chat.kwargs() == {"model": "tuned"}
+    assert "tuned" in launcher.status.value
+    serve.set_value("backend", "transformers")
+    server = serve.run()
+    try:
+        assert server.models == ["tiny", "tuned"], serve.message.value
+        panel = chat.run()
+        assert panel.target.models == ["tuned"] and panel.target.url == server.url
+        reply = server.client().chat.completions.create(
+            model="tuned", messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0
+        )
+        assert reply.usage.completion_tokens == 4
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ same ``%swift`` cell its "Insert cell" writes below the launcher's cell (see :mo
 from __future__ import annotations
 
 import dataclasses
+import html
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from .assets import asset
 from .launcher_forms import CommandForm
 from .launcher_i18n import check_language, default_language, word
 
+SERVED_ADAPTER = "tuned"  # the name a run's adapter is served under from the serve & chat tab
 # action tab -> the subcommands whose forms it holds (the training methods are added from their registry)
 ACTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("find", ()),
@@ -129,6 +131,8 @@ class Launcher(W.VBox):
             command = cli.command(name)
             initial = {k: v for k, v in initial.items() if k in {a.name for a in command.args}}
             self.forms[key] = CommandForm(command, self.language, promoted, self.bridge.insert, initial, key)
+            if self.forms[key].trains:
+                self.forms[key].after_run = self._offer_serving
         return self.forms[key]
 
     def _forms_builder(self, key: str) -> Callable[[], W.Widget]:
@@ -163,6 +167,28 @@ class Launcher(W.VBox):
         from .launcher_runs import RunsPanel
 
         return RunsPanel(self.language)
+
+    def _offer_serving(self, form: CommandForm, result: Any) -> None:
+        """A training run started from a form: the serve form gets its base model and its adapter (named
+        :data:`SERVED_ADAPTER`), the chat form that name, so serving and chatting with it need no typing."""
+        from ..config import settings
+
+        adapter = getattr(getattr(result, "run", result), "adapter_dir", None)
+        if adapter is None:
+            return
+        base = str(form.kwargs().get("model") or settings.default_model)
+        serve, chat = self.form("serve"), self.form("chat")
+        if form.kwargs().get("method") == "full":  # the run's folder holds a whole model, no adapter
+            serve.set_value("model", str(adapter))
+            serve.set_value("adapters", "")
+            chat.set_value("model", "")
+        else:
+            serve.set_value("model", base)
+            serve.set_value("adapters", f"{SERVED_ADAPTER}={adapter}")
+            chat.set_value("model", SERVED_ADAPTER)
+        self.status.value = (
+            f"<small>{word('serve_ready', self.language)}<code>{html.escape(str(adapter))}</code></small>"
+        )
 
     def _on_use(self, change: Any) -> None:
         """The search panel's "Use": the picked model goes into every form that takes a model."""

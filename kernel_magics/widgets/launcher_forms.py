@@ -100,6 +100,7 @@ class CommandForm(W.VBox):
         for name, value in (initial or {}).items():
             self.inputs[name].value = value
         self._insert_cell = insert_cell
+        self.after_run: Callable[[CommandForm, Any], None] | None = None  # told what each Run returned
         self.output = W.Output()
         self.message = W.HTML()
         self.plan_box = W.HTML()
@@ -234,6 +235,8 @@ class CommandForm(W.VBox):
                 return None
             if result is not None:
                 display(result)
+        if result is not None and self.after_run is not None:
+            self.after_run(self, result)
         return result
 
     def insert(self) -> Cell | None:

@@ -49,6 +49,10 @@ UI: dict[str, tuple[str, str]] = {  # key -> (English, Chinese)
     ),
     "no_runs": ("no runs in the workspace yet", "工作区里还没有训练"),
     "use_model": ("model for the forms: ", "表单使用的模型："),
+    "serve_ready": (
+        "Serve & chat is set to serve this run's adapter as 'tuned': ",
+        "“部署与对话”已填好，把这次训练的适配器部署为 'tuned'：",
+    ),
 }
 
 ARG_ZH: dict[str, tuple[str, str]] = {  # knob -> (Chinese label, Chinese help)
