@@ -1,9 +1,8 @@
 """What the model licences in the catalog let you do, summarised from each licence's own text.
 
-One row per licence id of the catalog (``card["license"]``): may the weights be used commercially, modified
-and redistributed, must the licence or a notice travel with them (attribution), are derivatives bound to
-the same terms (share-alike), is use limited to research, does a use policy forbid some uses, and does a
-user-count threshold end the free grant. ``source`` names the text the row was read from. The rows are a
+One row per licence id of the catalog (``card["license"]``): may the weights be used commercially, are
+derivatives bound to the same terms (share-alike), is use limited to research, does a use policy forbid
+some uses, and does a user-count threshold end the free grant. ``source`` names the text the row was read from. The rows are a
 summary to sort search results, not legal advice: the verdict column says "check" where it matters.
 
 The groups the query understanding filters on are derived from the rows: ``COMMERCIAL`` (commercial use
@@ -13,7 +12,7 @@ policy, no threshold, no share-alike), ``RESEARCH_ONLY``, ``USE_RESTRICTED``, ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 YES, NO, ASK = "yes", "no", "after registration"  # commercial use: free, forbidden, or after asking the owner
 
@@ -25,32 +24,12 @@ class LicenseTerms:
     id: str
     name: str
     commercial: str  # YES, NO or ASK
-    modification: bool
-    attribution: bool
-    share_alike: bool
-    research_only: bool
-    use_restrictions: bool
-    user_threshold: str  # "" or the size above which a separate licence is needed
     source: str
-
-
-def _terms(
-    id: str,  # noqa: A002 - the catalog's column
-    name: str,
-    commercial: str,
-    source: str,
-    *,
-    modification: bool = True,
-    attribution: bool = True,
-    share_alike: bool = False,
-    research_only: bool = False,
-    use_restrictions: bool = False,
-    user_threshold: str = "",
-) -> LicenseTerms:
-    return LicenseTerms(
-        id, name, commercial, modification, attribution, share_alike, research_only, use_restrictions,
-        user_threshold, source,
-    )  # fmt: skip
+    _: KW_ONLY
+    share_alike: bool = False
+    research_only: bool = False
+    use_restrictions: bool = False
+    user_threshold: str = ""  # "" or the size above which a separate licence is needed
 
 
 _META = "Meta's {0} Community License Agreement, §2 Additional Commercial Terms and the Acceptable Use Policy"
@@ -58,26 +37,26 @@ _RAIL = "Attachment A (use-based restrictions) of the {0}"
 TABLE: dict[str, LicenseTerms] = {
     t.id: t
     for t in (
-        _terms("apache-2.0", "Apache License 2.0", YES, "apache.org/licenses/LICENSE-2.0, §2-§4"),
-        _terms("mit", "MIT License", YES, "opensource.org/license/mit (the notice must be kept)"),
-        _terms("bsd-3-clause", "BSD 3-Clause License", YES, "opensource.org/license/bsd-3-clause"),
-        _terms("bsd-2-clause", "BSD 2-Clause License", YES, "opensource.org/license/bsd-2-clause"),
-        _terms("cc-by-4.0", "Creative Commons Attribution 4.0", YES, "creativecommons.org/licenses/by/4.0 §3(a)"),
-        _terms(
+        LicenseTerms("apache-2.0", "Apache License 2.0", YES, "apache.org/licenses/LICENSE-2.0, §2-§4"),
+        LicenseTerms("mit", "MIT License", YES, "opensource.org/license/mit (the notice must be kept)"),
+        LicenseTerms("bsd-3-clause", "BSD 3-Clause License", YES, "opensource.org/license/bsd-3-clause"),
+        LicenseTerms("bsd-2-clause", "BSD 2-Clause License", YES, "opensource.org/license/bsd-2-clause"),
+        LicenseTerms("cc-by-4.0", "Creative Commons Attribution 4.0", YES, "creativecommons.org/licenses/by/4.0 §3(a)"),
+        LicenseTerms(
             "cc-by-sa-3.0",
             "Creative Commons BY-SA 3.0",
             YES,
             "creativecommons.org/licenses/by-sa/3.0 §4(b)",
             share_alike=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "cc-by-sa-4.0",
             "Creative Commons BY-SA 4.0",
             YES,
             "creativecommons.org/licenses/by-sa/4.0 §3(b)",
             share_alike=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "cc-by-nc-4.0",
             "Creative Commons BY-NC 4.0",
             NO,
@@ -85,7 +64,7 @@ TABLE: dict[str, LicenseTerms] = {
             research_only=True,
         ),  # fmt: skip
         *(
-            _terms(
+            LicenseTerms(
                 lic,
                 f"Llama {ver} Community License",
                 YES,
@@ -102,14 +81,14 @@ TABLE: dict[str, LicenseTerms] = {
                 ("llama4", "4"),
             )  # fmt: skip
         ),
-        _terms(
+        LicenseTerms(
             "gemma",
             "Gemma Terms of Use",
             YES,
             "ai.google.dev/gemma/terms §3.1-3.2 and the Prohibited Use Policy",
             use_restrictions=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "qwen",
             "Tongyi Qianwen License Agreement",
             YES,
@@ -117,14 +96,14 @@ TABLE: dict[str, LicenseTerms] = {
             use_restrictions=True,
             user_threshold="100M monthly active users",
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "qwen-research",
             "Qwen Research License Agreement",
             NO,
             "the Qwen RESEARCH LICENSE file, §3 (non-commercial)",
             research_only=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "deepseek",
             "DeepSeek License Agreement",
             YES,
@@ -132,7 +111,7 @@ TABLE: dict[str, LicenseTerms] = {
             use_restrictions=True,
         ),  # fmt: skip
         *(
-            _terms(lic, name, YES, _RAIL.format(name), use_restrictions=True)
+            LicenseTerms(lic, name, YES, _RAIL.format(name), use_restrictions=True)
             for lic, name in (
                 ("openrail", "OpenRAIL License"),
                 ("openrail++", "OpenRAIL++-M License"),
@@ -141,14 +120,14 @@ TABLE: dict[str, LicenseTerms] = {
                 ("bigcode-openrail-m", "BigCode OpenRAIL-M License v1"),
             )
         ),
-        _terms(
+        LicenseTerms(
             "falcon-llm-license",
             "TII Falcon LLM License 2.0",
             YES,
             "TII Falcon License 2.0 (Apache 2.0 based) §7 and its Acceptable Use Policy",
             use_restrictions=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "baichuan",
             "Baichuan 2 Model Community License",
             ASK,
@@ -157,7 +136,7 @@ TABLE: dict[str, LicenseTerms] = {
             user_threshold="1M daily active users",
         ),  # fmt: skip
         *(
-            _terms(
+            LicenseTerms(
                 lic,
                 name,
                 ASK,
@@ -170,21 +149,21 @@ TABLE: dict[str, LicenseTerms] = {
                 ("minicpm", "MiniCPM Model License"),
             )
         ),
-        _terms(
+        LicenseTerms(
             "mistral-research",
             "Mistral AI Research License",
             NO,
             "Mistral AI Research License §1 (research only)",
             research_only=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "mnpl",
             "Mistral AI Non-Production License",
             NO,
             "Mistral AI Non-Production License §3 (no production use)",
             research_only=True,
         ),  # fmt: skip
-        _terms(
+        LicenseTerms(
             "microsoft-research-license",
             "Microsoft Research License",
             NO,
