@@ -60,6 +60,7 @@ _LAZY = {
     "publish": "kernel_magics.classroom.client:publish",
     "unpublish": "kernel_magics.classroom.client:unpublish",
     "request_slot": "kernel_magics.classroom.slot_client:request_slot",
+    "teacher": "kernel_magics.classroom.teacher:teacher",
 }
 
 _LAZY.update(public_functions())

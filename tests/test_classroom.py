@@ -277,3 +277,40 @@ def test_publish_needs_a_service_and_a_safetensors_adapter(adapter, tmp_path, mo
     (pickled / "adapter_model.bin").write_bytes(b"x")
     with pytest.raises(SwiftModelError, match="only safetensors adapters"):
         adapter_files(pickled)
+
+
+def test_the_teachers_panel_shows_the_class_and_its_buttons_act():
+    from kernel_magics.classroom.teacher import ClassView
+    from kernel_magics.widgets.classroom import show
+
+    data = {
+        "model": "tiny-qwen2", "backend": "transformers", "memory": {"rss_mb": 512.0},
+        "users": {"bob": {"requests_last_min": 7, "tokens_last_min": 900, "waiting": 3, "inside": 2, "most_ahead": 1}},
+        "adapters": {"alice": ["poem"], "bob": ["poem", "haiku"]},
+        "slots": {"slots": 1, "held": [{"lease_id": "L1", "user": "alice", "label": "sft poems", "message": "training: 29 min left of the slot",
+                                        "figures": {"step": 12}}],
+                  "queued": [{"lease_id": "L2", "user": "bob", "label": "sft", "message": "queued: 1st in line, about 30 min"}]},
+    }  # fmt: skip
+    done: list[tuple[str, str]] = []
+    view = ClassView("http://service", "token", data)
+    view.refresh = lambda: view  # the service is not asked in this test
+    view.unload = lambda model: done.append(("unload", model))
+    view.stop_run = lambda lease: done.append(("stop", lease))
+    panel = show(view)
+
+    def walk(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from walk(child)
+
+    texts = " ".join(getattr(w, "value", "") for w in walk(panel) if isinstance(getattr(w, "value", None), str))
+    assert "900" in texts and "alice/poem" in texts and "bob/haiku" in texts and "step 12" in texts and "1st in line" in texts
+    buttons = {}
+    for box in walk(panel):
+        children = list(getattr(box, "children", ()))
+        if len(children) == 2 and hasattr(children[1], "on_click"):
+            buttons[children[0].value] = children[1]
+    buttons["bob/haiku"].click()
+    next(b for label, b in buttons.items() if label.startswith("alice · sft poems")).click()
+    assert done == [("unload", "bob/haiku"), ("stop", "L1")]
+    assert "alice/poem" in view.to_text() and "queued: bob sft" in view.to_text()

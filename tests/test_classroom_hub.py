@@ -24,6 +24,8 @@ from serve_support import make_lora_adapter, reference_reply
 import kernel_magics as km
 from kernel_magics.classroom.slot_client import request_slot
 from kernel_magics.errors import SwiftServeError
+from kernel_magics.serve.api import chat
+from kernel_magics.serve.chat import stream_reply
 
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
@@ -87,6 +89,9 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
     client = openai.OpenAI(base_url=hub.classroom + "/v1", api_key=hub.tokens["alice"])
     reply = client.chat.completions.create(model="alice/poem", messages=MESSAGES, max_tokens=8, temperature=0)
     assert reply.choices[0].message.content == reference_reply(tiny_model, MESSAGES, 8, poems["alice"])
+    target = chat(url=hub.classroom + "/v1", api_key=hub.tokens["alice"], compare="base,alice/poem", temperature=0, max_tokens=8)
+    assert target.models == [base, "alice/poem"]  # %swift chat --compare base,alice/poem, streamed through the service
+    assert "".join(stream_reply(target, "alice/poem", MESSAGES)) == reply.choices[0].message.content
 
     archive = (tmp_path / "alice.zip")
     import zipfile
@@ -114,11 +119,15 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
     with pytest.raises(SwiftServeError, match="409: bob already has 2 adapters"):
         km.publish(poems["bob"], name="third", url=hub.classroom, token=hub.tokens["bob"])
 
-    assert _request("GET", hub.classroom + "/classroom/status", hub.tokens["alice"])[0] == 403
-    assert km.unpublish("second", url=hub.classroom, token=hub.tokens["carol"], user="bob")["deleted"]  # a teacher
-    status, view, _ = _request("GET", hub.classroom + "/classroom/status", hub.tokens["carol"])
-    assert status == 200 and view["adapters"] == {"alice": ["poem"], "bob": ["poem"]}
-    assert view["users"]["alice"]["requests_last_min"] == 2 and view["memory"]["rss_mb"] > 0
+    with pytest.raises(SwiftServeError, match="403: the class status is for teachers"):
+        km.teacher(url=hub.classroom, token=hub.tokens["alice"])
+    view = km.teacher(url=hub.classroom, token=hub.tokens["carol"])
+    assert view.adapters() == ["alice/poem", "bob/poem", "bob/second"]
+    view.unload("bob/second")  # the panel's Unload: a teacher may remove any student's adapter
+    assert view.refresh().data["adapters"] == {"alice": ["poem"], "bob": ["poem"]}
+    assert view.data["users"]["alice"]["requests_last_min"] == 3 and view.data["memory"]["rss_mb"] > 0
+    assert km.unpublish("poem", url=hub.classroom, token=hub.tokens["bob"])["deleted"]
+    assert _models(hub, "alice") == [base, "alice/poem"]
 
 
 def test_a_flood_from_bob_leaves_alice_her_turn(hub):
@@ -189,6 +198,8 @@ def test_training_slots_are_granted_in_order_and_a_dead_kernel_frees_its_slot(hu
         bob.release()
         assert bob_again.wait(timeout=30)
         assert len(_request("GET", hub.classroom + "/classroom/slots", hub.tokens["bob"])[1]["held"]) == 2
+        km.teacher(url=hub.classroom, token=hub.tokens["carol"]).stop_run(bob_again.lease_id)  # the panel's Stop
+        assert bob_again.beat()["message"] == "released: stopped by carol" and bob_again.ended.is_set()
     finally:
         kernel.kill()
         kernel.wait(10)

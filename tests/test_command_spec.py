@@ -39,7 +39,7 @@ def test_every_flag_default_is_its_functions_default():
             compared += 1
         for key in command.defaults:
             assert key in params, f"{command.name}: fixed keyword {key} is not a keyword of {command.target}"
-    assert len(_subcommands()) == 21 and compared > 250  # every subcommand, every flag
+    assert len(_subcommands()) == 22 and compared > 250  # every subcommand, every flag
 
 
 def test_no_help_text_writes_a_default_and_every_flag_says_what_it_is():
