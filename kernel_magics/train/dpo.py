@@ -252,6 +252,14 @@ def load_model(inputs: PreferenceInputs, args: PreferenceArguments, plan: Plan, 
     return load_for_training(inputs.model_path, plan, lora, trust)
 
 
+def _model_line(model: Any, inputs: PreferenceInputs, loss: str, method: str) -> str:
+    """The run's log line about the model: trainable / all parameters, the loss, where training starts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    start = f"adapter {inputs.adapter_dir.name} of {inputs.adapter_dir.parent.name}" if inputs.adapter_dir else method
+    return f"model: {inputs.model_path.name}, {trainable:,} trainable of {total:,} parameters ({loss}, {start})"
+
+
 def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: ANN201 - a TRL trainer
     """Build the trainer of ``run`` for its loss (called in the run's thread; re-checks inputs on resume)."""
     import datasets
@@ -270,12 +278,7 @@ def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: AN
             args.dataset = config["dataset_copy"]
         inputs = prepare_inputs(args, resolve_model(config["model_path"]), trust_remote_code=trust)
     model = load_model(inputs, args, plan, trust)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    start = (
-        f"adapter {inputs.adapter_dir.name} of {inputs.adapter_dir.parent.name}" if inputs.adapter_dir else plan.method
-    )
-    run.log(f"model: {inputs.model_path.name}, {trainable:,} trainable of {total:,} parameters ({args.loss}, {start})")
+    run.log(_model_line(model, inputs, args.loss, plan.method))
     progress_bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -298,18 +301,19 @@ def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: AN
         # TRL snapshots the starting adapter as the reference; a fresh LoRA starts as the identity (B = 0), so
         # disabling the adapter gives the same reference without the snapshot's memory and compute.
         trainer.model.delete_adapter(REF_ADAPTER)
-    reference = "none (reference-free loss)"
-    if args.loss in NEEDS_REFERENCE:
-        ref_model = getattr(trainer, "ref_model", None)
-        peft_config = getattr(trainer.model, "peft_config", {})
-        if ref_model is not None:
-            reference = "a frozen copy of the model (full fine-tuning)"
-        elif REF_ADAPTER in peft_config:
-            reference = "the frozen starting adapter on the shared base weights (no second model copy)"
-        else:
-            reference = "the base model with the adapter disabled (no second model copy)"
-    run.log(f"reference: {reference}")
+    run.log(f"reference: {_reference(trainer, args.loss)}")
     return trainer
+
+
+def _reference(trainer: Any, loss: str) -> str:
+    """What the trainer compares the policy with, in words."""
+    if loss not in NEEDS_REFERENCE:
+        return "none (reference-free loss)"
+    if getattr(trainer, "ref_model", None) is not None:
+        return "a frozen copy of the model (full fine-tuning)"
+    if REF_ADAPTER in getattr(trainer.model, "peft_config", {}):
+        return "the frozen starting adapter on the shared base weights (no second model copy)"
+    return "the base model with the adapter disabled (no second model copy)"
 
 
 # -- what the run records ---------------------------------------------------------------------------
