@@ -1,6 +1,8 @@
 """JupyterLab in Chromium: ``%swift`` alone opens the launcher; SmolLM2 is picked through the search panel and
 the plan shows; the tiny model with the packaged dataset is run from the form (its dashboard finishes); "Insert
-cell" puts the same ``%%swift`` cell below, which runs too. The same launcher in Chinese."""
+cell" puts the same ``%%swift`` cell below, which runs too. The same launcher in Chinese. A learner who
+types nothing but a model and a step count fine-tunes SmolLM2, then serves the run and chats with it from
+the serve & chat tab."""
 
 from __future__ import annotations
 
@@ -124,3 +126,50 @@ def test_launcher_in_chinese(lab, page, tiny_model):
     assert "默认: 0.5" in page.locator(".km-form-dpo .km-field-simpo_gamma").first.inner_text()
     beta.scroll_into_view_if_needed()
     screenshot(page, "launcher_zh_more")
+
+
+def test_launcher_fine_tunes_smollm2_then_serves_and_chats_with_it(lab, page, request):
+    request.getfixturevalue("real_model")
+    write_notebook(lab, "launcher_chat.ipynb", ["%load_ext kernel_magics", "%swift"])
+    open_notebook(page, lab, "launcher_chat.ipynb")
+    run_all_cells(page)
+    page.locator(".km-form-sft").first.wait_for(timeout=120_000)
+    _fill(page, "sft", "model", "smollm2")
+    _fill(page, "sft", "dataset", str(tiny_dataset("sft")))
+    _fill(page, "sft", "max_steps", "2")
+    _plan_for(page, "sft", "smollm2:")
+    page.locator(".km-form-sft button.km-launcher-run").click()
+    try:
+        page.locator(".km-form-sft .km-dashboard").first.wait_for(timeout=180_000)
+        page.wait_for_function(FINISHED, arg=".km-form-sft .km-dashboard", timeout=420_000)
+    finally:
+        screenshot(page, "launcher_smollm2_trained")
+    assert "tuned" in page.locator(".km-launcher").first.inner_text()  # the status line: serve & chat is set
+
+    _tab(page, "Serve & chat")
+    serve = page.locator(".km-form-serve").first
+    serve.wait_for(timeout=60_000)
+    assert serve.locator(".km-field-model input").first.input_value() == "smollm2"
+    adapters = serve.locator(".km-field-adapters textarea, .km-field-adapters input").first
+    assert adapters.input_value().startswith("tuned=")
+    serve.get_by_text("more (").first.click()  # the in-process engine: quicker to start than vLLM on a CPU
+    serve.locator(".km-field-backend select").first.select_option("transformers")
+    serve.locator("button.km-launcher-run").click()
+    serve.locator(".km-server").first.wait_for(timeout=240_000)
+    assert "tuned" in serve.locator(".km-server").first.inner_text()
+
+    page.locator(".km-launcher .lm-TabBar-tab", has_text="chat").last.click()
+    chat = page.locator(".km-form-chat").first
+    assert chat.locator(".km-field-model input").first.input_value() == "tuned"
+    chat.locator("button.km-launcher-run").click()
+    panel = chat.locator(".km-chat").first
+    panel.wait_for(timeout=120_000)
+    panel.locator(".km-chat-max-tokens").fill("48")  # a short reply keeps the test short
+    panel.locator(".km-chat-max-tokens").press("Tab")
+    panel.locator(".km-chat-input").fill("Write a short poem about the sea.")
+    panel.locator(".km-chat-send").click()
+    answer = panel.locator(".km-chat-answer").first
+    answer.locator(".km-chat-copy").wait_for(timeout=240_000)  # shown once the reply is complete
+    assert answer.locator(".km-chat-markdown").inner_text().strip()
+    answer.scroll_into_view_if_needed()
+    screenshot(page, "launcher_smollm2_chat")
