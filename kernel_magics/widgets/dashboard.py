@@ -156,8 +156,8 @@ class Dashboard(W.VBox):
             settings.add(f"{knob} = {value:g}")
         return ", ".join(sorted(settings))
 
-    def _make_figure(self) -> go.FigureWidget:
-        self._colors: dict[str, str] = {}
+    def _extra_panels(self) -> list[tuple[tuple[str, ...], str]]:
+        """The method's panels that the run computes; each one its config switches off is noted in ``omitted``."""
         extra = []
         for keys, title in self._preference_panels():
             setting = self._switched_off(keys)
@@ -165,6 +165,11 @@ class Dashboard(W.VBox):
                 extra.append((keys, title))
             else:
                 self.omitted.append(f"{title} not computed: {setting}")
+        return extra
+
+    def _make_figure(self) -> go.FigureWidget:
+        self._colors: dict[str, str] = {}
+        extra = self._extra_panels()
         titles = [title for _, title in PANELS]
         if extra:
             titles += [""] + [title for _, title in extra]
@@ -176,8 +181,20 @@ class Dashboard(W.VBox):
             horizontal_spacing=0.07,
             vertical_spacing=0.16 if not extra else 0.11 if extra_rows == 1 else 0.08,
         )
-        positions = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
         widget = go.FigureWidget(fig)
+        self._add_traces(widget, extra)
+        widget.update_layout(
+            height=460 + 200 * extra_rows,
+            margin={"l": 40, "r": 10, "t": 40, "b": 30},
+            showlegend=False,
+            template="plotly_white",
+        )
+        widget.update_xaxes(title_text="step", row=2 + extra_rows)
+        return widget
+
+    def _add_traces(self, widget: go.FigureWidget, extra: list[tuple[tuple[str, ...], str]]) -> None:
+        """One empty line per metric (the five common panels, eval loss, the method's panels), indexed by key."""
+        positions = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
         self._trace_index: dict[str, int] = {}
         for (key, _), (r, c) in zip(PANELS, positions, strict=True):
             widget.add_scatter(x=[], y=[], mode="lines+markers", name=key, row=r, col=c, marker={"size": 4})
@@ -200,14 +217,6 @@ class Dashboard(W.VBox):
                     line={"color": color} if color else {},
                 )
                 self._trace_index[key] = len(widget.data) - 1
-        widget.update_layout(
-            height=460 + 200 * extra_rows,
-            margin={"l": 40, "r": 10, "t": 40, "b": 30},
-            showlegend=False,
-            template="plotly_white",
-        )
-        widget.update_xaxes(title_text="step", row=2 + extra_rows)
-        return widget
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """(steps, values) drawn for ``key`` so far."""
