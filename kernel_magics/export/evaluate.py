@@ -18,6 +18,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..device import free_memory
@@ -198,11 +199,9 @@ def evaluate(
     records: list[dict[str, Any]] = []
     for spec in specs:
         loaded, tokenizer = load_for_inference(spec, device, dtype)
-        template = uses_template(tokenizer, chat_template)
+        scoring = Scoring(uses_template(tokenizer, chat_template), max_new_tokens, batch_size, max_length, limit)
         for name in names:
-            value, count = _metric(
-                name, loaded, tokenizer, examples, template, max_new_tokens, batch_size, max_length, limit
-            )
+            value, count = _metric(name, loaded, tokenizer, examples, scoring)
             if isinstance(value, dict):  # lm-eval returns several numbers per task
                 for sub, number in value.items():
                     records.append({"model": spec.label, "metric": f"{name}:{sub}", "value": number, "count": count})
@@ -215,21 +214,22 @@ def evaluate(
     return pd.DataFrame.from_records(records, columns=["model", "metric", "value", "count", "source"])
 
 
-def _metric(
-    name: str,
-    model: Any,
-    tokenizer: Any,
-    examples: list[Example],
-    template: bool,
-    max_new_tokens: int,
-    batch_size: int,
-    max_length: int,
-    limit: int | None,
-) -> tuple[Any, int]:
+@dataclass(frozen=True)
+class Scoring:
+    """How every metric of one model is computed."""
+
+    template: bool  # prompts wrapped in the tokenizer's chat template
+    max_new_tokens: int  # longest generated reply (exact_match, contains)
+    batch_size: int
+    max_length: int  # longest scored sequence (perplexity, preference_accuracy)
+    limit: int | None  # questions per lm-eval task
+
+
+def _metric(name: str, model: Any, tokenizer: Any, examples: list[Example], scoring: Scoring) -> tuple[Any, int]:
     pad = _pad_id(tokenizer)
     if name == "perplexity":
-        sequences = [scored_ids(tokenizer, ex, template) for ex in examples]
-        scores = sequence_logprobs(model, sequences, pad, batch_size, max_length)
+        sequences = [scored_ids(tokenizer, ex, scoring.template) for ex in examples]
+        scores = sequence_logprobs(model, sequences, pad, scoring.batch_size, scoring.max_length)
         tokens = sum(c for _, c in scores)
         if tokens == 0:
             raise SwiftDataError("no answer tokens to score for perplexity; check the rows have answers")
@@ -241,10 +241,10 @@ def _metric(
         sequences = []
         for ex in pairs:
             sequences += [
-                scored_ids(tokenizer, ex, template, ex.chosen),
-                scored_ids(tokenizer, ex, template, ex.rejected),
+                scored_ids(tokenizer, ex, scoring.template, ex.chosen),
+                scored_ids(tokenizer, ex, scoring.template, ex.rejected),
             ]
-        scores = sequence_logprobs(model, sequences, pad, batch_size, max_length)
+        scores = sequence_logprobs(model, sequences, pad, scoring.batch_size, scoring.max_length)
         mean = [total / max(count, 1) for total, count in scores]  # per token: longer answers are not penalised
         wins = sum(1 for i in range(0, len(mean), 2) if mean[i] > mean[i + 1])
         return wins / len(pairs), len(pairs)
@@ -252,15 +252,14 @@ def _metric(
         rows = [ex for ex in examples if ex.has_reference]
         if not rows:
             raise SwiftDataError(f"{name} needs rows with a prompt and a reference answer (e.g. prompt/answer)")
-        replies = generate_replies(
-            model, tokenizer, [prompt_ids(tokenizer, ex, template) for ex in rows], max_new_tokens, batch_size
-        )
+        prompts = [prompt_ids(tokenizer, ex, scoring.template) for ex in rows]
+        replies = generate_replies(model, tokenizer, prompts, scoring.max_new_tokens, scoring.batch_size)
         hits = 0
         for ex, reply in zip(rows, replies, strict=True):
             got, want = normalize_answer(reply), normalize_answer(ex.answer or "")
             hits += got == want if name == "exact_match" else (want in got)
         return hits / len(rows), len(rows)
-    return _lm_eval(name[len(LM_EVAL_PREFIX) :], model, tokenizer, batch_size, limit)
+    return _lm_eval(name[len(LM_EVAL_PREFIX) :], model, tokenizer, scoring.batch_size, scoring.limit)
 
 
 def _lm_eval(task: str, model: Any, tokenizer: Any, batch_size: int, limit: int | None) -> tuple[dict[str, float], int]:
