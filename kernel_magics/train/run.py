@@ -47,12 +47,12 @@ from .folders import (
     save_adapter,
 )
 from .interrupts import chain_sigint
-from .runner import HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, read_status
+from .runner import EXIT_FILE, HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, read_status
 
 _training_slot = threading.Lock()
 # where="kernel": one run trains at a time in a process (accelerate's state is process-wide). A second
 # such run waits, "queued", until the first ends. Runs in their own processes share a device by its lease.
-START_FILES = (STOP_FILE, EVENTS_FILE, FINISHED_FILE, STATUS_FILE, RUNNER_FILE, HEARTBEAT_FILE, "error.txt")
+START_FILES = (STOP_FILE, EVENTS_FILE, FINISHED_FILE, STATUS_FILE, RUNNER_FILE, HEARTBEAT_FILE, EXIT_FILE, "error.txt")
 
 
 class Run(Job):
@@ -159,13 +159,13 @@ class Run(Job):
 
     def follow(self) -> Run:
         """Watch this run's process from this kernel (a run started elsewhere, or before a restart)."""
-        from .watch import Watcher, runner_pid
+        from .watch import Watcher
 
         if self._thread is not None and self._thread.is_alive():
             return self
         with _live_lock:
             _live.add(self)
-        watcher = Watcher(self, runner_pid(self.output_dir))
+        watcher = Watcher(self)
         self.worker_pid = watcher.pid
         self._thread = threading.Thread(target=watcher.follow, name=f"km-watch-{self.name}", daemon=True)
         self._thread.start()
@@ -247,9 +247,9 @@ class Run(Job):
 
         try:
             worker = warm.take()
-            self.worker_pid = worker[0].pid
+            self.worker_pid = None
             warm.hand_over(worker, self.output_dir, resume_from, warm.job_environment(bool(self.config.get("trust_remote_code"))))
-            Watcher(self, worker[0].pid, worker[0], on_end=self._release).follow()
+            Watcher(self, worker.pid, on_end=self._release).follow()
             warm.replenish()  # the next run's worker, now that this one no longer needs the CPU
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
             self._release()
@@ -373,9 +373,11 @@ def state_on_disk(path: Path, config: dict[str, Any], run: Run) -> tuple[str, st
     if status.get("state") in TERMINAL:
         return status["state"], status.get("error")
     if (path / RUNNER_FILE).is_file():  # its process ended before it could record how, and nobody watched
+        from .runner import read_exit
         from .watch import death_line, runner_pid
 
-        return FAILED, death_line(runner_pid(path) or 0, None, None)
+        ended = read_exit(path)
+        return FAILED, death_line(runner_pid(path) or 0, -int(ended["signal"]) if "signal" in ended else ended.get("code"), None)
     if config.get("max_steps") and run.progress["step"] < config["max_steps"] and run.checkpoints:
         return STOPPED, None
     return FINISHED, None

@@ -36,7 +36,9 @@ from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from .distributed import EVENTS_FILE, STOP_FILE
 from .folders import LOCK_NAME, atomic_write
 
+READY_VARIABLE = "KERNEL_MAGICS_WORKER_READY"  # set by :mod:`.warm`: the file to create once imports are done
 RUNNER_FILE = "runner.json"
+EXIT_FILE = "exit.json"
 STATUS_FILE = "status.json"
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_S = 2.0
@@ -94,10 +96,11 @@ class Heartbeat(threading.Thread):
 
 
 def take_over(folder: Path) -> None:
-    """Make the run folder this process's: its lock names this pid; ``runner.json`` says who trains it."""
-    mine = json.dumps({"pid": os.getpid(), "time": time.time()})
-    atomic_write(folder / LOCK_NAME, mine)
-    atomic_write(folder / RUNNER_FILE, mine)
+    """Make the run folder this process's: its lock names this pid; ``runner.json`` says who trains it (and
+    which process records its end: the parent that reaps it)."""
+    mine = {"pid": os.getpid(), "time": time.time()}
+    atomic_write(folder / LOCK_NAME, json.dumps(mine))
+    atomic_write(folder / RUNNER_FILE, json.dumps({**mine, "reaper": os.getppid()}))
 
 
 def _stop_on_sigterm(folder: Path) -> None:
@@ -186,15 +189,44 @@ def run_job(folder: Path, resume: str | None) -> int:
     return 0 if state != FAILED else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=None, help="train this run now (no waiting for a job)")
-    parser.add_argument("--resume", default=None)
-    options = parser.parse_args(argv)
-    if options.folder is not None:
-        return run_job(options.folder, options.resume)
+def detach() -> None:
+    """Leave the process that started this one (it exits; init adopts this one): a kernel that restarts
+    terminates its children, and a run must not be one. The pid is written beside the ready file."""
+    if os.fork():
+        os._exit(0)
+    ready = os.environ.get(READY_VARIABLE)
+    if ready:
+        atomic_write(Path(ready).with_suffix(".pid"), str(os.getpid()))
+
+
+def reap(pid: int, folder: Path) -> int:
+    """Wait for the training process ``pid`` (a child of this one) and record how it ended in ``exit.json``:
+    the one fact only a parent learns (the signal that killed it, such as the out-of-memory killer's)."""
+    _, status = os.waitpid(pid, 0)
+    record = {"pid": pid, "time": time.time()}
+    if os.WIFSIGNALED(status):
+        record["signal"] = os.WTERMSIG(status)
+    else:
+        record["code"] = os.WEXITSTATUS(status)
+    atomic_write(folder / EXIT_FILE, json.dumps(record))
+    return 0
+
+
+def read_exit(folder: Path) -> dict[str, Any]:
+    """``exit.json`` of a run folder ({} when its process has not ended or nobody could record it)."""
+    try:
+        value = json.loads((folder / EXIT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def wait_for_job() -> int:
+    """The warm worker's life: import, wait for one job, then train it in a child process and become that
+    child's reaper (this process's image is replaced by a small one, so only the child holds the stack)."""
+    detach()
     preload()
-    ready = os.environ.get("KERNEL_MAGICS_WORKER_READY")
+    ready = os.environ.get(READY_VARIABLE)
     if ready:
         with contextlib.suppress(OSError):
             Path(ready).touch()
@@ -203,17 +235,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     job = json.loads(line)
     sys.stdin.close()
+    for name in (job.get("log"), ready, ready and str(Path(ready).with_suffix(".pid"))):
+        with contextlib.suppress(OSError, TypeError):
+            Path(name).unlink()  # what it printed while it waited
     os.environ.clear()
     os.environ.update(job.get("env") or {})
     from ..config import settings
 
     settings.__post_init__()  # the kernel's settings, passed in the environment
-    code = run_job(Path(job["folder"]), job.get("resume"))  # its output goes to the run's launcher.log from the start
-    with contextlib.suppress(OSError, TypeError):
-        Path(job.get("log")).unlink()  # what it printed while it waited
-    with contextlib.suppress(OSError, TypeError):
-        Path(ready).unlink()
-    return code
+    folder = Path(job["folder"]).resolve()
+    (folder / EXIT_FILE).unlink(missing_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        return run_job(folder, job.get("resume"))
+    os.execv(sys.executable, [sys.executable, "-m", "kernel_magics.train.runner", "--reap", str(child), str(folder)])
+    return 1  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=None, help="train this run now (no waiting for a job)")
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--detach", action="store_true", help="a warm worker: detach, import, wait for a job")
+    parser.add_argument("--reap", nargs=2, metavar=("PID", "FOLDER"), help="record how training process PID ends")
+    options = parser.parse_args(argv)
+    if options.reap:
+        return reap(int(options.reap[0]), Path(options.reap[1]))
+    if options.folder is not None:
+        return run_job(options.folder, options.resume)
+    return wait_for_job()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 training call), it has imported torch, transformers, peft and TRL by the time a run takes it (see
 :mod:`.runner`); each run takes the waiting one and a fresh one is started when that run ends.
 
-A worker that waits holds no CUDA context and no model. It reads one job from its standard input; when the
-kernel goes away first, that input ends and the worker exits.
+The worker is not the kernel's child: it detaches at once (a double fork), so a kernel that restarts, which
+terminates its children, or dies leaves it alone. A worker that waits holds no CUDA context and no model; it
+reads one job from its standard input (a pipe from the kernel), and when the kernel goes away first, that
+input ends and the worker exits.
 """
 
 from __future__ import annotations
@@ -15,17 +17,40 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from ..errors import SwiftError
+from .folders import pid_alive
+from .runner import READY_VARIABLE
 
 KEEP_WARM = {"after_runs": True}  # a one-shot process (the CLI) turns it off: no worker for a run that never comes
-READY_VARIABLE = "KERNEL_MAGICS_WORKER_READY"  # the file a worker creates once it has imported everything
-_spare: subprocess.Popen[bytes] | None = None
-_spare_log: Path | None = None
+START_S = 60.0  # how long a new worker may take to say its pid
+
+
+@dataclass
+class Worker:
+    """A detached worker process: its pid, the pipe its job goes down, and the log it writes while it waits."""
+
+    pid: int
+    stdin: IO[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    @property
+    def ready(self) -> bool:
+        """Has it imported the training stack (it then waits for its job)?"""
+        return self.log.with_suffix(".ready").exists()
+
+
+_spare: Worker | None = None
 _lock = threading.Lock()
 
 
-def _spawn() -> tuple[subprocess.Popen[bytes], Path]:
+def _spawn() -> Worker:
     from ..config import settings
     from .distributed import child_environment
 
@@ -35,23 +60,33 @@ def _spawn() -> tuple[subprocess.Popen[bytes], Path]:
     env = child_environment()
     env[READY_VARIABLE] = str(log_path.with_suffix(".ready"))
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kernel_magics.train.runner"],
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "kernel_magics.train.runner", "--detach"],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,  # the kernel's interrupts, restart and death do not reach it
+            start_new_session=True,  # the kernel's interrupts do not reach it
         )
-    return process, log_path
+    launcher.wait(START_S)  # it forks the worker and exits: the worker's parent is no longer this process
+    pid_file = log_path.with_suffix(".pid")
+    deadline = time.monotonic() + START_S
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        raise SwiftError(f"the training worker did not start; see {log_path}") from None
+    assert launcher.stdin is not None
+    return Worker(pid, launcher.stdin, log_path)
 
 
 def prestart() -> None:
     """Have a warm worker waiting (started now unless one waits already)."""
-    global _spare, _spare_log
+    global _spare
     with _lock:
-        if _spare is None or _spare.poll() is not None:
-            _spare, _spare_log = _spawn()
+        if _spare is None or not _spare.alive():
+            _spare = _spawn()
 
 
 def replenish() -> None:
@@ -66,25 +101,22 @@ def wait_for_spare(timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with _lock:
-            spare, log_path = _spare, _spare_log
-        if spare is None or spare.poll() is not None or log_path is None:
+            spare = _spare
+        if spare is None or not spare.alive():
             return False
-        if log_path.with_suffix(".ready").exists():
+        if spare.ready:
             return True
         time.sleep(0.1)
     return False
 
 
-def take() -> tuple[subprocess.Popen[bytes], Path]:
+def take() -> Worker:
     """The waiting worker (a new one when none waits). The next one is started when the run ends
-    (:func:`prestart`), not now: importing beside a training run would slow its steps on a CPU."""
-    global _spare, _spare_log
+    (:func:`replenish`), not now: importing beside a training run would slow its steps on a CPU."""
+    global _spare
     with _lock:
-        if _spare is not None and _spare.poll() is None and _spare_log is not None:
-            taken = (_spare, _spare_log)
-        else:
-            taken = _spawn()
-        _spare, _spare_log = None, None
+        taken = _spare if _spare is not None and _spare.alive() else _spawn()
+        _spare = None
     return taken
 
 
@@ -103,11 +135,9 @@ def job_environment(trust_remote_code: bool) -> dict[str, str]:
     return env
 
 
-def hand_over(worker: tuple[subprocess.Popen[bytes], Path], folder: Path, resume: Path | None, env: dict[str, Any]) -> None:
+def hand_over(worker: Worker, folder: Path, resume: Path | None, env: dict[str, Any]) -> None:
     """Give the run in ``folder`` to ``worker``; from now on the worker writes into the run folder."""
-    process, log_path = worker
-    job = {"folder": str(folder.resolve()), "resume": str(resume) if resume else None, "env": env, "log": str(log_path)}
-    assert process.stdin is not None
+    job = {"folder": str(folder.resolve()), "resume": str(resume) if resume else None, "env": env, "log": str(worker.log)}
     with contextlib.suppress(BrokenPipeError, OSError):
-        process.stdin.write((json.dumps(job) + "\n").encode())
-        process.stdin.close()
+        worker.stdin.write((json.dumps(job) + "\n").encode())
+        worker.stdin.close()

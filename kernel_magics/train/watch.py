@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +21,17 @@ from ..jobs import FAILED, QUEUED, RUNNING, STOPPING, TERMINAL
 from .distributed import EVENTS_FILE, STOP_FILE
 from .folders import LOCK_NAME, atomic_write, pid_alive
 from .group import Tail, mirror
-from .runner import HEARTBEAT_FILE, RUNNER_FILE, read_status, write_status
+from .runner import HEARTBEAT_FILE, RUNNER_FILE, read_exit, read_status, write_status
 
 POLL_S = 0.25
 GIB = 1024**3
 
 
-def runner_pid(folder: Path) -> int | None:
-    """The pid of the process training the run in ``folder`` (from ``runner.json``), None when unknown."""
+def runner_pid(folder: Path, key: str = "pid") -> int | None:
+    """The pid of the process training the run in ``folder`` (``key`` "reaper": of its parent, which records
+    how it ended), from ``runner.json``; None when unknown."""
     try:
-        return int(json.loads((folder / RUNNER_FILE).read_text(encoding="utf-8"))["pid"])
+        return int(json.loads((folder / RUNNER_FILE).read_text(encoding="utf-8"))[key])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -80,20 +80,15 @@ def death_line(pid: int, returncode: int | None, peak: int | None) -> str:
 
 
 class Watcher:
-    """Follows one run's process until it ends; ``process`` is given when this kernel started it."""
+    """Follows one run's process until it ends. ``reaper``: the pid of the process that waits for the training
+    process and records its end (the worker this kernel handed the run to); None for a run found on disk."""
 
-    def __init__(
-        self,
-        run: Any,
-        pid: int | None,
-        process: subprocess.Popen[bytes] | None = None,
-        on_end: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, run: Any, reaper: int | None = None, on_end: Callable[[], None] | None = None) -> None:
         self.run = run
         self.on_end = on_end  # called before the final state is set (this kernel lets go of the folder)
         self.folder: Path = run.output_dir
-        self.pid = pid
-        self.process = process
+        self.reaper = reaper if reaper is not None else runner_pid(self.folder, "reaper")
+        self.pid = runner_pid(self.folder)
         self.peak: int | None = None
         self.rows = Tail(run.logging_file, offset=getattr(run, "log_offset", None))
         self.events = Tail(self.folder / EVENTS_FILE, from_start=True)
@@ -103,8 +98,8 @@ class Watcher:
         self.started = time.monotonic()
 
     def alive(self) -> bool:
-        if self.process is not None:
-            return self.process.poll() is None
+        if self.reaper is not None and pid_alive(self.reaper):
+            return True
         return self.pid is not None and pid_alive(self.pid)
 
     def follow(self) -> None:
@@ -122,6 +117,7 @@ class Watcher:
         mirror(run, self.rows, self.events)
         if self.pid is None:
             self.pid = runner_pid(self.folder)
+            self.run.worker_pid = self.pid
         if self.pid is not None:
             self.peak = peak_rss(self.pid) or self.peak
         if run._stop_event.is_set() and not self.stop_sent:
@@ -161,17 +157,15 @@ class Watcher:
 
     def finish(self) -> None:
         run = self.run
-        if self.process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5.0)
         status = read_status(self.folder)
         if status.get("state") in TERMINAL:
             self.end(status["state"], status.get("error"))
             return
         if run.done:
             return
-        returncode = self.process.returncode if self.process is not None else None
-        self.record_failure(death_line(self.pid or 0, returncode, self.peak))
+        ended = read_exit(self.folder)
+        returncode = -int(ended["signal"]) if "signal" in ended else ended.get("code")
+        self.record_failure(death_line(self.pid or self.reaper or 0, returncode, self.peak))
 
     def record_failure(self, line: str) -> None:
         """What the process could not write itself: ``error.txt`` and ``status.json``; the lock freed."""
