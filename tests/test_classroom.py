@@ -253,6 +253,19 @@ def test_settings_and_backend_choice_are_one_line_errors(tiny_model):
         classroom_backend("vllm", cpu, tiny_model)
 
 
+def test_the_service_needs_the_hub_and_says_so(monkeypatch):
+    from kernel_magics.classroom.service import hub_identity, listen_address
+
+    for name in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SwiftConfigError, match="runs as a JupyterHub service.*c.JupyterHub.services"):
+        hub_identity(ClassroomSettings())
+    assert listen_address(ClassroomSettings()) == ("127.0.0.1", 8765)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:9123/")
+    assert listen_address(ClassroomSettings()) == ("127.0.0.1", 9123)
+    assert listen_address(ClassroomSettings(port=9999)) == ("127.0.0.1", 9999)
+
+
 def test_subcommands_are_declared_from_the_settings_and_the_client(adapter):
     call = cli.parse("classroom --model tiny --chat-policy everyone --train-slots 2 --tokens-per-minute 0")
     assert call.kwargs["chat_policy"] == "everyone" and call.kwargs["train_slots"] == 2

@@ -72,6 +72,13 @@ def _chat(hub, user: str, model: str, max_tokens: int, content: str | None = Non
     return _request("POST", hub.classroom + "/v1/chat/completions", hub.tokens[user], body)
 
 
+def _tokens(hub, user: str, model: str) -> list[list[int]]:
+    """The bytes of each token of a greedy 8-token reply (random weights write partial UTF-8: text hides it)."""
+    body = json.dumps({"model": model, "messages": MESSAGES, "max_tokens": 8, "temperature": 0, "logprobs": True}).encode()
+    answer = _request("POST", hub.classroom + "/v1/chat/completions", hub.tokens[user], body)[1]
+    return [entry["bytes"] for entry in answer["choices"][0]["logprobs"]["content"]]
+
+
 def _models(hub, user: str) -> list[str]:
     return [m["id"] for m in _request("GET", hub.classroom + "/v1/models", hub.tokens[user])[1]["data"]]
 
@@ -114,6 +121,8 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
     assert status == 422 and "only safetensors" in body["error"]["message"] and "\n" not in body["error"]["message"]
     assert _models(hub, "carol") == [base, "alice/poem", "bob/poem"]
     assert _chat(hub, "alice", "alice/poem", 8)[1]["choices"][0]["message"]["content"] == reply.choices[0].message.content
+    assert km.publish(poems["bob"], name="poem", url=hub.classroom, token=hub.tokens["alice"])["replaced"]  # her own: she may
+    assert _tokens(hub, "alice", "alice/poem") == _tokens(hub, "bob", "bob/poem") != _tokens(hub, "alice", base)
 
     km.publish(poems["bob"], name="second", url=hub.classroom, token=hub.tokens["bob"])
     with pytest.raises(SwiftServeError, match="409: bob already has 2 adapters"):
@@ -125,7 +134,7 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
     assert view.adapters() == ["alice/poem", "bob/poem", "bob/second"]
     view.unload("bob/second")  # the panel's Unload: a teacher may remove any student's adapter
     assert view.refresh().data["adapters"] == {"alice": ["poem"], "bob": ["poem"]}
-    assert view.data["users"]["alice"]["requests_last_min"] == 3 and view.data["memory"]["rss_mb"] > 0
+    assert view.data["users"]["alice"]["requests_last_min"] == 5 and view.data["memory"]["rss_mb"] > 0
     assert km.unpublish("poem", url=hub.classroom, token=hub.tokens["bob"])["deleted"]
     assert _models(hub, "alice") == [base, "alice/poem"]
 
