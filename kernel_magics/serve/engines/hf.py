@@ -295,18 +295,7 @@ class HFEngine:
             peak = len(rows)
             while rows and not self._stop.is_set():
                 next_tokens, logprobs = step(logits, rows, self.tokenizer)
-                keep: list[int] = []
-                for pos, row in enumerate(rows):
-                    if row.handle.cancelled.is_set():
-                        row.finish = "cancelled"
-                    elif row.finish is None:  # not failed in step()
-                        self._add_token(row, int(next_tokens[pos]), logprobs.get(pos))
-                    if row.finish is None and len(row.handle.prompt_ids) + len(row.tokens) >= self.max_model_len:
-                        row.end("length")  # the context window is full
-                    if row.finish is None:
-                        keep.append(pos)
-                    else:
-                        self._record(row, peak)
+                keep = self._take_tokens(rows, next_tokens, logprobs, peak)
                 if keep:
                     if len(keep) < len(rows):
                         index = torch.tensor(keep, device=mask.device)
@@ -340,6 +329,25 @@ class HFEngine:
         for row in rows:  # only when stopping: tell the clients
             if row.finish is None:
                 row.handle.push(RuntimeError("the server is shutting down"))
+
+    def _take_tokens(
+        self, rows: list[Row], next_tokens: Any, logprobs: dict[int, dict[str, Any]], peak: int
+    ) -> list[int]:
+        """Give each row its sampled token (or end it: cancelled, stopped, context full); finished rows are
+        recorded. Returns the positions of the rows that go on."""
+        keep: list[int] = []
+        for pos, row in enumerate(rows):
+            if row.handle.cancelled.is_set():
+                row.finish = "cancelled"
+            elif row.finish is None:  # not failed in step()
+                self._add_token(row, int(next_tokens[pos]), logprobs.get(pos))
+            if row.finish is None and len(row.handle.prompt_ids) + len(row.tokens) >= self.max_model_len:
+                row.end("length")  # the context window is full
+            if row.finish is None:
+                keep.append(pos)
+            else:
+                self._record(row, peak)
+        return keep
 
     @staticmethod
     def _add_token(row: Row, token: int, logprob: dict[str, Any] | None) -> None:
