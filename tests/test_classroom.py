@@ -327,3 +327,68 @@ def test_the_teachers_panel_shows_the_class_and_its_buttons_act():
     next(b for label, b in buttons.items() if label.startswith("alice · sft poems")).click()
     assert done == [("unload", "bob/haiku"), ("stop", "L1")]
     assert "alice/poem" in view.to_text() and "queued: bob sft" in view.to_text()
+
+
+def test_the_shared_engine_applies_the_chat_policy_and_each_users_budget():
+    from kernel_magics.classroom.auth import CALLER, Caller
+    from kernel_magics.classroom.shared_engine import SharedEngine, may_chat
+    from kernel_magics.serve.protocol import APIError
+
+    assert may_chat(Caller("bob"), "base", "base", "own") and may_chat(Caller("bob"), "bob/poem", "base", "own")
+    assert not may_chat(Caller("bob"), "alice/poem", "base", "own")
+    assert may_chat(Caller("bob"), "alice/poem", "base", "everyone") and may_chat(Caller("carol", teacher=True), "alice/poem", "base", "own")
+    engine = FakeEngine()
+    engine.models = ["base", "alice/poem"]
+    now = [0.0]
+    turns = FairScheduler(engine, capacity=4, per_user=2, meter=TokenMeter(100, clock=lambda: now[0]))  # not started: lines only
+    view = SharedEngine(engine, turns, "own")
+    token = CALLER.set(Caller("bob"))
+    try:
+        request = _handle("bob")
+        request.model = "alice/poem"
+        with pytest.raises(APIError, match="belongs to another student") as refused:
+            view.submit(request)
+        assert refused.value.status == 403
+        request.model = "base"
+        view.submit(request)
+        assert view.pending() == 1 and turns.waiting("alice") == 0 and view.models == ["base", "alice/poem"]
+        turns.meter.add("bob", 150)
+        with pytest.raises(APIError, match="bob used 150 tokens in the last minute, the class's limit is 100") as limited:
+            view.submit(request)
+        assert limited.value.status == 429 and limited.value.headers == {"Retry-After": "60"}
+    finally:
+        CALLER.reset(token)
+    with pytest.raises(APIError, match="no caller"):
+        view.pending()
+
+
+def test_adapters_load_into_the_running_engine_and_the_last_one_leaves_a_plain_model(tiny_model, adapter, tmp_path):
+    from peft import PeftModel
+    from serve_support import make_lora_adapter
+
+    from kernel_magics.classroom.shared_engine import load_adapter, unload_adapter
+    from kernel_magics.errors import SwiftModelError
+    from kernel_magics.serve.engines.hf import HFEngine
+
+    other = make_lora_adapter(tiny_model, tmp_path / "other", seed=5, r=4)
+    engine = HFEngine(tiny_model, "tiny")
+    engine.start()
+    try:
+        load_adapter(engine, "alice/poem", adapter)
+        load_adapter(engine, "bob/poem", other)
+        assert engine.models == ["tiny", "alice/poem", "bob/poem"] and isinstance(engine.model, PeftModel)
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        (broken / "adapter_config.json").write_text((adapter / "adapter_config.json").read_text())
+        (broken / "adapter_model.safetensors").write_bytes(b"not weights")
+        with pytest.raises(SwiftModelError, match="does not load into tiny"):
+            load_adapter(engine, "carol/bad", broken)
+        assert engine.models == ["tiny", "alice/poem", "bob/poem"] and "carol/bad" not in engine.model.peft_config
+        unload_adapter(engine, "alice/poem")
+        assert engine.models == ["tiny", "bob/poem"] and list(engine.model.peft_config) == ["bob/poem"]
+        unload_adapter(engine, "bob/poem")
+        assert engine.models == ["tiny"] and not isinstance(engine.model, PeftModel) and not engine.adapter_dirs
+        load_adapter(engine, "alice/poem", adapter)  # and back
+        assert engine.models == ["tiny", "alice/poem"]
+    finally:
+        engine.shutdown()

@@ -11,6 +11,7 @@ through :meth:`FairScheduler.exclusive`, while no request is inside the engine.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def load_adapter(engine: Any, name: str, folder: Path) -> None:
             engine.model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
         else:
             engine.model = PeftModel.from_pretrained(engine.model, str(folder), adapter_name=name, is_trainable=False)
-    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever peft or safetensors raise, the adapter is refused
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if engine.adapter_dirs:
             _forget_partial(engine.model, name)
@@ -92,7 +93,9 @@ def unload_adapter(engine: Any, name: str) -> None:
     if len(engine.adapter_dirs) == 1:
         engine.model = engine.model.unload()
     else:
-        engine.model.delete_adapter(name)
+        with warnings.catch_warnings():  # "was active which is now deleted": the engine sets one per batch
+            warnings.simplefilter("ignore", UserWarning)
+            engine.model.delete_adapter(name)
     del engine.adapter_dirs[name]
     engine.models.remove(name)
 
