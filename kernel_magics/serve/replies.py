@@ -117,6 +117,13 @@ def _chat_extras(engine: Engine, body: ChatCompletionRequest) -> tuple[list[dict
     return tools or None, extras
 
 
+def _content_frame(empty_chunk: dict[str, Any]) -> tuple[str, str]:
+    """The server-sent event of a plain content chunk around its text: every such chunk of a choice differs
+    only in the text, so the rest is encoded once."""
+    head, tail = json.dumps(empty_chunk, ensure_ascii=False).rsplit('"content": ""', 1)
+    return "data: " + head + '"content": ', tail + "\n\n"
+
+
 async def _chat_events(
     handles: list[GenerationRequest], body: ChatCompletionRequest, extras: Extras
 ) -> AsyncIterator[dict[str, Any] | str]:
@@ -126,11 +133,9 @@ async def _chat_events(
         choice = {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
         return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice]}
 
-    fast = {}  # every plain content chunk of a choice differs only in its text: encode the rest once
+    fast = {h.index: _content_frame(chunk(h.index, {"content": ""})) for h in handles}
     for handle in handles:
         yield chunk(handle.index, {"role": "assistant", "content": ""})
-        head, tail = json.dumps(chunk(handle.index, {"content": ""}), ensure_ascii=False).rsplit('"content": ""', 1)
-        fast[handle.index] = ("data: " + head + '"content": ', tail + "\n\n")
     texts = {h.index: "" for h in handles}
     sent = dict.fromkeys(texts, 0)
     used = dict.fromkeys(texts, 0)
