@@ -172,6 +172,9 @@ def test_a_flood_from_bob_leaves_alice_her_turn(hub):
 
 def test_past_the_token_budget_a_user_gets_429_with_retry_after(hub):
     base = _models(hub, "carol")[0]
+    bad = json.dumps({"model": base, "messages": MESSAGES, "max_tokens": 4, "logit_bias": {"999999": 5}}).encode()
+    status, body, _ = _request("POST", hub.classroom + "/v1/chat/completions", hub.tokens["carol"], bad)
+    assert status == 400 and "outside this model's vocabulary" in body["error"]["message"]  # the plain server's checks hold
     long_prompt = " ".join(["sea"] * 1500)
     for _ in range(12):
         status, body, headers = _chat(hub, "carol", base, 1, long_prompt)
