@@ -91,7 +91,7 @@ def test_bad_adapters_are_refused_in_one_line(tiny_model, adapter, tmp_path):
 
 def test_adapter_names_are_checked():
     assert adapter_id("alice", "poem-2.v1") == "alice/poem-2.v1"
-    for user, name in (("alice", "../x"), ("alice", "a/b"), ("al ice", "poem"), ("alice", "")):
+    for user, name in (("alice", "../x"), ("alice", "a/b"), ("al ice", "poem"), ("alice", ""), ("..", "poem"), (".staging", "x")):
         with pytest.raises(SwiftConfigError):
             adapter_id(user, name)
 

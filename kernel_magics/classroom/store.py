@@ -27,7 +27,7 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-USER = re.compile(r"^[\w.@+-]{1,128}$")
+USER = re.compile(r"^[\w@+-][\w.@+-]{0,127}$")  # no leading dot: never ".." or a hidden folder
 
 
 @dataclass(frozen=True)
