@@ -22,13 +22,13 @@ class ClassroomSettings:
     """What the teacher decides: the model, who teaches, adapter limits, fairness and training slots."""
 
     model: str = knob("tiny", "base model the class shares: 'tiny', a local folder or a hub id", short="-m")
-    folder: str = knob(
-        "",
+    folder: str | None = knob(
+        None,
         "where uploaded adapters are kept (one sub-folder per student)",
         default_help="km-classroom/ in the service's working folder",
     )
-    host: str = knob("", "address to bind", default_help="from JUPYTERHUB_SERVICE_URL, else 127.0.0.1")
-    port: int = knob(0, "port to bind", default_help="from JUPYTERHUB_SERVICE_URL, else 8765")
+    host: str | None = knob(None, "address to bind", default_help="from JUPYTERHUB_SERVICE_URL, else 127.0.0.1")
+    port: int | None = knob(None, "port to bind", default_help="from JUPYTERHUB_SERVICE_URL, else 8765")
     backend: str = knob("transformers", "in-process engine that serves the base and the adapters")
     device: str = knob("auto", "auto, cpu, cuda or cuda:N")
     teacher_group: str = knob("teachers", "hub group whose members are teachers (hub admins always are)")
