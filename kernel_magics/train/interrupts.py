@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import signal
 import sys
 import threading
@@ -10,6 +11,41 @@ from typing import Any
 
 from ..jobs import QUEUED, RUNNING, live_jobs
 
+SHUTDOWN_GRACE_S = 1.0  # Jupyter interrupts a kernel just before it restarts or shuts it down
+_exiting = threading.Event()
+atexit.register(_exiting.set)
+
+
+def kernel_shutting_down() -> bool:
+    """Is this process on its way out (a Jupyter kernel asked to shut down or restart, or the interpreter)?"""
+    if _exiting.is_set():
+        return True
+    kernel_class = getattr(sys.modules.get("ipykernel.kernelbase"), "Kernel", None)
+    try:
+        return bool(kernel_class and kernel_class.initialized() and kernel_class.instance()._shutdown_message)
+    except Exception:  # noqa: BLE001 - an unknown kernel layout: not shutting down as far as we can tell
+        return False
+
+
+def stop_unless_shutting_down(runs: list[Any]) -> None:
+    """Stop ``runs``: at once those that end with this process anyway; the ones training in their own
+    processes after :data:`SHUTDOWN_GRACE_S`, unless the kernel is shutting down by then (a restart must not
+    stop a run that outlives it)."""
+    outliving = [run for run in runs if not run.ends_with_process]
+    for run in runs:
+        if run.ends_with_process:
+            run.stop()
+    if not outliving:
+        return
+
+    def later() -> None:
+        if _exiting.wait(SHUTDOWN_GRACE_S) or kernel_shutting_down():
+            return
+        for run in outliving:
+            run.stop()
+
+    threading.Thread(target=later, name="km-interrupt", daemon=True).start()
+
 
 def chained_sigint_handler(previous: Any) -> Callable[[int, Any], None]:
     """A SIGINT handler that stops live runs (with a checkpoint) and otherwise behaves like ``previous``."""
@@ -17,8 +53,7 @@ def chained_sigint_handler(previous: Any) -> Callable[[int, Any], None]:
     def handler(signum: int, frame: Any) -> None:
         runs = [j for j in live_jobs("run") if j.status in (QUEUED, RUNNING)]
         if runs:
-            for run in runs:
-                run.stop()
+            stop_unless_shutting_down(runs)
             print(f"stopping {', '.join(r.name for r in runs)} at the next step (a checkpoint is written)", flush=True)
             return
         if callable(previous):
