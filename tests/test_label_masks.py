@@ -65,7 +65,8 @@ def trained_text(tiny_model: Path, rows, monkeypatch: pytest.MonkeyPatch, model:
 
     monkeypatch.setattr(SFTTrainer, "training_step", recording_step)
     model = model or tiny_model
-    run = km.sft(str(model), rows, max_steps=2, batch_size=4, lora_r=4, lr=1e-4, verbose=False, **options)
+    # where="kernel": the patched trainer lives in this process
+    run = km.sft(str(model), rows, max_steps=2, batch_size=4, lora_r=4, lr=1e-4, verbose=False, where="kernel", **options)
     assert run.wait(180) == "finished", run.error
     assert len(received) == 2
     tokenizer = AutoTokenizer.from_pretrained(model)

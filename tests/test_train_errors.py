@@ -170,7 +170,7 @@ def test_out_of_memory_during_a_step_fails_with_a_plan_that_fits(tiny_model, wor
         return model
 
     monkeypatch.setattr(sft_module, "load_for_training", load_then_fail_on_third_forward)
-    run = km.sft(str(tiny_model), SFT, method="lora", max_steps=10, **QUIET)
+    run = km.sft(str(tiny_model), SFT, method="lora", max_steps=10, where="kernel", **QUIET)  # patched here
     assert run.wait(120) == "failed"
     assert run.error.startswith("out of device memory at step 2")
     assert "try: --method qlora --batch-size 2 --grad-accum 2" in run.error and "\n" not in run.error
@@ -191,7 +191,7 @@ def test_stop_while_a_checkpoint_is_written_keeps_it_complete(tiny_model, worksp
         return real(self, output_dir)
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", save_and_stop_midway)
-    run = km.sft(str(tiny_model), SFT, max_steps=50, save_steps=3, **QUIET)
+    run = km.sft(str(tiny_model), SFT, max_steps=50, save_steps=3, where="kernel", **QUIET)  # patched here
     holder["run"] = run
     assert run.wait(120) == "stopped", run.error
     assert Path(holder["during"]).name == "checkpoint-3"

@@ -145,7 +145,9 @@ def test_other_formats_train_with_completion_only_loss(tiny_model, workspace, mo
         return real_step(self, model, inputs, *args, **kwargs)
 
     monkeypatch.setattr(SFTTrainer, "training_step", recording_step)
-    run = km.sft(str(tiny_model), rows, max_steps=4, batch_size=4, logging_steps=1, lora_r=4, verbose=False)
+    run = km.sft(  # where="kernel": the patched trainer lives in this process
+        str(tiny_model), rows, max_steps=4, batch_size=4, logging_steps=1, lora_r=4, verbose=False, where="kernel"
+    )
     assert run.wait(120) == "finished", run.error
     from transformers import AutoTokenizer
 

@@ -3,7 +3,7 @@
 
 ``sft`` checks everything that can be checked cheaply in the caller's thread (arguments, model folder,
 data rows, output folder, the plan for this device) so mistakes fail at once with one line; then the
-run trains in a background thread and the call returns the :class:`Run` immediately.
+run trains in a process of its own (:mod:`.runner`) and the call returns the :class:`Run` immediately.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def check_host(value: Any, name: str = "master_addr") -> str:
 
 
 def is_group(arguments: dict[str, Any]) -> bool:
-    """Does a run with these stored arguments train in a process group (rather than the kernel's thread)?"""
+    """Does a run with these stored arguments train in a process group (rather than one process)?"""
     world = int(arguments.get("num_processes") or 1) * int(arguments.get("nnodes") or 1)
     return world > 1 or arguments.get("strategy", "ddp") != "ddp" or bool(arguments.get("deepspeed"))
 

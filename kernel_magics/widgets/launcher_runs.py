@@ -22,10 +22,11 @@ def live_run(output_dir: str) -> Any:
 
 
 def run_at(output_dir: str) -> Any:
-    """The run in ``output_dir``: this kernel's live object when there is one, else loaded from its folder."""
-    from ..train.run import Run
+    """The run in ``output_dir``: this kernel's live object when there is one; else from its folder, watched
+    live from here when it still trains in its own process (``km.attach``)."""
+    from ..train.api import attach
 
-    return live_run(output_dir) or Run.load(Path(output_dir))
+    return attach(output_dir)
 
 
 class RunsPanel(W.VBox):
@@ -54,7 +55,7 @@ class RunsPanel(W.VBox):
 
     def _row(self, record: dict[str, Any]) -> W.Widget:
         folder = str(record["output_dir"])
-        live = live_run(folder) is not None
+        live = live_run(folder) is not None or str(record["status"]).startswith(("running", "queued"))
         loss = (
             f"{record['loss']:.4f}"
             if isinstance(record.get("loss"), float) and record["loss"] == record["loss"]
@@ -98,10 +99,8 @@ class RunsPanel(W.VBox):
         return self._show(run)
 
     def stop(self, folder: str) -> None:
-        """Ask a run of this kernel to stop at the next step (with a checkpoint)."""
-        run = live_run(folder)
-        if run is not None:
-            run.stop()
+        """Ask a run to stop at the next step (with a checkpoint), whichever kernel started it."""
+        run_at(folder).stop()
         self.refresh()
 
     def _show(self, run: Any) -> Any:
