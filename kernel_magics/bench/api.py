@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SwiftUsageError
-from .harness import DEFAULT_SEED, benchmark_model, benchmark_server, is_server_url
+from .harness import DEFAULT_SEED, RunOptions, benchmark_model, benchmark_server, is_server_url
 from .registry import benchmark_tasks
 from .results import BenchmarkResult
 
@@ -47,15 +47,15 @@ def benchmark(
     the first model as the baseline). ``model`` may be a server URL (then ``served_model``, ``tokenizer``)."""
     from ..export.loading import model_specs
 
-    options = dict(limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, seed=seed, save=save)
+    options = RunOptions(limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, seed=seed, save=save)
     if is_server_url(model):
         if adapter is not None:
             raise SwiftUsageError("adapter= applies to local models; a served adapter is chosen by served_model=")
-        return benchmark_server(model, tasks, served_model, tokenizer, **options)
+        return benchmark_server(model, tasks, served_model, tokenizer, options)
     if served_model is not None:
         raise SwiftUsageError("served_model= needs a server URL as the model, e.g. http://127.0.0.1:8000")
     specs = model_specs(model, adapter)
-    results = [benchmark_model(spec, tasks, **options) for spec in specs]
+    results = [benchmark_model(spec, tasks, options) for spec in specs]
     return results[0] if len(results) == 1 else BenchmarkComparison(results[0], results[1:])
 
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftError, SwiftUsageError
@@ -40,8 +41,31 @@ def quiet_lm_eval() -> Any:
         logger.setLevel(before)
 
 
-def run_lm_eval(lm: Any, selection: TaskSelection, limit: Any, num_fewshot: int | None, seed: int) -> dict:
-    """lm-eval's ``simple_evaluate`` with every seed set to ``seed``; Hub datasets offline fail in one line."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How lm-eval runs the tasks: questions per task, few-shot count, batch size, seed; and whether the
+    result is saved under the workspace."""
+
+    limit: Any = None
+    num_fewshot: int | None = None
+    batch_size: int = 8
+    seed: int = DEFAULT_SEED
+    save: bool = True
+
+    def check(self) -> None:
+        if self.limit is not None and not (isinstance(self.limit, (int, float)) and self.limit > 0):
+            raise SwiftUsageError(
+                f"limit must be a positive number of questions (or a fraction < 1), got {self.limit!r}"
+            )
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise SwiftUsageError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
+        if self.batch_size < 1:
+            raise SwiftUsageError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def run_lm_eval(lm: Any, selection: TaskSelection, options: RunOptions) -> dict:
+    """lm-eval's ``simple_evaluate`` with every seed set to ``options.seed``; Hub datasets offline fail in one
+    line."""
     from lm_eval import simple_evaluate
 
     try:
@@ -50,12 +74,12 @@ def run_lm_eval(lm: Any, selection: TaskSelection, limit: Any, num_fewshot: int 
                 model=lm,
                 tasks=selection.names,
                 task_manager=selection.manager,
-                num_fewshot=num_fewshot,
-                limit=limit,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
+                num_fewshot=options.num_fewshot,
+                limit=options.limit,
+                random_seed=options.seed,
+                numpy_random_seed=options.seed,
+                torch_random_seed=options.seed,
+                fewshot_random_seed=options.seed,
                 log_samples=False,
             )
     except SwiftError:
@@ -68,60 +92,35 @@ def run_lm_eval(lm: Any, selection: TaskSelection, limit: Any, num_fewshot: int 
     return result or {}
 
 
-def check_run_options(limit: Any, num_fewshot: int | None, batch_size: int) -> None:
-    if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
-        raise SwiftUsageError(f"limit must be a positive number of questions (or a fraction < 1), got {limit!r}")
-    if num_fewshot is not None and num_fewshot < 0:
-        raise SwiftUsageError(f"num_fewshot must be >= 0, got {num_fewshot}")
-    if batch_size < 1:
-        raise SwiftUsageError(f"batch_size must be >= 1, got {batch_size}")
-
-
-def benchmark_model(
-    spec: Any,
-    tasks: Sequence[str] | str,
-    limit: Any = None,
-    num_fewshot: int | None = None,
-    batch_size: int = 8,
-    seed: int = DEFAULT_SEED,
-    save: bool = True,
-) -> BenchmarkResult:
+def benchmark_model(spec: Any, tasks: Sequence[str] | str, options: RunOptions) -> BenchmarkResult:
     """Run ``tasks`` on one :class:`~kernel_magics.export.loading.ModelSpec`, loaded in this process."""
     from lm_eval.models.huggingface import HFLM
 
     from ..device import free_memory
     from ..export.loading import inference_device, load_for_inference
 
-    check_run_options(limit, num_fewshot, batch_size)
+    options.check()
     selection = select_tasks(tasks)
     device, dtype = inference_device()
     loaded, tokenizer = load_for_inference(spec, device, dtype)
     try:
         started = time.perf_counter()
-        lm = HFLM(pretrained=loaded, tokenizer=tokenizer, batch_size=batch_size, device=device)
-        raw = run_lm_eval(lm, selection, limit, num_fewshot, seed)
+        lm = HFLM(pretrained=loaded, tokenizer=tokenizer, batch_size=options.batch_size, device=device)
+        raw = run_lm_eval(lm, selection, options)
         seconds = time.perf_counter() - started
     finally:
         del loaded
         free_memory()
-    return _finish(spec.label, spec.source, raw, selection, limit, num_fewshot, seed, seconds, save)
+    return _finish(spec.label, spec.source, raw, selection, options, seconds)
 
 
 def benchmark_server(
-    url: str,
-    tasks: Sequence[str] | str,
-    served_model: str | None = None,
-    tokenizer: Any = None,
-    limit: Any = None,
-    num_fewshot: int | None = None,
-    batch_size: int = 8,
-    seed: int = DEFAULT_SEED,
-    save: bool = True,
+    url: str, tasks: Sequence[str] | str, served_model: str | None, tokenizer: Any, options: RunOptions
 ) -> BenchmarkResult:
     """Run ``tasks`` on a model served by an OpenAI-compatible server at ``url`` (``/v1/completions``)."""
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-    check_run_options(limit, num_fewshot, batch_size)
+    options.check()
     selection = select_tasks(tasks)
     root = url.rstrip("/").removesuffix("/completions").removesuffix("/v1")
     name, parent = _served_model(root, served_model)
@@ -133,12 +132,12 @@ def benchmark_server(
         tokenizer_backend="huggingface",
         tokenizer=str(tokenizer_dir),
         tokenized_requests=True,
-        batch_size=batch_size,
+        batch_size=options.batch_size,
         max_retries=1,
     )
-    raw = run_lm_eval(lm, selection, limit, num_fewshot, seed)
+    raw = run_lm_eval(lm, selection, options)
     seconds = time.perf_counter() - started
-    return _finish(name, f"{root} ({name})", raw, selection, limit, num_fewshot, seed, seconds, save)
+    return _finish(name, f"{root} ({name})", raw, selection, options, seconds)
 
 
 def _served_model(root: str, served_model: str | None) -> tuple[str, str | None]:
@@ -173,15 +172,7 @@ def _tokenizer_dir(tokenizer: Any, name: str) -> Any:
 
 
 def _finish(
-    label: str,
-    source: str,
-    raw: dict,
-    selection: TaskSelection,
-    limit: Any,
-    num_fewshot: int | None,
-    seed: int,
-    seconds: float,
-    save: bool,
+    label: str, source: str, raw: dict, selection: TaskSelection, options: RunOptions, seconds: float
 ) -> BenchmarkResult:
     from ..config import settings
 
@@ -195,13 +186,13 @@ def _finish(
         model=label,
         source=source,
         scores=scores_from(raw, selection.names),
-        num_fewshot=num_fewshot,
-        limit=limit,
-        seed=seed,
+        num_fewshot=options.num_fewshot,
+        limit=options.limit,
+        seed=options.seed,
         seconds=seconds,
         details={"tasks": selection.names, "lm_eval": version, "configs": _configs(raw, selection.names)},
     )
-    if save:
+    if options.save:
         result.save(settings.workspace_path / "benchmarks")
     return result
 
