@@ -30,6 +30,7 @@ from kernel_magics.serve.chat import stream_reply
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
 CAPACITY, PER_USER = 4, 2
+NO_EOS = {"0": -100, "2": -100}  # the tiny model's <|endoftext|> and <|im_end|>
 SERVICE_ARGS = ["--max-batch-size", str(CAPACITY), "--per-user-concurrency", str(PER_USER), "--tokens-per-minute", "8000",
                 "--adapters-per-student", "2", "--max-rank", "16", "--train-slots", "2", "--heartbeat-timeout-s", "3"]  # fmt: skip
 
@@ -66,9 +67,9 @@ def _request(method: str, url: str, token: str | None, body: bytes | None = None
         return exc.code, json.loads(exc.read() or b"{}"), exc.headers
 
 
-def _chat(hub, user: str, model: str, max_tokens: int, content: str | None = None) -> tuple[int, dict, Any]:
+def _chat(hub, user: str, model: str, max_tokens: int, content: str | None = None, **extra: Any) -> tuple[int, dict, Any]:
     messages = [{"role": "user", "content": content}] if content else MESSAGES
-    body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}).encode()
+    body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, **extra}).encode()
     return _request("POST", hub.classroom + "/v1/chat/completions", hub.tokens[user], body)
 
 
@@ -146,10 +147,12 @@ def test_a_flood_from_bob_leaves_alice_her_turn(hub):
         started = time.perf_counter()
         assert _chat(hub, "alice", base, 4)[0] == 200
         solo.append(time.perf_counter() - started)
+    _models(hub, "bob")  # the hub has vouched for bob's token: his flood goes straight to his line
     with ThreadPoolExecutor(32) as pool:
-        flood = [pool.submit(_chat, hub, "bob", base, 48) for _ in range(32)]
-        deadline = time.monotonic() + 60
-        while _request("GET", hub.classroom + "/classroom/status", hub.tokens["carol"])[1]["users"].get("bob", {}).get("waiting", 0) < 10:
+        # the end-of-text tokens barred: every one of bob's requests is 64 tokens long, wherever a random model would stop
+        flood = [pool.submit(_chat, hub, "bob", base, 64, logit_bias=NO_EOS) for _ in range(32)]
+        deadline = time.monotonic() + 180
+        while _request("GET", hub.classroom + "/classroom/status", hub.tokens["carol"])[1]["users"].get("bob", {}).get("waiting", 0) < 4:
             assert time.monotonic() < deadline, "bob's flood never queued up"
             time.sleep(0.05)
         under_flood = []
@@ -160,7 +163,7 @@ def test_a_flood_from_bob_leaves_alice_her_turn(hub):
         view = _request("GET", hub.classroom + "/classroom/status", hub.tokens["carol"])[1]["users"]
         assert view["bob"]["waiting"] > 0  # alice was served while bob still had requests in line
         results = [f.result() for f in flood]
-    assert all(status == 200 for status, _, _ in results)
+    assert [(status, body["usage"]["completion_tokens"]) for status, body, _ in results] == [(200, 64)] * 32
     p99 = sorted(under_flood)[-1]  # 5 samples: the p99 is the slowest
     print(f"alice latency: solo median {statistics.median(solo) * 1000:.0f} ms; under bob's 32-request flood "
           f"median {statistics.median(under_flood) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
