@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,3 +122,34 @@ def device_lease(
         if info.get("pid") == os.getpid():
             (root / f"{name}.holder.json").unlink(missing_ok=True)
         os.close(fd)  # gives the flock back (a killed process gives it back the same way)
+
+
+@contextlib.contextmanager
+def class_slot(
+    run_id: str, on_wait: Callable[[str], None], stop_requested: Callable[[], bool], ask_stop: Callable[[], None]
+) -> Iterator[Any]:
+    """On a classroom hub (``KM_CLASSROOM_URL`` set by the teacher's spawner), hold a training slot that the
+    classroom service grants (:mod:`kernel_magics.classroom.slot_client`) for the block: while queued,
+    ``on_wait`` gets the service's line ("queued: 3rd in line, about 6 min"); a slot taken back (time limit,
+    teacher) asks the run to stop with a checkpoint. Yields the slot (None off a classroom hub, or when a stop
+    was asked while queued: check ``stop_requested``)."""
+    if not os.environ.get("KM_CLASSROOM_URL"):
+        yield None
+        return
+    from ..classroom.slot_client import request_slot
+
+    slot = request_slot(run_id, heartbeat_s=float(os.environ.get("KM_CLASSROOM_HEARTBEAT_S") or 10.0))
+    told = ""
+    try:
+        while not slot.wait(POLL_S * 4):
+            if slot.ended.is_set() or stop_requested():
+                yield None
+                return
+            if slot.message != told:
+                on_wait(slot.message)
+                told = slot.message
+        watcher = threading.Thread(target=lambda: slot.revoked.wait() and ask_stop(), daemon=True)
+        watcher.start()
+        yield slot
+    finally:
+        slot.release()

@@ -118,16 +118,20 @@ def train_here(folder: Path, resume: str | None) -> tuple[str, str | None]:
     """Train the run in ``folder`` (this process or its torchrun group); the final state and error line."""
     from .distributed import is_group
     from .folders import read_run_config
-    from .lease import device_lease, lease_name
+    from .lease import class_slot, device_lease, lease_name
 
     config = read_run_config(folder)
     run_id = str(config.get("run_id") or folder.name)
     device = str((config.get("plan") or {}).get("device") or "cpu")
     stop_file = folder / STOP_FILE
-    with device_lease(
-        lease_name(device), run_id, lambda line: record_event(folder, "log", line), stop_file.exists
-    ) as granted:
-        if not granted:
+    def on_wait(line: str) -> None:
+        record_event(folder, "log", line)
+
+    with (
+        class_slot(run_id, on_wait, stop_file.exists, stop_file.touch) as slot,
+        device_lease(lease_name(device), run_id, on_wait, stop_file.exists) as granted,
+    ):
+        if not granted or (slot is None and stop_file.exists()):
             return STOPPED, None
         write_status(folder, RUNNING)
         try:
