@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel_magics.data import check_lengths, prepare
+from kernel_magics.data.prepare import check_lengths, prepare
 from kernel_magics.errors import SwiftDataError
 from kernel_magics.testing import tiny_dataset
 

@@ -117,7 +117,7 @@ class PretrainArguments(SFTArguments):
 
 
 def pretrain_rows(args: PretrainArguments, model_path, *, trust_remote_code: bool = False):
-    from kernel_magics.data import prepare
+    from kernel_magics.data.prepare import prepare
 
     data = prepare(args.dataset, on_bad_rows=args.on_bad_rows)
     if data.kind != "text":

@@ -1,7 +1,7 @@
 """Look at a dataset before training: its rows as the trainer will see them, images included, bad rows named.
 
 ``preview(dataset)`` reads and checks every row the way ``km.sft`` will (image rows with
-:func:`~kernel_magics.data.vision.prepare_vision`, text rows with :func:`~kernel_magics.data.prepare`),
+:func:`~kernel_magics.data.vision.prepare_vision`, text rows with :func:`~kernel_magics.data.prepare.prepare`),
 but keeps the bad rows' problems instead of stopping at the first one. The notebook shows the result as
 the dataset viewer (``kernel_magics.widgets.dataset_viewer``); the terminal prints a few rows.
 """

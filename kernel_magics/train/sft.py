@@ -26,7 +26,7 @@ from .packing import has_varlen_attention, use_packed_rows
 from .plan import DTYPES, METHODS, Plan
 
 if TYPE_CHECKING:
-    from ..data import PreparedData
+    from ..data.prepare import PreparedData
 
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_min_lr", "polynomial")
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
@@ -190,7 +190,7 @@ def to_last_turn_completion(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def check_data(args: SFTArguments) -> PreparedData:
     """Read and validate the rows (pure Python: runs in the caller's thread, before anything heavy)."""
-    from ..data import prepare
+    from ..data.prepare import prepare
 
     return prepare(args.dataset, on_bad_rows=args.on_bad_rows)
 
@@ -199,7 +199,7 @@ def finish_inputs(
     args: SFTArguments, data: PreparedData, model_path: Path, *, trust_remote_code: bool = False
 ) -> SFTInputs:
     """Load the tokenizer, apply the chat template and count tokens per row, split off the eval rows."""
-    from ..data import check_lengths
+    from ..data.prepare import check_lengths
 
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     notes: list[str] = []
