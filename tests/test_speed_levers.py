@@ -89,7 +89,7 @@ def test_liger_auto_turns_on_for_supported_models_on_cuda(tiny_model, tiny_llama
     assert not plan.liger and "liger-kernel is not installed" in plan.describe()
     with pytest.raises(SwiftDeviceError) as info:
         levers(H100, tiny_llama, use_liger_kernel="on")
-    assert "pip install liger-kernel" in one_line(info)
+    assert "pip install 'kernel_magics[liger]'" in one_line(info)
 
 
 def test_padding_free_and_compile_reach_the_trainer_config_on_cuda(tiny_model, monkeypatch):

@@ -90,7 +90,7 @@ def liger_problem(device: DeviceInfo, kind: str) -> str | None:
     if device.type != "cuda":
         return f"Liger kernels need CUDA (Triton GPU kernels); this run is on {device.type}"
     if importlib.util.find_spec("liger_kernel") is None:
-        return "liger-kernel is not installed (pip install liger-kernel)"
+        return "liger-kernel is not installed (pip install 'kernel_magics[liger]')"
     if kind not in liger_model_types():
         return f"Liger kernels do not patch model type '{kind or 'unknown'}'"
     return None
