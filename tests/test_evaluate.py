@@ -195,7 +195,10 @@ def test_sft_eval_split_is_exactly_what_evaluate_holds_out(tiny_model: Path, wor
         return real_make_trainer(trainer_class, model, args, plan, output_dir, inputs, row_length)
 
     monkeypatch.setattr(sft_module, "make_trainer", recording_make_trainer)
-    run = km.sft(str(tiny_model), str(path), eval_split=0.1, seed=7, max_steps=1, batch_size=2, lora_r=4, verbose=False)
+    run = km.sft(  # where="kernel": the recording patch lives in this process
+        str(tiny_model), str(path), eval_split=0.1, seed=7, max_steps=1, batch_size=2, lora_r=4, verbose=False,
+        where="kernel",
+    )
     assert run.wait(120) == "finished", run.error
 
     scored: list[dict] = []

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,9 @@ def test_second_run_into_an_active_output_dir_is_refused(tiny_model, workspace, 
         with pytest.raises(SwiftUsageError) as info:
             km.sft(str(tiny_model), SFT, max_steps=2, output_dir=str(folder), **QUIET)
         assert "a run is already active in" in one_line(info)
+        deadline = time.monotonic() + 120
+        while not first.rows and not first.done and time.monotonic() < deadline:
+            time.sleep(0.1)  # training has started: a stop now writes a checkpoint (a queued run just ends)
     finally:
         first.stop()
         assert first.wait(120) == "stopped", first.error

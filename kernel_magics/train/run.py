@@ -52,6 +52,7 @@ from .runner import EXIT_FILE, HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, read_st
 _training_slot = threading.Lock()
 # where="kernel": one run trains at a time in a process (accelerate's state is process-wide). A second
 # such run waits, "queued", until the first ends. Runs in their own processes share a device by its lease.
+SAMPLE_EVENTS = ("samples", "grpo_samples")  # what vlm_samples / grpo_samples publish
 START_FILES = (STOP_FILE, EVENTS_FILE, FINISHED_FILE, STATUS_FILE, RUNNER_FILE, HEARTBEAT_FILE, EXIT_FILE, "error.txt")
 
 
@@ -68,6 +69,7 @@ class Run(Job):
         self.progress: dict[str, Any] = {"step": 0, "max_steps": config.get("max_steps") or 0}
         self.summary: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.samples: dict[str, Any] | None = None  # the latest answers a method's sampling callback published
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
@@ -125,6 +127,8 @@ class Run(Job):
             self.progress.update(payload if event == "progress" else {"max_steps": payload["max_steps"]})
         elif event == "summary":
             self.summary = payload
+        elif event in SAMPLE_EVENTS:  # from the run's own process: the latest samples, as its sink keeps them
+            self.samples = payload
         self._emit(event, payload)
 
     def log(self, line: str) -> None:
