@@ -81,5 +81,3 @@ registered
 attempt  # tests/test_run_folders.py: @pytest.mark.parametrize repeats the race test
 warmup_tokens  # tests/test_launcher.py: a dataclass field the launcher form reads by its name
 
-# -- not read anywhere: remove with the next change to its file -------------------------------------
-metrics_path  # serve/engines/vllm.py: VLLMProcess.metrics_path is set, and nothing reads it

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftUsageError, did_you_mean
-from .evaluate import compare, evaluate
 from .loading import is_adapter
-from .merge import folder_size, human_size, merge, merge_quietly, replace_folder, staging_dir, usual_permissions
+from .merge import folder_size, human_size, merge_quietly, replace_folder, staging_dir, usual_permissions
 
-__all__ = ["ExportResult", "FORMATS", "compare", "evaluate", "export", "merge"]
+__all__ = ["ExportResult", "FORMATS", "export"]
 
 FORMATS = ("gguf", "bnb-4bit", "gptq", "awq")
 EXPORT_INFO = "export_info.json"

@@ -16,7 +16,7 @@ COMMANDS = [
     command_from(
         "merge",
         "merge a LoRA adapter into its base model: one safetensors folder any server loads",
-        "kernel_magics.export.api:merge",
+        "kernel_magics.export.merge:merge",
         {
             "adapter": about("adapter folder (runs/<id>/adapter)", positional=True),
             "base": about("base model", short="-m", default_help="the base recorded in the adapter"),
@@ -44,7 +44,7 @@ COMMANDS = [
     command_from(
         "eval",
         "perplexity, exact match, preference accuracy on a dataset, or lm-eval benchmarks (--tasks)",
-        "kernel_magics.export.api:evaluate",
+        "kernel_magics.export.evaluate:evaluate",
         {
             "model": about(
                 "model, adapter folder, LABEL=MODEL or a server URL",
@@ -71,7 +71,7 @@ COMMANDS = [
     command_from(
         "compare",
         "the same prompts through several models (base, SFT, DPO...), answers side by side",
-        "kernel_magics.export.api:compare",
+        "kernel_magics.export.evaluate:compare",
         {
             "models": about("models, comma-separated: tiny,runs/<id>/adapter or LABEL=MODEL", type=csv_list),
             "prompts": about("a prompt (repeatable)", type=str, multiple=True, option="--prompt"),

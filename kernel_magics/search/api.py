@@ -28,14 +28,14 @@ from .filters import Filter, explicit_filters, listify, understood_filters
 from .index import build_index
 from .ranking import frame_of, newest, rank
 from .relax import select
-from .sources import all_cards, catalog, joined
+from .sources import all_cards, joined
 from .text import tokenize
 from .timeframe import catalog_month
 from .understand import understand
 from .understanding import Understanding
 from .units import billions, token_count
 
-__all__ = ["catalog", "print_results", "search"]
+__all__ = ["print_results", "search"]
 
 MAX_QUERY_CHARS = 2000
 _entity_memo: dict[int, tuple[list[dict[str, Any]], EntityIndex]] = {}

@@ -73,14 +73,14 @@ def other_node_command(run: Any, args: DistributedArguments, port: int, node_ran
     import shlex
 
     from .methods import command_of, method_of
-    from .script import _flags
+    from .script import command_flags
 
     config = run.config
     name = method_of(config).name
     arguments = dict(config.get("arguments") or {}, node_rank=node_rank, master_port=port, master_addr=args.master_addr)
     dataset = config.get("dataset_copy") or arguments.get("dataset")
     tokens = ["python", "-m", "kernel_magics", name, "--model", str(config.get("model")), "--dataset", str(dataset)]
-    tokens += _flags(command_of(name), arguments)
+    tokens += command_flags(command_of(name), arguments)
     return " ".join(shlex.quote(t) for t in tokens)
 
 

@@ -42,7 +42,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _flags(command: Command, values: dict[str, Any]) -> list[str]:
+def command_flags(command: Command, values: dict[str, Any]) -> list[str]:
     """CLI tokens that make ``command`` receive ``values`` (defaults left out)."""
     tokens: list[str] = []
     for arg in command.args:
@@ -114,7 +114,7 @@ def _plan(run: Any, folder: Path, stem: str, run_id: str) -> dict[str, Any]:
         "data": data_ref,
         "data_local": data_sha is not None,
         "data_sha": data_sha,
-        "flags": _flags(command, arguments),
+        "flags": command_flags(command, arguments),
         "kwargs": {k: v for k, v in arguments.items() if k not in _OWN and k in {a.name for a in command.args}},
         "torch": pins,
         "libs": libs,

@@ -42,7 +42,7 @@ class RunRecord:
 
 
 def rows_summary(data: Any) -> dict[str, Any]:
-    """``config.json``'s ``data`` for checked rows (a :class:`~kernel_magics.data.PreparedData`)."""
+    """``config.json``'s ``data`` for checked rows (a :class:`~kernel_magics.data.prepare.PreparedData`)."""
     return {"source": data.source, "format": data.format, "rows": len(data), "skipped": len(data.skipped)}
 
 

@@ -158,7 +158,6 @@ class VLLMProcess:
 
     name = "vllm"
     health_path = "/health"
-    metrics_path = "/metrics"
     startup_timeout_s = 600.0
 
     def __init__(
