@@ -216,3 +216,39 @@ def _no_network() -> object:
         tried = ", ".join(_network_attempts[:3])
         _network_attempts.clear()
         pytest.fail(f"the test opened a connection beyond this machine: {tried}", pytrace=False)
+
+
+# -- runs outlive the processes that start them: none outlives the test session --------------------------------
+def _session_runners(root: Path) -> list[int]:
+    """Training processes (workers, their reapers) whose output goes under ``root``."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"kernel_magics.train.runner" not in (entry / "cmdline").read_bytes():
+                continue
+            targets = [os.readlink(entry / "fd" / n) for n in ("1", "2")]
+            if "--reap" in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                targets.append((entry / "cmdline").read_bytes().decode(errors="replace"))
+        except OSError:
+            continue
+        if any(str(root) in target for target in targets):
+            found.append(int(entry.name))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that failed before stopping its run (or a lab's kernel that ended with one going) would leave
+    that run training for the rest of the machine's day: end them."""
+    import signal
+
+    try:
+        root = session.config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - pytest's own session folder
+    except (AttributeError, OSError, ValueError):
+        return
+    for pid in _session_runners(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
