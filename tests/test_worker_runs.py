@@ -166,16 +166,29 @@ def test_a_frozen_worker_is_reported_and_ended(tiny_model, workspace, monkeypatc
 
 
 def test_stop_from_a_second_watcher_reaches_the_run(tiny_model, workspace):
-    """Two kernels attached to one run: both see it; Stop from the one that did not start it works."""
+    """Two watchers of one run (this kernel and ``python -m kernel_magics attach`` in another process): both see
+    it; Ctrl-C in the one that did not start it stops the run with a checkpoint, and both see it stopped."""
     from kernel_magics.train.run import Run
 
-    run = km.sft(str(tiny_model), str(tiny_dataset()), max_steps=200, save_steps=1000, **OPTIONS)
+    run = km.sft(str(tiny_model), str(tiny_dataset()), max_steps=100000, save_steps=100000, **OPTIONS)
     _until(lambda: len(run.rows) >= 1 or run.done, 240, "a first step")
     other = Run.load(run.output_dir).follow()  # what km.attach gives in another kernel
     assert other is not run and other.status == "running"
-    other.stop()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "kernel_magics", "attach", str(run.output_dir)], stdout=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert cli.stdout.readline().startswith("step ")  # it follows the run live
+        cli.send_signal(signal.SIGINT)
+        out, _ = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
     assert run.wait(120) == "stopped", run.error
     assert other.wait(30) == "stopped"
+    assert f"stopped: {run.name}" in out
     assert run.checkpoints, "a stop writes a checkpoint"
 
 

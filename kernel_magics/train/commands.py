@@ -66,6 +66,7 @@ COMMANDS = [
         "kernel_magics.train.api:attach",
         {"run": about("run id (see %swift runs) or run folder", positional=True)},
         notebook="kernel_magics.widgets.dashboard:show",
+        terminal="kernel_magics.train.api:watch",
     ),
     command_from(
         "export-script",
