@@ -236,6 +236,7 @@ class Run(Job):
         with self._log_lock:
             self.rows = [r for r in self.rows if r.get("step", 0) <= step]
             atomic_write(self.logging_file, "".join(json.dumps(r) + "\n" for r in self.rows))
+            self.log_offset = None  # a watcher starts from the file's end as it is now
 
     def to_script(self, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:
         """Write a standalone script (``kind`` "shell" or "python") that reproduces this run outside Jupyter."""
