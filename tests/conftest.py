@@ -238,7 +238,7 @@ def _session_runners(root: Path) -> list[int]:
     return found
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     """A test that failed before stopping its run (or a lab's kernel that ended with one going) would leave
     that run training for the rest of the machine's day: end them."""
     import signal
