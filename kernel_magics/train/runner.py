@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -230,6 +231,7 @@ def wait_for_job() -> int:
     child's reaper (this process's image is replaced by a small one, so only the child holds the stack)."""
     detach()
     preload()
+    gc.freeze()  # what the imports made is permanent: a run's gc.collect() (accelerate calls one) skips it
     ready = os.environ.get(READY_VARIABLE)
     if ready:
         with contextlib.suppress(OSError):
