@@ -13,7 +13,10 @@ import pytest
 import kernel_magics as km
 from kernel_magics.testing import tiny_dataset
 
-OPTIONS = dict(max_steps=20, save_steps=10, lr=2e-3, seed=11, warmup_ratio=0.0, verbose=False)
+# where="kernel": the stop is asked from a progress callback at an exact step, which only a run in this process
+# sees without delay (a run in its own process is stopped from its mirrored events, a few steps later; its
+# stop and resume are tests/test_worker_runs.py's and test_train_sft.py's)
+OPTIONS = dict(max_steps=20, save_steps=10, lr=2e-3, seed=11, warmup_ratio=0.0, verbose=False, where="kernel")
 LOGGED = ["loss", "grad_norm", "learning_rate"]  # token metrics are off by default (token_metrics)
 
 
