@@ -97,19 +97,19 @@ def test_digits_reward_rises_and_the_run_shows_it(tiny_model, workspace):
 
 
 def test_stop_then_resume_continues_the_run(tiny_model, workspace):
-    run = km.grpo(str(tiny_model), prompt_rows(), reward=digits, max_steps=6, seed=3, **FAST)
+    run = km.grpo(str(tiny_model), prompt_rows(), reward=digits, max_steps=10, seed=3, **FAST)
     reached = threading.Event()
     run.subscribe(lambda event, payload: reached.set() if event == "progress" and payload["step"] >= 2 else None)
     assert reached.wait(600)
     run.stop()
     assert run.wait(600) == "stopped", run.error
     stopped_at = run.progress["step"]
-    assert 2 <= stopped_at < 6 and run.checkpoints[-1].name == f"checkpoint-{stopped_at}"
+    assert 2 <= stopped_at < 10 and run.checkpoints[-1].name == f"checkpoint-{stopped_at}"
     run.resume()
     assert run.wait(600) == "finished", run.error
     steps = [int(s) for s in run.metrics["step"]]
-    assert steps == list(range(1, 7)), steps
-    assert json.loads((run.checkpoints[-1] / "trainer_state.json").read_text())["global_step"] == 6
+    assert steps == list(range(1, 11)), steps
+    assert json.loads((run.checkpoints[-1] / "trainer_state.json").read_text())["global_step"] == 10
 
 
 def test_two_runs_back_to_back_in_one_process_agree(tiny_model, workspace):

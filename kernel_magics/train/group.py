@@ -121,6 +121,8 @@ def train_group(run: Any, resume_from: Path | None, mirror_logs: bool = True) ->
     folder: Path = run.output_dir
     args = distributed_arguments(run.config)
     device_type = (run.config.get("plan") or {}).get("device", "cpu")
+    for stale in (folder / FINISHED_FILE, *folder.glob("error-rank*.txt")):  # an earlier start's outcome
+        stale.unlink(missing_ok=True)
     port = int(args.master_port or free_port())
     command = launch_command(args, folder, port, resume_from)
     run.log(
