@@ -53,13 +53,15 @@ def test_dry_run_completes_every_section(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     report = json.loads(out.read_text())
     failed = {name: section.get("error") for name, section in report["sections"].items() if section["status"] != "ok"}
     assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:], done.stderr[-2000:])
     sections = report["sections"]
-    assert set(sections) == {"sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "levers"}
+    assert set(sections) == {"sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "levers", "kernel_memory"}
+    kernel = sections["kernel_memory"]  # a stand-in kernel trained a run in its worker: no CUDA state in it
+    assert kernel["state"] == "finished" and kernel["kernel_cuda_initialized"] is False
     levers = sections["levers"]
     for cuda_only in ("liger", "padding_free"):  # on the CPU: km.sft's one-line refusal, recorded
         refused = levers[cuda_only]["figures_on"]["refused"]
