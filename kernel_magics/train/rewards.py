@@ -312,7 +312,8 @@ def _globals_used(func: Any, secrets: list[str]) -> tuple[list[str], list[str]]:
 
 def sources_file(rewards: list[Reward]) -> tuple[str, list[str]]:
     """The text of ``rewards.py`` (the user's reward functions) and one note per reward without source."""
-    parts = ['"""Reward functions of this run, saved from the code that defined them."""', ""]
+    # annotations stay text (as in a module with this import): a type named in a signature needs no import here
+    parts = ['"""Reward functions of this run, saved from the code that defined them."""', "", "from __future__ import annotations", ""]
     notes: list[str] = []
     imports: set[str] = set()
     bodies: list[str] = []
