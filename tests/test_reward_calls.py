@@ -123,6 +123,7 @@ def test_run_stop_ends_a_grpo_run_whose_reward_hangs(tiny_model, workspace):
         max_completion_length=4,
         max_steps=2,
         verbose=False,
+        where="kernel",  # the reward shares threading.Events with this test: it must run in this process
     )
     try:
         assert entered.wait(300), run.error
