@@ -111,7 +111,10 @@ def live_jobs(kind: str | None = None) -> list[Job]:
 
 def stop_all(kind: str | None = None, timeout: float = 30.0) -> list[Job]:
     """Stop every live job (of ``kind``), waiting up to ``timeout`` seconds for each."""
-    jobs = live_jobs(kind)
+    return _stop_and_wait(live_jobs(kind), timeout)
+
+
+def _stop_and_wait(jobs: list[Job], timeout: float) -> list[Job]:
     for job in jobs:
         try:
             job.stop()
@@ -125,14 +128,7 @@ def stop_all(kind: str | None = None, timeout: float = 30.0) -> list[Job]:
 def stop_at_exit(timeout: float = 10.0) -> None:
     """At interpreter exit: stop the jobs that would end with this process anyway (servers, in-process runs);
     runs in processes of their own go on, and a later kernel can attach to them."""
-    jobs = [job for job in live_jobs() if job.ends_with_process]
-    for job in jobs:
-        try:
-            job.stop()
-        except Exception:  # noqa: BLE001
-            pass
-    for job in jobs:
-        job.wait(timeout)
+    _stop_and_wait([job for job in live_jobs() if job.ends_with_process], timeout)
 
 
 atexit.register(stop_at_exit)
