@@ -38,6 +38,15 @@ _active_dirs: dict[str, str | None] = {}  # folder -> the run_uid that claimed i
 _active_lock = threading.Lock()
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A small JSON object another process writes atomically (status, lease holder); {} when absent or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

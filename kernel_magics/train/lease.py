@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .folders import pid_alive, read_record
+
 POLL_S = 0.5
 
 
@@ -44,32 +46,20 @@ def leases_folder() -> Path:
     return settings.cache_path / "leases"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def holder(name: str) -> dict[str, Any]:
     """Who holds lease ``name`` now (``run_id``, ``pid``, ``since``), as its holder wrote it; {} when free."""
-    from .folders import pid_alive
-
-    info = _read_json(leases_folder() / f"{name}.holder.json")
+    info = read_record(leases_folder() / f"{name}.holder.json")
     return info if info.get("pid") and pid_alive(int(info["pid"])) else {}
 
 
 def waiting(name: str | None = None) -> list[dict[str, Any]]:
     """The runs waiting for a lease (all leases when ``name`` is None), first come first."""
-    from .folders import pid_alive
-
     root = leases_folder()
     folders = [root / f"{name}.queue"] if name else sorted(root.glob("*.queue"))
     found = []
     for folder in folders:
         for entry in folder.glob("*.json"):
-            info = _read_json(entry)
+            info = read_record(entry)
             if info.get("pid") and pid_alive(int(info["pid"])):
                 found.append(info)
     return sorted(found, key=lambda info: info.get("since", 0.0))
@@ -118,7 +108,7 @@ def device_lease(
         yield True
     finally:
         ticket.unlink(missing_ok=True)
-        info = _read_json(root / f"{name}.holder.json")
+        info = read_record(root / f"{name}.holder.json")
         if info.get("pid") == os.getpid():
             (root / f"{name}.holder.json").unlink(missing_ok=True)
         os.close(fd)  # gives the flock back (a killed process gives it back the same way)

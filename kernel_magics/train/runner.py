@@ -35,7 +35,7 @@ from typing import Any
 
 from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from .distributed import EVENTS_FILE, STOP_FILE
-from .folders import LOCK_NAME, atomic_write
+from .folders import LOCK_NAME, atomic_write, read_record
 
 READY_VARIABLE = "KERNEL_MAGICS_WORKER_READY"  # set by :mod:`.warm`: the file to create once imports are done
 RUNNER_FILE = "runner.json"
@@ -58,11 +58,7 @@ def preload() -> None:
 
 def read_status(folder: Path) -> dict[str, Any]:
     """``status.json`` of a run folder ({} when absent or unreadable)."""
-    try:
-        value = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    return read_record(folder / STATUS_FILE)
 
 
 def write_status(folder: Path, state: str, error: str | None = None) -> None:
@@ -219,11 +215,7 @@ def reap(pid: int, folder: Path) -> int:
 
 def read_exit(folder: Path) -> dict[str, Any]:
     """``exit.json`` of a run folder ({} when its process has not ended or nobody could record it)."""
-    try:
-        value = json.loads((folder / EXIT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    return read_record(folder / EXIT_FILE)
 
 
 def wait_for_job() -> int:
