@@ -19,7 +19,7 @@ from typing import Any
 
 from ..jobs import FAILED, QUEUED, RUNNING, STOPPING, TERMINAL
 from .distributed import EVENTS_FILE, STOP_FILE
-from .folders import LOCK_NAME, atomic_write, pid_alive
+from .folders import LOCK_NAME, atomic_write, pid_alive, read_record
 from .group import Tail, mirror
 from .runner import HEARTBEAT_FILE, RUNNER_FILE, read_exit, read_status, write_status
 
@@ -134,10 +134,8 @@ class Watcher:
 
         limit = float(settings.stall_seconds)
         now = time.monotonic()
-        try:
-            beat_age = time.time() - float(json.loads((self.folder / HEARTBEAT_FILE).read_text())["time"])
-        except (OSError, ValueError, KeyError, TypeError):
-            beat_age = now - self.started
+        beat = read_record(self.folder / HEARTBEAT_FILE).get("time")
+        beat_age = time.time() - float(beat) if isinstance(beat, (int, float)) else now - self.started
         step = self.run.progress.get("step", 0)
         if step != self.step_seen[0]:
             self.step_seen, self.stall_told = (step, now), False
