@@ -351,7 +351,12 @@ def test_the_shared_engine_applies_the_chat_policy_and_each_users_budget():
         assert refused.value.status == 403
         request.model = "base"
         view.submit(request)
-        assert view.pending() == 1 and turns.waiting("alice") == 0 and view.models == ["base", "alice/poem"]
+        assert view.pending() == 1 and turns.waiting("alice") == 0
+        assert view.models == ["base"]  # under "own", alice's adapter is not bob's to see
+        teacher = CALLER.set(Caller("carol", teacher=True))
+        assert view.models == ["base", "alice/poem"]
+        CALLER.reset(teacher)
+        assert SharedEngine(engine, turns, "everyone").models == ["base", "alice/poem"]
         turns.meter.add("bob", 150)
         with pytest.raises(APIError, match="bob used 150 tokens in the last minute, the class's limit is 100") as limited:
             view.submit(request)
@@ -360,6 +365,7 @@ def test_the_shared_engine_applies_the_chat_policy_and_each_users_budget():
         CALLER.reset(token)
     with pytest.raises(APIError, match="no caller"):
         view.pending()
+    assert view.models == ["base", "alice/poem"]  # no caller: the OpenAPI document names every served model
 
 
 def test_adapters_load_into_the_running_engine_and_the_last_one_leaves_a_plain_model(tiny_model, adapter, tmp_path):

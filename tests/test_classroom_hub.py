@@ -90,7 +90,8 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
         answer = km.publish(adapter.parent, name="poem", url=hub.classroom, token=hub.tokens[user])
         assert answer["id"] == f"{user}/poem" and answer["rank"] == 8
     base = _models(hub, "alice")[0]
-    assert _models(hub, "alice") == [base, "alice/poem", "bob/poem"]
+    assert _models(hub, "alice") == [base, "alice/poem"]  # the "own" policy: only what she may chat with
+    assert _models(hub, "carol") == [base, "alice/poem", "bob/poem"]  # a teacher chats with every adapter
 
     import openai  # a stock OpenAI client, the hub token as its key
 
@@ -109,8 +110,8 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
             bundle.write(poems["bob"] / name, name)
     assert _request("PUT", hub.classroom + "/classroom/adapters/alice/poem", hub.tokens["bob"], archive.read_bytes())[0] == 403
     assert _request("DELETE", hub.classroom + "/classroom/adapters/alice/poem", hub.tokens["bob"])[0] == 403
-    status, body, _ = _chat(hub, "bob", "alice/poem", 4)
-    assert status == 403 and "belongs to another student" in body["error"]["message"], body
+    status, body, _ = _chat(hub, "bob", "alice/poem", 4)  # not his to see: unknown to him, like any other name
+    assert status == 404 and body["error"]["message"].endswith(f"this server has: {base}, bob/poem"), body
     for token in ("not-a-hub-token", None):
         status, body, _ = _request("GET", hub.classroom + "/v1/models", token)
         assert status == 401 and "JupyterHub API token" in body["error"]["message"]
@@ -137,7 +138,7 @@ def test_students_publish_own_their_adapters_and_chat_through_the_hub(hub, tiny_
     assert view.refresh().data["adapters"] == {"alice": ["poem"], "bob": ["poem"]}
     assert view.data["users"]["alice"]["requests_last_min"] == 5 and view.data["memory"]["rss_mb"] > 0
     assert km.unpublish("poem", url=hub.classroom, token=hub.tokens["bob"])["deleted"]
-    assert _models(hub, "alice") == [base, "alice/poem"]
+    assert _models(hub, "carol") == [base, "alice/poem"]
 
 
 def test_a_flood_from_bob_leaves_alice_her_turn(hub):

@@ -29,7 +29,9 @@ def may_chat(caller: Caller, model: str, base: str, policy: str) -> bool:
 
 
 class SharedEngine:
-    """The engine as one request's caller sees it (everything but ``submit`` / ``pending`` is the engine's)."""
+    """The engine as one request's caller sees it: ``models`` lists what they may chat with (another student's
+    adapter under the "own" policy is not there: listed nowhere, and a request for it is a 404 like any unknown
+    model), ``submit`` / ``pending`` use their line; everything else is the engine's."""
 
     def __init__(self, engine: Any, turns: FairScheduler, chat_policy: str) -> None:
         self.engine = engine
@@ -38,6 +40,14 @@ class SharedEngine:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
+
+    @property
+    def models(self) -> list[str]:
+        """The models the caller may chat with (every one when no caller is set: the OpenAPI document)."""
+        caller, models = CALLER.get(), self.engine.models
+        if caller is None:
+            return list(models)
+        return [m for m in models if may_chat(caller, m, models[0], self.chat_policy)]
 
     @staticmethod
     def caller() -> Caller:
