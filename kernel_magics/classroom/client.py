@@ -2,7 +2,8 @@
 
 Where the service is: ``url=``, else ``$KM_CLASSROOM_URL`` (the teacher sets it for every single-user server
 with ``c.Spawner.environment``; e.g. ``http://127.0.0.1:8000/services/classroom`` through the hub's proxy).
-Who the student is: ``token=``, else ``$JUPYTERHUB_API_TOKEN``, which every single-user server has.
+Who the student is: ``token=``, else ``$KM_CLASSROOM_TOKEN`` (a practice classroom's, :mod:`.practice`), else
+``$JUPYTERHUB_API_TOKEN``, which every single-user server has.
 
 ::
 
@@ -37,7 +38,7 @@ def service(url: str | None = None, token: str | None = None) -> tuple[str, str]
         raise SwiftConfigError(
             "no classroom service: pass url=... or set KM_CLASSROOM_URL (the teacher sets it in c.Spawner.environment)"
         )
-    key = (token or os.environ.get("JUPYTERHUB_API_TOKEN", "")).strip()
+    key = (token or os.environ.get("KM_CLASSROOM_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", "")).strip()
     if not key:
         raise SwiftConfigError("no hub token: pass token=... or run in a JupyterHub server (JUPYTERHUB_API_TOKEN)")
     return base, key
