@@ -20,7 +20,7 @@ cycle  # search/refresh.py: _repr_pretty_'s second argument, fixed by IPython's 
 
 # -- names given as "module:attribute" strings (argspec.load, the method and engine registries) ------
 show_text  # data/preview.py: the `%swift dataset` Command's terminal target (train/commands.py)
-run_record  # train/{sft,dpo,grpo,vlm}.py: each method's `record` hook in train/methods.py
+run_record  # train/{sft,dpo,grpo,vlm}.py: each method's `record` hook in train/methods/registry.py
 pretrain_rows  # tests/test_methods.py: the test method's `prepare` hook, registered by string
 pretrain_record  # tests/test_methods.py: the test method's `record` hook, registered by string
 inproc_create  # tests/test_serve_engine_contract.py: the test engines' factory, availability and
@@ -49,14 +49,14 @@ poem_preferences  # lab_data.py: notebooks/07_writing_assistant.ipynb (EN / zh)
 poem_held_out_preferences  # lab_data.py: notebooks/07_writing_assistant.ipynb (EN / zh)
 
 # -- transformers / TRL: Trainer callbacks and the objects they configure -----------------------------
-_.on_log  # TrainerCallback hooks, called by transformers' Trainer (train/callbacks.py, benchmarks)
+_.on_log  # TrainerCallback hooks, called by transformers' Trainer (train/runtime/callbacks.py, benchmarks)
 _.on_save
 _.on_evaluate
 _.should_training_stop  # TrainerControl flag the Trainer reads after each callback (callbacks.py, worker.py)
 _.use_cache  # model.config.use_cache, read by the model's forward (train/model.py, benchmarks)
 _.llm_int8_skip_modules  # BitsAndBytesConfig field read by transformers' quantizer (train/model.py)
-_.data_collator  # the Trainer's collator, replaced for packed batches (train/packing.py)
-_.remove_unused_columns  # TRL SFTConfig fields read by SFTTrainer for image rows (train/vlm.py)
+_.data_collator  # the Trainer's collator, replaced for packed batches (train/methods/packing.py)
+_.remove_unused_columns  # TRL SFTConfig fields read by SFTTrainer for image rows (train/methods/vlm.py)
 _.dataset_kwargs
 
 # -- tokenizers, ipywidgets, anywidget, Starlette, uvicorn, pydantic, xllamacpp ----------------------
@@ -80,4 +80,3 @@ bars_on
 registered
 attempt  # tests/test_run_folders.py: @pytest.mark.parametrize repeats the race test
 warmup_tokens  # tests/test_launcher.py: a dataclass field the launcher form reads by its name
-

@@ -6,7 +6,7 @@ The data are conversations of very different lengths (1 to 12 chat turns joined 
 dataset, ~40 to ~400 tokens). Padded batches pad every row to the longest in its batch; packing fills rows
 with whole conversations (TRL's best-fit-decreasing packing) that never attend to each other
 (``position_ids`` restart per conversation). On CPU SDPA, which has no variable-length kernel, the rows
-stay rows and are as long as the longest conversation (``kernel_magics.train.packing``); with
+stay rows and are as long as the longest conversation (``kernel_magics.train.methods.packing``); with
 FlashAttention TRL's flat padding-free batch is used.
 
 Both sides are the same ``km.sft`` call (same tiny model, rows, seed, LoRA, batch, optimizer, torch threads,

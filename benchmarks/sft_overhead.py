@@ -111,7 +111,7 @@ def training_rows(model: Path) -> tuple[list[dict], bool]:
     from transformers import AutoTokenizer
 
     from kernel_magics.testing import tiny_dataset
-    from kernel_magics.train.sft import has_generation_markers, to_last_turn_completion
+    from kernel_magics.train.methods.sft import has_generation_markers, to_last_turn_completion
 
     rows = [json.loads(line) for line in tiny_dataset("sft").read_text().splitlines() if line.strip()]
     if has_generation_markers(AutoTokenizer.from_pretrained(model)):

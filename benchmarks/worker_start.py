@@ -35,7 +35,7 @@ def one_run(model: str, dataset: str, steps: int, where: str) -> dict[str, float
     import kernel_magics as km
 
     if where == "worker":
-        from kernel_magics.train import warm
+        from kernel_magics.train.runtime import warm
 
         warm.wait_for_spare()
     start = time.time()
@@ -63,7 +63,7 @@ def main() -> None:
     import kernel_magics as km
     from kernel_magics.config import settings
     from kernel_magics.testing import tiny_dataset
-    from kernel_magics.train import warm
+    from kernel_magics.train.runtime import warm
 
     settings.workspace = tempfile.mkdtemp(prefix="km-bench-worker-")
     model = str(km.resolve_model(options.model))

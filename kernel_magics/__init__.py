@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import settings
 from .errors import SwiftError
-from .train.methods import public_functions
+from .train.methods.registry import public_functions
 
 
 class _OptionalKernelsNotice(logging.Filter):
@@ -38,7 +38,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_OptionalKernelsNot
 __version__ = "0.1.0"
 
 # public name -> "module:attribute", imported on first access; the training methods (km.sft, km.dpo, ...)
-# come from their registry, kernel_magics.train.methods
+# come from their registry, kernel_magics.train.methods.registry
 _LAZY = {
     "env": "kernel_magics.envinfo:env",
     "resolve_model": "kernel_magics.hub:resolve_model",
@@ -46,7 +46,7 @@ _LAZY = {
     "search": "kernel_magics.search.api:search",
     "catalog": "kernel_magics.search.sources:catalog",
     "refresh_catalog": "kernel_magics.search.refresh:refresh_catalog",
-    "estimate": "kernel_magics.train.estimate:estimate",
+    "estimate": "kernel_magics.train.planning.estimate:estimate",
     "runs": "kernel_magics.train.api:runs",
     "attach": "kernel_magics.train.api:attach",
     "serve": "kernel_magics.serve.api:serve",
@@ -86,7 +86,7 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext kernel_magics``: register ``%swift`` / ``%%swift`` and the ``SwiftMagics`` config."""
     from .magics import SwiftMagics
-    from .train.warm import prestart
+    from .train.runtime.warm import prestart
 
     ipython.register_magics(SwiftMagics)
     prestart()  # a worker process imports the training stack now, so the first run starts warm

@@ -112,7 +112,7 @@ def _join_background_threads(timeout: float = 60.0) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m kernel_magics`` and the ``kernel-magics`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .train.warm import KEEP_WARM
+    from .train.runtime.warm import KEEP_WARM
 
     KEEP_WARM["after_runs"] = False  # one command, at most one run: no worker kept waiting for a next one
     try:

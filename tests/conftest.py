@@ -226,7 +226,7 @@ def _session_runners(root: Path) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if b"kernel_magics.train.runner" not in (entry / "cmdline").read_bytes():
+            if b"kernel_magics.train.runtime.runner" not in (entry / "cmdline").read_bytes():
                 continue
             targets = [os.readlink(entry / "fd" / n) for n in ("1", "2")]
             if "--reap" in (entry / "cmdline").read_bytes().decode(errors="replace"):

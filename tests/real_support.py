@@ -61,7 +61,7 @@ def train_style(data: Path, max_steps: int = 30, **kwargs: Any) -> Any:
 
 def trainer_rows(run: Any, out_dir: Path) -> Any:
     """The training dataset of ``run``'s trainer, rebuilt by the same builder from the run's saved config."""
-    from kernel_magics.train.sft import build_trainer
+    from kernel_magics.train.methods.sft import build_trainer
 
     stand_in = SimpleNamespace(config=run.config, log=lambda _message: None, output_dir=out_dir)
     return build_trainer(stand_in, None).train_dataset

@@ -57,7 +57,7 @@ def test_training_export_and_serving_agree_on_a_foreign_adapter(tiny_model, tiny
     """A Llama adapter put on the Qwen2 model: all three refuse it, each with its own flag to fix."""
     from kernel_magics.export.loading import check_adapter_matches as export_check
     from kernel_magics.serve.engines.base import check_adapter
-    from kernel_magics.train.continuing import check_adapter_matches as training_check
+    from kernel_magics.train.methods.continuing import check_adapter_matches as training_check
 
     adapter = _adapter(tmp_path / "run", str(tiny_llama))
     with pytest.raises(SwiftModelError, match=r"\(model_type llama vs qwen2\); pass --model"):

@@ -13,7 +13,7 @@ import kernel_magics as km
 from kernel_magics import cli
 from kernel_magics.argspec import keyword_fields
 from kernel_magics.signatures import about, command_from
-from kernel_magics.train.methods import METHODS
+from kernel_magics.train.methods.registry import METHODS
 
 
 def _subcommands():
@@ -90,8 +90,8 @@ def test_public_function_is_generated_from_its_dataclass(entry):
 
 def test_keywords_reach_the_launcher_as_the_dataclass(monkeypatch):
     import kernel_magics.train.api as api
-    from kernel_magics.train.dpo import PreferenceArguments
-    from kernel_magics.train.vlm import VisionArguments
+    from kernel_magics.train.methods.dpo import PreferenceArguments
+    from kernel_magics.train.methods.vlm import VisionArguments
 
     seen = []
     monkeypatch.setattr(api, "launch", lambda entry, arguments, verbose: seen.append((entry.name, arguments, verbose)))

@@ -7,7 +7,7 @@ import pytest
 
 
 def _grpo_run(workspace, name: str, beta: float):
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
 
     folder = workspace / "runs" / name
     folder.mkdir(parents=True)

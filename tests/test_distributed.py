@@ -19,8 +19,8 @@ import pytest
 import kernel_magics as km
 from kernel_magics.errors import SwiftError
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.distributed import port_is_free
-from kernel_magics.train.folders import pid_alive
+from kernel_magics.train.runtime.distributed import port_is_free
+from kernel_magics.train.runtime.folders import pid_alive
 
 SFT = str(tiny_dataset("sft"))
 # no dropout: a different batch layout must not change the random draws; the issue's bar is 2e-4
@@ -115,7 +115,7 @@ def test_a_rank_that_dies_fails_the_run_with_its_line_and_ends_the_others(tiny_m
 
 @pytest.mark.slow
 def test_two_nodes_on_loopback_train_like_one_process(tiny_model, workspace, tmp_path, one_process_losses):
-    from kernel_magics.train.distributed import free_port
+    from kernel_magics.train.runtime.distributed import free_port
 
     port = free_port()
     run = km.sft(str(tiny_model), SFT, batch_size=2, num_processes=1, nnodes=2, node_rank=0,
@@ -134,7 +134,7 @@ def test_two_nodes_on_loopback_train_like_one_process(tiny_model, workspace, tmp
 
 def _group_of(run) -> set[int]:
     """The processes below the run's own process: torchrun and its ranks."""
-    from kernel_magics.train.group import descendants
+    from kernel_magics.train.runtime.group import descendants
 
     return descendants(run.worker_pid)
 
@@ -193,7 +193,7 @@ def test_deepspeed_config_is_checked_before_launch(tiny_model, workspace, tmp_pa
 def test_more_processes_than_gpus_is_refused(monkeypatch):
     import torch
 
-    from kernel_magics.train.distributed import DistributedArguments, check_group_device
+    from kernel_magics.train.runtime.distributed import DistributedArguments, check_group_device
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(SwiftError, match="num_processes 4 is more than the 1 CUDA device"):
@@ -201,7 +201,7 @@ def test_more_processes_than_gpus_is_refused(monkeypatch):
 
 
 def test_strategies_map_to_trainer_options():
-    from kernel_magics.train.distributed import trainer_options
+    from kernel_magics.train.runtime.distributed import trainer_options
 
     assert trainer_options({"num_processes": 1}, "cpu") == {}
     assert trainer_options({"num_processes": 2}, "cpu") == {"ddp_backend": "gloo", "ddp_find_unused_parameters": False}
@@ -259,7 +259,7 @@ def test_a_group_run_asks_a_child_process_about_the_device(tiny_model, workspace
     import torch
 
     import kernel_magics.device as device_module
-    from kernel_magics.train.distributed import probe_device
+    from kernel_magics.train.runtime.distributed import probe_device
 
     asked_here = []
     real = device_module._cpu
@@ -291,5 +291,5 @@ def test_a_torchrun_script_from_export_script_trains_the_run_on_two_processes(ti
         other = export_script(run.output_dir, str(tmp_path / launcher), launcher=launcher)
         assert subprocess.run(["bash", "-n", str(other)]).returncode == 0
         text = other.read_text()
-        assert "kernel_magics.train.worker" in text
+        assert "kernel_magics.train.runtime.worker" in text
     assert "#SBATCH --nodes=1" in text and "srun bash -c" in text and "SLURM_NODEID" in text

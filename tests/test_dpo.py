@@ -11,7 +11,7 @@ import torch
 
 import kernel_magics as km
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.methods import METHODS
+from kernel_magics.train.methods.registry import METHODS
 
 DPO = next(m for m in METHODS if m.name == "dpo")  # the registry entry the launcher starts
 PAIRS = str(tiny_dataset("dpo"))
@@ -66,7 +66,7 @@ LOSSES = [
 def test_each_loss_learns_the_preferences(tiny_model, workspace, loss, dataset, extra, steps):
     run = km.dpo(str(tiny_model), dataset, loss=loss, max_steps=steps, **FAST, **extra)
     finished(run)
-    assert run.config["kind"] == loss and run.config["trainer"] == "kernel_magics.train.dpo:build_trainer"
+    assert run.config["kind"] == loss and run.config["trainer"] == "kernel_magics.train.methods.dpo:build_trainer"
     losses = column(run, "loss")
     margins = column(run, "rewards/margins")
     head, tail = mean(margins[:4]), mean(margins[-4:])
@@ -99,12 +99,11 @@ def _lora_parameters(model, adapter: str) -> int:
 
 
 def test_fresh_lora_dpo_keeps_one_copy_of_the_weights(tiny_model, workspace):
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
-    from kernel_magics.train.start import create_run
+    from kernel_magics.train.methods.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.runtime.start import create_run
 
     run, inputs = create_run(
-        DPO,
-        PreferenceArguments(model=str(tiny_model), dataset=PAIRS, max_steps=2, **_args()), verbose=False
+        DPO, PreferenceArguments(model=str(tiny_model), dataset=PAIRS, max_steps=2, **_args()), verbose=False
     )
     trainer = build_trainer(run, inputs)
     assert trainer.ref_model is None
@@ -125,8 +124,8 @@ def test_sft_then_dpo_continues_the_sft_adapter(tiny_model, workspace):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.trainer.utils import use_adapter
 
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
-    from kernel_magics.train.start import create_run, start_run
+    from kernel_magics.train.methods.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.runtime.start import create_run, start_run
 
     sft = km.sft(str(tiny_model), str(tiny_dataset("sft")), max_steps=6, lr=2e-3, **FAST)
     finished(sft)
@@ -175,12 +174,11 @@ def test_sft_then_dpo_continues_the_sft_adapter(tiny_model, workspace):
 
 
 def test_orpo_starts_from_the_base_without_reference(tiny_model, workspace):
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
-    from kernel_magics.train.start import create_run
+    from kernel_magics.train.methods.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.runtime.start import create_run
 
     run, inputs = create_run(
-        DPO,
-        PreferenceArguments(model=str(tiny_model), dataset=PAIRS, loss="orpo", **_args()), verbose=False
+        DPO, PreferenceArguments(model=str(tiny_model), dataset=PAIRS, loss="orpo", **_args()), verbose=False
     )
     trainer = build_trainer(run, inputs)
     from trl.experimental.orpo import ORPOTrainer
@@ -246,8 +244,8 @@ def test_a_run_built_but_never_started_does_not_hold_up_stop_all(tiny_model, wor
     import time
 
     from kernel_magics.jobs import live_jobs, stop_all
-    from kernel_magics.train.dpo import PreferenceArguments
-    from kernel_magics.train.start import create_run
+    from kernel_magics.train.methods.dpo import PreferenceArguments
+    from kernel_magics.train.runtime.start import create_run
 
     run, _ = create_run(DPO, PreferenceArguments(model=str(tiny_model), dataset=PAIRS, **_args()), verbose=False)
     assert run not in live_jobs("run")

@@ -50,7 +50,7 @@ def test_swift_dpo_cell_returns_a_dashboard_with_reward_panels(tiny_model, works
 
 
 def test_orpo_and_kto_panels_and_sft_is_unchanged(workspace):
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
     from kernel_magics.widgets.dashboard import Dashboard
 
     for kind, own in (("orpo", "log_odds_ratio"), ("kto", "kl")):

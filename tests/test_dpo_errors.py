@@ -130,7 +130,7 @@ def test_dpo_and_rlhf_parse_like_ms_swift():
     assert call.command.target == "kernel_magics.train.api:rlhf"
     assert call.kwargs == {"type": "orpo", "dataset": "prefs.jsonl", "max_steps": 3}
     from kernel_magics.train.commands import PREFERENCE_LOSSES
-    from kernel_magics.train.dpo import LOSSES
+    from kernel_magics.train.methods.dpo import LOSSES
 
     assert PREFERENCE_LOSSES == LOSSES
 

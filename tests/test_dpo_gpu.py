@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.methods import METHODS
+from kernel_magics.train.methods.registry import METHODS
 
 pytestmark = pytest.mark.gpu
 DPO = next(m for m in METHODS if m.name == "dpo")  # the registry entry the launcher starts
@@ -49,8 +49,8 @@ def test_dpo_on_a_05b_architecture(qwen_05b, workspace, method):
     import torch
 
     import kernel_magics as km
-    from kernel_magics.train.dpo import PreferenceArguments, build_trainer
-    from kernel_magics.train.start import create_run
+    from kernel_magics.train.methods.dpo import PreferenceArguments, build_trainer
+    from kernel_magics.train.runtime.start import create_run
 
     knobs = dict(
         model=str(qwen_05b),

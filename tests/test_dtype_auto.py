@@ -8,7 +8,7 @@ import pytest
 import kernel_magics as km
 from kernel_magics.device import DeviceInfo, cpu_native_bf16
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.plan import make_plan
+from kernel_magics.train.planning.plan import make_plan
 
 CPU = DeviceInfo("cpu", None, "cpu", 24.0, 20.0, False, "test")
 PLAIN = frozenset({"fpu", "sse4_2", "avx2", "avx512f"})
@@ -61,7 +61,7 @@ def test_gpu_auto_is_unchanged_by_the_cpu_flags(monkeypatch):
 
 
 def test_estimate_counts_each_method_in_the_dtype_auto_trains_it_in(monkeypatch):
-    from kernel_magics.train.estimate import estimate
+    from kernel_magics.train.planning.estimate import estimate
 
     with_flags(monkeypatch, PLAIN | {"avx512_bf16"})
     native = estimate("tiny", device="cpu")

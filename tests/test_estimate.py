@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kernel_magics.errors import SwiftConfigError, SwiftModelError
-from kernel_magics.train.estimate import estimate
+from kernel_magics.train.planning.estimate import estimate
 
 CONFIGS = {
     "Qwen2.5-0.5B": (

@@ -4,7 +4,7 @@ model loaded as ``km.sft`` loads it (LoRA on every linear layer, fp32, no gradie
 * Activations: the bytes autograd saves for backward inside the decoder layers, counted exactly with
   ``torch.autograd.graph.saved_tensors_hooks`` during the forward pass.
 * Logits: the peak bytes of live tensors during one training step through km.sft's loss
-  (:mod:`kernel_magics.train.sft_loss`), counted exactly at the dispatcher (:class:`LiveBytes`), for two models
+  (:mod:`kernel_magics.train.methods.sft_loss`), counted exactly at the dispatcher (:class:`LiveBytes`), for two models
   that differ only in the vocabulary size, so everything but the logits cancels. Counting tensors instead of the
   process's resident memory makes the figure independent of the allocator, the CPU and other tests.
 """
@@ -34,7 +34,7 @@ def full_length_rows(tokenizer, count: int) -> list[dict]:
 def training_model(folder: Path) -> Any:
     """``folder`` loaded as km.sft loads it for a LoRA run in fp32 on the CPU, in training mode."""
     from kernel_magics.train.model import LoraSpec, load_for_training
-    from kernel_magics.train.plan import Plan
+    from kernel_magics.train.planning.plan import Plan
 
     plan = Plan("lora", "fp32", "cpu", BATCH, 1, False, "adamw_torch")
     model = load_for_training(folder, plan, LoraSpec(8, 16, 0.05, None))
@@ -121,7 +121,7 @@ def with_vocabulary(tiny_model: Path, vocab_size: int, folder: Path) -> Path:
 
 def step_peak(folder: Path) -> int:
     """Peak live bytes of one forward + backward through km.sft's labelled-logits loss, every position labelled."""
-    from kernel_magics.train.sft_loss import add_labelled_lm_head
+    from kernel_magics.train.methods.sft_loss import add_labelled_lm_head
 
     model = training_model(folder)
     add_labelled_lm_head(model.get_base_model())

@@ -181,7 +181,7 @@ def conversation(row: dict) -> tuple:
 def test_sft_eval_split_is_exactly_what_evaluate_holds_out(tiny_model: Path, workspace: Path, monkeypatch):
     """km.sft(eval_split=0.1) then km.evaluate(holdout=0.1) with the same data and seed: evaluate scores
     exactly the rows the run evaluated on, none of which it trained on, duplicates included."""
-    from kernel_magics.train import sft as sft_module
+    from kernel_magics.train.methods import sft as sft_module
 
     data = rows("sft")
     with_duplicates = data + data[:60:3] + data[5:25]  # copies of 40 rows, 10 of them twice
@@ -196,7 +196,14 @@ def test_sft_eval_split_is_exactly_what_evaluate_holds_out(tiny_model: Path, wor
 
     monkeypatch.setattr(sft_module, "make_trainer", recording_make_trainer)
     run = km.sft(  # where="kernel": the recording patch lives in this process
-        str(tiny_model), str(path), eval_split=0.1, seed=7, max_steps=1, batch_size=2, lora_r=4, verbose=False,
+        str(tiny_model),
+        str(path),
+        eval_split=0.1,
+        seed=7,
+        max_steps=1,
+        batch_size=2,
+        lora_r=4,
+        verbose=False,
         where="kernel",
     )
     assert run.wait(120) == "finished", run.error

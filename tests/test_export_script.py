@@ -160,7 +160,7 @@ def _copy_run(run, folder: Path) -> Path:
 @pytest.mark.parametrize("kind", ["shell", "python"])
 def test_a_hostile_run_id_is_quoted_not_run(finished_run, tmp_path, kind):
     """A run id such as ``r$(touch pwned)`` reaches the script as text: nothing it names is executed."""
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
 
     hostile = "r$(touch pwned)`touch pwned2`'\"\"\" import os; os.system('touch pwned3')  #"
     home = tmp_path / "home"
@@ -190,7 +190,7 @@ def test_a_hostile_run_id_is_quoted_not_run(finished_run, tmp_path, kind):
 def test_a_run_id_that_is_not_a_plain_name_is_refused_before_anything_is_written(finished_run, tmp_path, run_id):
     """config.json's run id names files: a path, ``..`` or a control character is one line, nothing written."""
     from kernel_magics.errors import SwiftConfigError
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
 
     folder = tmp_path / "a" / "b" / "c" / "d" / "run"
     _copy_run(finished_run, folder)

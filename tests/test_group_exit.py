@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from kernel_magics.errors import SwiftError
-from kernel_magics.train import group
-from kernel_magics.train.distributed import FINISHED_FILE
-from kernel_magics.train.run import Run
+from kernel_magics.train.runtime import group
+from kernel_magics.train.runtime.distributed import FINISHED_FILE
+from kernel_magics.train.runtime.run import Run
 
 # stands in for torchrun: rank 0's work (the adapter, then the marker) and a rank aborting at exit
 FAKE_GROUP = textwrap.dedent(
@@ -89,8 +89,8 @@ def test_a_stop_while_a_ranks_reward_hangs_ends_the_run_stopped(tmp_path, monkey
 
 
 def test_a_rank_reads_the_stop_file_as_its_stop_request(tmp_path):
-    from kernel_magics.train.distributed import STOP_FILE
-    from kernel_magics.train.worker import StopFileRequest
+    from kernel_magics.train.runtime.distributed import STOP_FILE
+    from kernel_magics.train.runtime.worker import StopFileRequest
 
     request = StopFileRequest(tmp_path / STOP_FILE)
     assert not request.is_set()

@@ -130,7 +130,7 @@ def test_export_script_reproduces_a_grpo_run_with_its_reward(tiny_model, workspa
     by running those arguments for 2 steps: the same rewards as the original's first 2 steps)."""
     import ast
 
-    from kernel_magics.train.rewards import resolve_rewards
+    from kernel_magics.train.methods.rewards import resolve_rewards
 
     run = km.grpo(str(tiny_model), prompt_rows(), reward=[digits, "length"], max_steps=2, seed=9, **FAST)
     assert run.wait(600) == "finished", run.error

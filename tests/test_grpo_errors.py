@@ -8,8 +8,8 @@ import torch
 
 import kernel_magics as km
 from kernel_magics.errors import SwiftConfigError, SwiftDataError
-from kernel_magics.train.reward_calls import CheckedReward
-from kernel_magics.train.rewards import SwiftRewardError, resolve_rewards, sources_file
+from kernel_magics.train.methods.reward_calls import CheckedReward
+from kernel_magics.train.methods.rewards import SwiftRewardError, resolve_rewards, sources_file
 
 
 @pytest.fixture(autouse=True)

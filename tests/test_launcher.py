@@ -12,7 +12,7 @@ import pytest
 from kernel_magics import cli
 from kernel_magics.argspec import Command, args_from, knob
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.methods import method
+from kernel_magics.train.methods.registry import method
 
 pytest.importorskip("ipywidgets")
 
@@ -127,8 +127,8 @@ def _plan_reasons(monkeypatch) -> list[str]:
     """The reasons the plan gives on each kind of device, memory, 4-bit support and CPU bf16 support."""
     from kernel_magics import device as devices
     from kernel_magics.device import DeviceInfo
-    from kernel_magics.train import plan as plans
-    from kernel_magics.train.levers import COMPILE_NOTE
+    from kernel_magics.train.planning import plan as plans
+    from kernel_magics.train.planning.levers import COMPILE_NOTE
 
     def reasons(device, method="auto", dtype="auto", batch_size=1, estimates=None) -> list[str]:
         layout = dict(batch_size=batch_size, grad_accum=1, gradient_checkpointing=None)

@@ -13,8 +13,7 @@ from kernel_magics import argspec, cli
 from kernel_magics.argspec import args_from, load
 from kernel_magics.errors import SwiftDataError, SwiftUsageError
 from kernel_magics.signatures import from_arguments
-from kernel_magics.train.launching import rows_in_memory
-from kernel_magics.train.methods import (
+from kernel_magics.train.methods.registry import (
     METHODS,
     TrainingMethod,
     method,
@@ -24,8 +23,9 @@ from kernel_magics.train.methods import (
     panels,
     public_functions,
 )
-from kernel_magics.train.sft import SFTArguments
-from kernel_magics.train.start import RunRecord, launch, rows_summary
+from kernel_magics.train.methods.sft import SFTArguments
+from kernel_magics.train.runtime.launching import rows_in_memory
+from kernel_magics.train.runtime.start import RunRecord, launch, rows_summary
 
 
 def _on_line(cls: type) -> dict[str, dataclasses.Field]:
@@ -59,8 +59,8 @@ def test_registry_entries_name_what_exists(entry):
 
 
 def test_help_defaults_come_from_the_dataclasses():
-    from kernel_magics.train.dpo import DEFAULT_BETA, LOSSES, PreferenceArguments
-    from kernel_magics.train.sft import SFTArguments
+    from kernel_magics.train.methods.dpo import DEFAULT_BETA, LOSSES, PreferenceArguments
+    from kernel_magics.train.methods.sft import SFTArguments
 
     for entry in METHODS:
         for spec in dataclasses.fields(entry.argument_class()):
@@ -135,7 +135,7 @@ PRETRAIN = TrainingMethod(
     help="continued pre-training on plain text",
     arguments=f"{__name__}:PretrainArguments",
     api=f"{__name__}:pretrain",
-    trainer="kernel_magics.train.sft:build_trainer",  # SFT's trainer on text rows is the plain LM loss
+    trainer="kernel_magics.train.methods.sft:build_trainer",  # SFT's trainer on text rows is the plain LM loss
     prepare=f"{__name__}:pretrain_rows",
     record=f"{__name__}:pretrain_record",
 )
@@ -148,7 +148,7 @@ def pretrain(arguments: PretrainArguments, *, verbose: bool = True):
 
 
 def test_a_method_in_one_file_gets_flags_a_function_and_trains_through_the_launcher(tiny_model, workspace, monkeypatch):
-    from kernel_magics.train import methods
+    from kernel_magics.train.methods import registry as methods
 
     monkeypatch.setattr(methods, "METHODS", (*methods.METHODS, PRETRAIN))  # its one registry line
     command = method_commands(PRETRAIN)[0]

@@ -9,7 +9,7 @@ import pytest
 
 import kernel_magics as km
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.packing import PackedRowsCollator, has_varlen_attention
+from kernel_magics.train.methods.packing import PackedRowsCollator, has_varlen_attention
 
 
 def test_collator_restarts_positions_and_masks_the_seams():

@@ -11,9 +11,9 @@ import torch
 
 import kernel_magics as km
 from kernel_magics.errors import SwiftConfigError
-from kernel_magics.train.grpo import GRPOArgs
-from kernel_magics.train.reward_calls import CheckedReward, RewardStopped
-from kernel_magics.train.rewards import SwiftRewardError
+from kernel_magics.train.methods.grpo import GRPOArgs
+from kernel_magics.train.methods.reward_calls import CheckedReward, RewardStopped
+from kernel_magics.train.methods.rewards import SwiftRewardError
 
 HANG_S = 20.0  # a "hanging" reward blocks this long at most, so a regression fails instead of hanging the suite
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel_magics.train.rewards import resolve_rewards, sources_file
+from kernel_magics.train.methods.rewards import resolve_rewards, sources_file
 
 HF_TOKEN = "hf_sEcReTvAlUe123"
 MAX_TOKENS = 12  # a number: never a secret, saved as it is

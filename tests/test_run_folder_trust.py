@@ -11,8 +11,8 @@ import kernel_magics as km
 from kernel_magics.config import settings
 from kernel_magics.errors import SwiftUsageError
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train import folders, start
-from kernel_magics.train.run import Run
+from kernel_magics.train.runtime import folders, start
+from kernel_magics.train.runtime.run import Run
 
 FAST = dict(batch_size=4, logging_steps=1, lora_r=8, lora_alpha=16, warmup_ratio=0.0, verbose=False, max_steps=2)
 EARLIER = ("README.md", "rewards.py", "samples.jsonl", "events.jsonl", "launcher.log", "error-rank1.txt")

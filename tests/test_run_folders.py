@@ -97,7 +97,7 @@ def test_a_failed_final_save_leaves_the_last_adapter_whole(tiny_model, tmp_path,
 
 
 def _claim_when_told(folder: str, barrier, results) -> None:
-    from kernel_magics.train.folders import claim
+    from kernel_magics.train.runtime.folders import claim
 
     barrier.wait()
     try:

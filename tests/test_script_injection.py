@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from kernel_magics.errors import SwiftConfigError, SwiftError
 from kernel_magics.train.cluster_script import LAUNCHERS, _script, write_cluster_script
-from kernel_magics.train.distributed import DistributedArguments, check_host
-from kernel_magics.train.folders import checked_run_id
+from kernel_magics.train.runtime.distributed import DistributedArguments, check_host
+from kernel_magics.train.runtime.folders import checked_run_id
 
 CANARY = "CANARY"
 INJECTIONS = (

@@ -1,4 +1,4 @@
-"""The labelled-logits SFT loss (kernel_magics.train.sft_loss) changes speed, never results: the same loss and
+"""The labelled-logits SFT loss (kernel_magics.train.methods.sft_loss) changes speed, never results: the same loss and
 gradients as TRL's fused head and as a plain causal-LM loss over full logits, the same losses over a run with
 the same seed, TRL's own path when per-token metrics are asked for, and km.sft uses it by default."""
 
@@ -15,7 +15,7 @@ STEPS = 8
 
 
 def sft_rows() -> list[dict]:
-    from kernel_magics.train.sft import to_last_turn_completion
+    from kernel_magics.train.methods.sft import to_last_turn_completion
 
     rows = [json.loads(line) for line in tiny_dataset("sft").read_text().splitlines() if line.strip()]
     return to_last_turn_completion(rows)  # prompt/completion: loss on the last reply only, as km.sft's default
@@ -74,7 +74,7 @@ def loss_and_grads(trainer, batch, num_items):
 def test_labelled_loss_and_gradients_equal_trl_and_a_full_logits_loss(tiny_model, tmp_path):
     from trl import SFTTrainer
 
-    from kernel_magics.train.sft_loss import LabelledLogitsSFTTrainer
+    from kernel_magics.train.methods.sft_loss import LabelledLogitsSFTTrainer
 
     trl = build(SFTTrainer, tiny_model, tmp_path, dropout=0.0)
     ours = build(LabelledLogitsSFTTrainer, tiny_model, tmp_path, dropout=0.0)
@@ -105,7 +105,7 @@ def logged(trainer) -> dict[int, dict]:
 def test_same_seed_same_losses_as_trl_over_a_run(tiny_model, tmp_path):
     from trl import SFTTrainer
 
-    from kernel_magics.train.sft_loss import LabelledLogitsSFTTrainer
+    from kernel_magics.train.methods.sft_loss import LabelledLogitsSFTTrainer
 
     runs = {}
     for trainer_class in (SFTTrainer, LabelledLogitsSFTTrainer):  # LoRA dropout on: the same random masks
@@ -123,7 +123,7 @@ def test_same_seed_same_losses_as_trl_over_a_run(tiny_model, tmp_path):
 
 
 def test_token_metrics_keep_trls_loss_and_log_accuracy(tiny_model, tmp_path):
-    from kernel_magics.train.sft_loss import LabelledLogitsSFTTrainer
+    from kernel_magics.train.methods.sft_loss import LabelledLogitsSFTTrainer
 
     trainer = build(LabelledLogitsSFTTrainer, tiny_model, tmp_path, steps=2, token_metrics=True)
     assert trainer.labelled_loss_off == "token metrics asked for"
@@ -133,11 +133,11 @@ def test_token_metrics_keep_trls_loss_and_log_accuracy(tiny_model, tmp_path):
 
 
 def test_losses_it_does_not_cover_stay_trls(tiny_model, tmp_path):
-    from kernel_magics.train.sft_loss import LabelledLogitsSFTTrainer
+    from kernel_magics.train.methods.sft_loss import LabelledLogitsSFTTrainer
 
     trainer = build(LabelledLogitsSFTTrainer, tiny_model, tmp_path, steps=1)
     trainer.args.loss_type = "dft"
-    from kernel_magics.train.sft_loss import unsupported_reason
+    from kernel_magics.train.methods.sft_loss import unsupported_reason
 
     assert "dft" in unsupported_reason(trainer)
 

@@ -13,9 +13,9 @@ from kernel_magics.device import DeviceInfo
 from kernel_magics.errors import SwiftConfigError, SwiftDeviceError
 from kernel_magics.testing import tiny_dataset
 from kernel_magics.train.arguments import training_kwargs
-from kernel_magics.train.levers import apply_levers
-from kernel_magics.train.plan import make_plan
-from kernel_magics.train.sft import SFTArguments
+from kernel_magics.train.methods.sft import SFTArguments
+from kernel_magics.train.planning.levers import apply_levers
+from kernel_magics.train.planning.plan import make_plan
 
 QUIET = dict(batch_size=2, lora_r=4, lora_alpha=8, logging_steps=1, save_steps=1000, verbose=False, device="cpu")
 H100 = DeviceInfo("cuda", 0, "H100", 80.0, 78.0, True, "test")
@@ -76,7 +76,9 @@ def test_compile_is_refused_on_4bit_layers(tiny_model, workspace):
 
 def test_liger_auto_turns_on_for_supported_models_on_cuda(tiny_model, tiny_llama, monkeypatch):
     installed(monkeypatch, "liger_kernel", "triton")
-    monkeypatch.setattr("kernel_magics.train.levers.liger_model_types", lambda: frozenset({"qwen2", "mistral"}))
+    monkeypatch.setattr(
+        "kernel_magics.train.planning.levers.liger_model_types", lambda: frozenset({"qwen2", "mistral"})
+    )
     plan = levers(H100, tiny_model)
     assert plan.liger and "Liger kernels on (qwen2 on CUDA, auto)" in plan.describe()
     assert training_kwargs(SFTArguments(), plan, Path("out"), False)["use_liger_kernel"] is True
@@ -93,7 +95,7 @@ def test_liger_auto_turns_on_for_supported_models_on_cuda(tiny_model, tiny_llama
 
 
 def test_padding_free_and_compile_reach_the_trainer_config_on_cuda(tiny_model, monkeypatch):
-    from kernel_magics.train.sft import trl_config
+    from kernel_magics.train.methods.sft import trl_config
 
     installed(monkeypatch, "flash_attn", "triton")
     plan = levers(H100, tiny_model, padding_free=True, compile=True, use_liger_kernel="off")

@@ -36,7 +36,7 @@ def test_dashboard_gets_every_logged_step_in_batched_redraws(tiny_model, workspa
 
 
 def test_redraws_are_batched_when_rows_arrive_fast(workspace):
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
     from kernel_magics.widgets.dashboard import Dashboard
 
     folder = workspace / "runs" / "burst"
@@ -55,7 +55,7 @@ def test_redraws_are_batched_when_rows_arrive_fast(workspace):
 
 
 def test_dashboard_replays_a_finished_run_and_stop_button_stops(tiny_model, workspace):
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
     from kernel_magics.widgets.dashboard import Dashboard
 
     run = km.sft(str(tiny_model), SFT, max_steps=400, save_steps=1000, **QUIET)
@@ -76,7 +76,7 @@ def test_dashboard_replays_a_finished_run_and_stop_button_stops(tiny_model, work
 
 
 def test_stop_stays_disabled_when_a_late_event_names_an_older_status(workspace):
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
     from kernel_magics.widgets.dashboard import Dashboard
 
     folder = workspace / "runs" / "ended"

@@ -66,7 +66,7 @@ def test_argument_and_model_errors(tiny_model, workspace, tmp_path, monkeypatch)
 
 
 def test_qlora_where_4bit_is_impossible_says_what_auto_picks(tiny_model, workspace, monkeypatch):
-    from kernel_magics.train import plan as plan_module
+    from kernel_magics.train.planning import plan as plan_module
 
     mps = DeviceInfo("mps", None, "Apple MPS", 32.0, 20.0, True, "test")
     with pytest.raises(SwiftDeviceError) as info:
@@ -82,7 +82,7 @@ def test_qlora_where_4bit_is_impossible_says_what_auto_picks(tiny_model, workspa
 
 
 def test_auto_plan_by_device_and_estimate(monkeypatch):
-    from kernel_magics.train.plan import make_plan
+    from kernel_magics.train.planning.plan import make_plan
 
     monkeypatch.setattr("kernel_magics.device.cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bf16
 
@@ -101,7 +101,7 @@ def test_auto_plan_by_device_and_estimate(monkeypatch):
 
 
 def test_dtype_is_checked_against_the_device(tiny_model, workspace, monkeypatch):
-    from kernel_magics.train import plan as plan_module
+    from kernel_magics.train.planning import plan as plan_module
 
     cpu = DeviceInfo("cpu", None, "cpu", 24.0, 20.0, False, "test")
     t4 = DeviceInfo("cuda", 0, "T4", 16.0, 15.0, False, "test")
@@ -155,7 +155,7 @@ def test_second_run_into_an_active_output_dir_is_refused(tiny_model, workspace, 
 def test_out_of_memory_during_a_step_fails_with_a_plan_that_fits(tiny_model, workspace, monkeypatch):
     import torch
 
-    from kernel_magics.train import sft as sft_module
+    from kernel_magics.train.methods import sft as sft_module
 
     real_load = sft_module.load_for_training
 

@@ -92,7 +92,7 @@ def test_vqa_sft_lowers_loss_and_the_adapter_changes_answers(one_thread, tiny_vl
     )
     assert run.wait(300) == "finished", run.error
     config = json.loads((run.output_dir / "config.json").read_text())
-    assert config["trainer"] == "kernel_magics.train.vlm:build_trainer" and config["data"]["format"] == "vqa"
+    assert config["trainer"] == "kernel_magics.train.methods.vlm:build_trainer" and config["data"]["format"] == "vqa"
     # What training guarantees on any CPU (AVX2, AVX-512, AMX: the kernels sum in different orders, so the
     # greedy words of a 48-step tiny model differ between them): the loss falls, the adapter makes the
     # expected answers more likely by a wide margin, and it changes what the model says.
@@ -142,9 +142,9 @@ def test_vqa_sft_lowers_loss_and_the_adapter_changes_answers(one_thread, tiny_vl
 
 
 def test_vision_tower_trains_only_when_asked(one_thread, tiny_vlm) -> None:
+    from kernel_magics.train.methods.vlm import load_vlm_for_training
     from kernel_magics.train.model import LoraSpec
-    from kernel_magics.train.plan import Plan
-    from kernel_magics.train.vlm import load_vlm_for_training
+    from kernel_magics.train.planning.plan import Plan
 
     plan = Plan("lora", "fp32", "cpu", 1, 1, False, "adamw_torch")
     for train_vision in (False, True):
@@ -194,8 +194,8 @@ def test_image_rows_on_a_text_model_say_so(tiny_model, shapes, workspace) -> Non
 
 def test_qlora_keeps_the_vision_tower_unquantized_and_trains(one_thread, tiny_vlm, shapes, workspace) -> None:
     import kernel_magics as km
-    from kernel_magics.train.plan import Plan
-    from kernel_magics.train.vlm import load_vlm_for_training
+    from kernel_magics.train.methods.vlm import load_vlm_for_training
+    from kernel_magics.train.planning.plan import Plan
 
     model = load_vlm_for_training(tiny_vlm, Plan("qlora", "fp32", "cpu", 1, 1, False, "adamw_torch"), None)
     kinds = {name: type(module).__name__ for name, module in model.named_modules()}

@@ -16,7 +16,7 @@ import pytest
 
 import kernel_magics as km
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.runner import read_status
+from kernel_magics.train.runtime.runner import read_status
 
 OPTIONS = dict(seed=11, lr=2e-3, warmup_ratio=0.0, logging_steps=1, lora_r=4, verbose=False)
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_a_frozen_worker_is_reported_and_ended(tiny_model, workspace, monkeypatc
 def test_stop_from_a_second_watcher_reaches_the_run(tiny_model, workspace):
     """Two watchers of one run (this kernel and ``python -m kernel_magics attach`` in another process): both see
     it; Ctrl-C in the one that did not start it stops the run with a checkpoint, and both see it stopped."""
-    from kernel_magics.train.run import Run
+    from kernel_magics.train.runtime.run import Run
 
     run = km.sft(str(tiny_model), str(tiny_dataset()), max_steps=100000, save_steps=100000, **OPTIONS)
     _until(lambda: len(run.rows) >= 1 or run.done, 240, "a first step")

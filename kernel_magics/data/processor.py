@@ -1,6 +1,6 @@
 """The processor of a vision-language model (images + text), and what an image costs in tokens.
 
-Training (:mod:`kernel_magics.train.vlm`) and serving (:mod:`kernel_magics.serve.engines.hf_vlm`) load the
+Training (:mod:`kernel_magics.train.methods.vlm`) and serving (:mod:`kernel_magics.serve.engines.hf_vlm`) load the
 processor the same way: ``AutoProcessor`` when it loads, else the model's processor class limited to
 image processor + tokenizer (video processors need torchvision), with a ``max_pixels`` budget per image.
 """

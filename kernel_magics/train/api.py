@@ -14,13 +14,13 @@ from typing import Any
 
 from ..errors import SwiftUsageError
 from ..signatures import from_arguments
-from .distributed import kernel_stays_off_cuda
-from .dpo import PreferenceArguments
-from .grpo import GRPOArgs
-from .methods import method
-from .run import Run
-from .start import launch
-from .vlm import VisionArguments
+from .methods.dpo import PreferenceArguments
+from .methods.grpo import GRPOArgs
+from .methods.registry import method
+from .methods.vlm import VisionArguments
+from .runtime.distributed import kernel_stays_off_cuda
+from .runtime.run import Run
+from .runtime.start import launch
 
 # Each public training function's keywords are generated from its method's argument dataclass (the single
 # source of each knob: name, default, type, help); the function's own body only hands the filled dataclass
@@ -39,7 +39,7 @@ def sft(arguments: VisionArguments, *, verbose: bool = True) -> Run:
     :class:`~kernel_magics.errors.SwiftError` s before anything heavy loads.
 
     A vision-language ``model`` (Qwen2-VL, LLaVA-style, ...) takes image + text rows (see
-    :mod:`kernel_magics.train.vlm`): ``template`` ("auto", "vqa", "caption", "grounding", "messages") turns
+    :mod:`kernel_magics.train.methods.vlm`): ``template`` ("auto", "vqa", "caption", "grounding", "messages") turns
     simple rows into chats, ``max_pixels`` caps each image's resolution (and so its tokens), and the vision
     tower stays frozen unless ``train_vision``.
 
@@ -103,7 +103,7 @@ def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame
     from ..config import settings
 
     root = (Path(workspace).expanduser() if workspace else settings.workspace_path) / "runs"
-    from .lease import waiting
+    from .runtime.lease import waiting
 
     queue = {entry["run_id"]: entry for entry in waiting()}
     records = []
@@ -189,7 +189,7 @@ def export_script(run: Any, path: str | None = None, kind: str = "shell", launch
 
 def watch(run: Run) -> None:
     """Terminal view: progress lines until the run ends; Ctrl-C stops it with a checkpoint."""
-    from .methods import metrics
+    from .methods.registry import metrics
 
     last = [0.0]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .distributed import trainer_options
-from .plan import Plan
+from .planning.plan import Plan
+from .runtime.distributed import trainer_options
 
 
 def training_kwargs(

@@ -3,7 +3,7 @@ configuration on a cluster with an existing launcher.
 
 Next to the script it writes ``<stem>-run/``: the run's ``config.json`` (model by name, data copied beside it,
 ``num_processes`` / ``nnodes`` as the launcher sets them) that every rank of
-:mod:`kernel_magics.train.worker` trains from, exactly as a process group started from the notebook does.
+:mod:`kernel_magics.train.runtime.worker` trains from, exactly as a process group started from the notebook does.
 
 The script is data, never code: recorded values become shell-quoted words (defaults the environment may
 override), text in ``#`` lines is escaped onto one line, and the Slurm job name keeps only ``[A-Za-z0-9._-]``.
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftConfigError, SwiftUsageError, did_you_mean
-from .distributed import check_host
-from .folders import checked_run_id
+from .runtime.distributed import check_host
+from .runtime.folders import checked_run_id
 
 LAUNCHERS = ("torchrun", "accelerate", "slurm")
 
@@ -90,12 +90,12 @@ def _job_name(run_id: str) -> str:
 
 TORCHRUN = (
     '"$PY" -m torch.distributed.run --nproc-per-node "$NPROC" --nnodes "$NNODES" --node-rank "$NODE_RANK" '
-    '--master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" -m kernel_magics.train.worker "$RUN"'
+    '--master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" -m kernel_magics.train.runtime.worker "$RUN"'
 )
 ACCELERATE = (
     '"$PY" -m accelerate.commands.launch --num_processes "$((NPROC * NNODES))" --num_machines "$NNODES" '
     '--machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" '
-    '--multi_gpu -m kernel_magics.train.worker "$RUN"'
+    '--multi_gpu -m kernel_magics.train.runtime.worker "$RUN"'
 )
 
 

@@ -1,8 +1,8 @@
-"""Subcommands of training: one per method of :mod:`kernel_magics.train.methods` (``sft``, ``dpo`` and its
+"""Subcommands of training: one per method of :mod:`kernel_magics.train.methods.registry` (``sft``, ``dpo`` and its
 ms-swift spelling ``rlhf --type``, ``grpo``), ``estimate``, ``dataset``, ``runs`` and ``export-script``.
 
 Light module: no heavy imports. A method's flags are made from its argument dataclass
-(:func:`kernel_magics.train.methods.method_commands`); the others' from their function's signature
+(:func:`kernel_magics.train.methods.registry.method_commands`); the others' from their function's signature
 (:func:`kernel_magics.signatures.command_from`): names, types and defaults are the function's, the rows
 below say only what a signature cannot.
 """
@@ -10,12 +10,12 @@ below say only what a signature cannot.
 from kernel_magics.signatures import about, command_from
 
 from ..data.vision import TEMPLATES
-from .distributed import STRATEGIES
-from .estimate import METHODS as ESTIMATE_METHODS
-from .methods import METHODS, method, method_commands
+from .methods.registry import METHODS, method, method_commands
+from .planning.estimate import METHODS as ESTIMATE_METHODS
+from .runtime.distributed import STRATEGIES
 from .script import SCRIPT_KINDS
 
-PREFERENCE_LOSSES = method("dpo").kinds  # kernel_magics.train.dpo.LOSSES
+PREFERENCE_LOSSES = method("dpo").kinds  # kernel_magics.train.methods.dpo.LOSSES
 _VLM = "vision-language models: "
 
 COMMANDS = [
@@ -23,7 +23,7 @@ COMMANDS = [
     command_from(
         "estimate",
         "training memory for each method from config.json alone, and whether it fits this device",
-        "kernel_magics.train.estimate:estimate",
+        "kernel_magics.train.planning.estimate:estimate",
         {
             "model": about("'tiny', a local folder or a hub id whose config is cached", positional=True),
             "method": about("method whose total is reported", choices=ESTIMATE_METHODS),
@@ -33,7 +33,11 @@ COMMANDS = [
             "target_modules": about("LoRA targets", default_help="all-linear"),
             "gradient_checkpointing": about("recompute activations", default_help="on for CUDA"),
             "device": about("device to check against", default_help="settings.device"),
-            "dtype": about("compute dtype", choices=("bf16", "fp16", "fp32"), default_help="what --dtype auto trains each method in (bf16 on GPUs and on CPUs with AMX / AVX512-BF16)"),
+            "dtype": about(
+                "compute dtype",
+                choices=("bf16", "fp16", "fp32"),
+                default_help="what --dtype auto trains each method in (bf16 on GPUs and on CPUs with AMX / AVX512-BF16)",
+            ),
             "image_pixels": about(_VLM + "pixels per image", default_help="448x448"),
             "images_per_row": about(_VLM + "images in each row", default_help="1"),
             "train_vision": about(_VLM + "the vision tower trains too"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwiftModelError
-from .plan import TORCH_DTYPE_NAMES, Plan
+from .planning.plan import TORCH_DTYPE_NAMES, Plan
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any
 
 from ..argspec import Arg, Command
 from ..errors import SwiftUsageError, did_you_mean
-from .folders import checked_run_id
-from .methods import command_of, method_of
+from .methods.registry import command_of, method_of
+from .runtime.folders import checked_run_id
 
 SCRIPT_KINDS = ("shell", "python")
 # arguments the script sets itself
@@ -312,7 +312,7 @@ if "--serve" in sys.argv:
 
 
 def to_script(run: Any, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:
-    """Write a standalone script that reproduces ``run`` (a :class:`~kernel_magics.train.run.Run`); returns
+    """Write a standalone script that reproduces ``run`` (a :class:`~kernel_magics.train.runtime.run.Run`); returns
     its path.
 
     ``kind``: "shell" (bash, the project's CLI) or "python" (the Python API). ``path`` defaults to

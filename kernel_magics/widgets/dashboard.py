@@ -25,7 +25,7 @@ PANELS = (
     ("memory_gb", "memory (GiB)"),
 )
 # Runs of methods that log more (km.dpo: rewards, reward accuracy, the loss's own signal) get a third row,
-# one chart per group of metric keys that kernel_magics.train.methods lists for the run's kind.
+# one chart per group of metric keys that kernel_magics.train.methods.registry lists for the run's kind.
 PANEL_TITLES = {
     "logps/chosen": "log-probs: <span style='color:#2e7d32'>chosen</span> · <span style='color:#c62828'>rejected</span>",
     "rewards/accuracies": "reward accuracy",
@@ -60,7 +60,7 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 class Dashboard(W.VBox):
-    """Live view of a training :class:`~kernel_magics.train.run.Run`."""
+    """Live view of a training :class:`~kernel_magics.train.runtime.run.Run`."""
 
     def __init__(self, run: Any, interval: float = 0.5) -> None:
         self.run = run
@@ -115,7 +115,7 @@ class Dashboard(W.VBox):
     # -- figure ----------------------------------------------------------------------------------
     def _preference_panels(self) -> list[tuple[tuple[str, ...], str]]:
         """The third row's charts for this run's method (empty for SFT); GRPO's follow its reward functions."""
-        from ..train.methods import method_of, panels
+        from ..train.methods.registry import method_of, panels
 
         if method_of(self.run.config).name == "grpo":
             return self._grpo_panels()

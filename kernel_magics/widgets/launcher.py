@@ -1,7 +1,7 @@
 """``%swift`` alone (and ``km.launcher()``): a panel of the actions, each a form made from the argument spec.
 
 Tabs: find a model (the search panel; "Use" fills the forms' model), download, fine-tune (one form per
-training method of :mod:`kernel_magics.train.methods`, and vision-language SFT), serve & chat, merge &
+training method of :mod:`kernel_magics.train.methods.registry`, and vision-language SFT), serve & chat, merge &
 export, evaluate, runs. A tab's forms are built when it is first opened. Every form's "Run" executes the
 same ``%swift`` cell its "Insert cell" writes below the launcher's cell (see :mod:`.launcher_forms`).
 """
@@ -65,7 +65,7 @@ def vision_knobs() -> tuple[str, ...]:
     """The knobs the vision-language SFT form shows first: those the SFT command's dataclass adds to its base."""
     from .. import cli
     from ..argspec import load
-    from ..train.methods import method
+    from ..train.methods.registry import method
 
     cls = load(method("sft").arguments)
     base = next((b for b in cls.__mro__[1:] if dataclasses.is_dataclass(b)), None)
@@ -148,7 +148,7 @@ class Launcher(W.VBox):
         return build
 
     def _build_finetune(self) -> W.Widget:
-        from ..train.methods import METHODS
+        from ..train.methods.registry import METHODS
 
         titles = [entry.name for entry in METHODS]
         forms = [self.form(name) for name in titles]

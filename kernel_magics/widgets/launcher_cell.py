@@ -155,7 +155,7 @@ def _yaml_value(arg: Arg, value: Any) -> Any:
 class PlanView:
     """What the form shows before a run: the plan (method auto-picked and why), peak memory, each method's."""
 
-    plan: Any  # kernel_magics.train.plan.Plan
+    plan: Any  # kernel_magics.train.planning.plan.Plan
     totals: dict[str, float]
     device_free_gb: float
     model: str
@@ -167,10 +167,10 @@ class PlanView:
 
 def plan_for(command: Command, kwargs: Mapping[str, Any]) -> PlanView:
     """``km.estimate`` and the plan ``method="auto"`` (or the chosen method) makes for these arguments on
-    this device, as the run will make it (``kernel_magics.train.launching.plan_run``)."""
+    this device, as the run will make it (``kernel_magics.train.runtime.launching.plan_run``)."""
     from ..config import settings
     from ..device import select_device
-    from ..train.plan import make_plan
+    from ..train.planning.plan import make_plan
 
     values = {a.name: a.default for a in command.args}
     values.update(command.defaults)
@@ -210,7 +210,7 @@ def _estimate(model: str, **options: Any) -> Any:
 
     from ..hub import TINY_ALIASES, resolve_model
     from ..packaged import ALIASES
-    from ..train.estimate import estimate
+    from ..train.planning.estimate import estimate
 
     name = str(model).strip()
     if Path(name).expanduser().exists() or name in TINY_ALIASES or name.lower() in ALIASES:

@@ -1,6 +1,6 @@
 """The launcher's plan line in English or Chinese: the plan's head and each of its reasons.
 
-The reasons are English sentences written where the plan is made (``kernel_magics.train.plan`` and
+The reasons are English sentences written where the plan is made (``kernel_magics.train.planning.plan`` and
 ``.levers``); :data:`REASONS_ZH` reads each kind back with a pattern and says it in README.zh-CN's
 vocabulary. A reason no pattern knows stays English, so a new reason still shows. Light module: no torch.
 """
@@ -101,7 +101,7 @@ def plan_reason(reason: str, language: str) -> str:
 
 
 def plan_head(plan: Any, language: str) -> str:
-    """The method, dtype, device and batch layout of a plan (``kernel_magics.train.plan.Plan``), in words."""
+    """The method, dtype, device and batch layout of a plan (``kernel_magics.train.planning.plan.Plan``), in words."""
     if language == "zh":
         return (
             f"<b class='km-plan-method'>{plan.method}</b>，{plan.dtype}，设备 {plan.device}，"

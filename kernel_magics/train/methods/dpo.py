@@ -12,9 +12,9 @@ model, switching to a frozen snapshot of the starting adapter (for a fresh adapt
 base model; for an SFT adapter it is the SFT policy, so rewards start at 0). Full fine-tuning with DPO /
 KTO keeps a frozen copy of the model as reference.
 
-``PreferenceArguments`` extends :class:`~kernel_magics.train.sft.SFTArguments` with the preference knobs;
+``PreferenceArguments`` extends :class:`~kernel_magics.train.methods.sft.SFTArguments` with the preference knobs;
 ``prepare_inputs`` reads and checks data, tokenizer and adapter without loading weights; ``build_trainer``
-is what a :class:`~kernel_magics.train.run.Run` calls in its thread.
+is what a :class:`~kernel_magics.train.runtime.run.Run` calls in its thread.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..argspec import knob
-from ..errors import SwiftConfigError, SwiftDataError, did_you_mean
-from .arguments import training_kwargs
+from ...argspec import knob
+from ...errors import SwiftConfigError, SwiftDataError, did_you_mean
+from ..arguments import training_kwargs
+from ..model import LoraSpec, load_for_training, load_tokenizer
+from ..planning.plan import Plan
 from .continuing import adapter_folder, check_adapter_matches, load_adapter_for_training
-from .model import LoraSpec, load_for_training, load_tokenizer
-from .plan import Plan
 from .sft import SFTArguments
 
 LOSSES = ("dpo", "orpo", "kto", "simpo")
@@ -119,7 +119,7 @@ class PreferenceInputs:
 
 def prepare_inputs(args: PreferenceArguments, model_path: Path, *, trust_remote_code: bool = False) -> PreferenceInputs:
     """Read and check the data and the adapter, load the tokenizer, count tokens per row (no weights)."""
-    from ..data.preference import (
+    from ...data.preference import (
         check_preference_lengths,
         is_conversational,
         label_counts,
@@ -158,7 +158,7 @@ def prepare_inputs(args: PreferenceArguments, model_path: Path, *, trust_remote_
         notes.append(f"continuing adapter {adapter_dir}; reference = its frozen starting point (no second model copy)")
     train, evaluation = data.split(args.eval_split, args.seed)
     if args.loss == "kto" and evaluation is not None:
-        from ..data.preference import check_both_labels
+        from ...data.preference import check_both_labels
 
         try:
             check_both_labels(train)
@@ -265,8 +265,8 @@ def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: AN
     import datasets
     from transformers import PrinterCallback, ProgressCallback
 
-    from ..hub import resolve_model
-    from .callbacks import EarlyStopCallback
+    from ...hub import resolve_model
+    from ..runtime.callbacks import EarlyStopCallback
 
     config = run.config
     args = PreferenceArguments.from_config(config["arguments"])
@@ -319,8 +319,8 @@ def _reference(trainer: Any, loss: str) -> str:
 # -- what the run records ---------------------------------------------------------------------------
 def run_record(args: PreferenceArguments, inputs: PreferenceInputs, plan: Plan) -> Any:
     """The launcher's ``record`` hook: the loss, its beta and the adapter continued, in config.json and the log."""
-    from .launching import rows_in_memory
-    from .start import RunRecord
+    from ..runtime.launching import rows_in_memory
+    from ..runtime.start import RunRecord
 
     adapter = f", from adapter {inputs.adapter_dir}" if inputs.adapter_dir else ""
     return RunRecord(

@@ -7,8 +7,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftConfigError
-from .plan import Plan
+from ...errors import SwiftConfigError
+from ..planning.plan import Plan
 
 # loss -> (TRL loss_type, importance_sampling_level, default epsilon, default epsilon_high, default scale_rewards)
 TRL_LOSS = {
@@ -44,7 +44,7 @@ def trl_config(args: Any, plan: Plan, output_dir: Path):  # noqa: ANN201 - trl.G
     """The ``GRPOConfig`` of ``args`` on ``plan``: the shared TrainingArguments plus the GRPO knobs."""
     from trl import GRPOConfig
 
-    from .arguments import training_kwargs
+    from ..arguments import training_kwargs
 
     names = {f.name for f in fields(GRPOConfig)}
     shared = {k: v for k, v in training_kwargs(args, plan, output_dir, False).items() if k in names}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftModelError
+from ...errors import SwiftModelError
 
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -200,8 +200,8 @@ def read_config(model: Any) -> tuple[dict[str, Any], str]:
         if not (path / "config.json").is_file():
             raise SwiftModelError(f"model folder {path} has no config.json; cannot estimate its memory")
         return json.loads((path / "config.json").read_text()), path.name
-    from ..hub import TINY_ALIASES, resolve_model
-    from ..packaged import ALIASES as PACKAGED_ALIASES
+    from ...hub import TINY_ALIASES, resolve_model
+    from ...packaged import ALIASES as PACKAGED_ALIASES
 
     if name in TINY_ALIASES or name.lower() in PACKAGED_ALIASES:
         folder = resolve_model(name)
@@ -209,7 +209,7 @@ def read_config(model: Any) -> tuple[dict[str, Any], str]:
     try:
         from huggingface_hub import hf_hub_download
 
-        from ..hub import is_offline
+        from ...hub import is_offline
 
         try:  # the local cache first: no network for a model already at hand
             file = hf_hub_download(name, "config.json", local_files_only=True)

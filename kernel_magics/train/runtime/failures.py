@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SwiftError
+from ...errors import SwiftError
 
 
 def describe_failure(exc: BaseException, run: Any) -> str:

@@ -7,7 +7,7 @@
    moved aside, in-memory rows copied to ``dataset.jsonl``, ``config.json`` written atomically, and the
    :class:`~.run.Run` with its first log lines.
 
-The one launcher, :func:`kernel_magics.train.start.launch`, composes them; the method modules keep only
+The one launcher, :func:`kernel_magics.train.runtime.start.launch`, composes them; the method modules keep only
 what differs (their registry entry's ``prepare``, ``record`` and ``trainer`` hooks).
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..device import DeviceInfo
-from .plan import Plan
+from ...device import DeviceInfo
+from ..planning.plan import Plan
 
 
 @dataclass
@@ -36,11 +36,11 @@ class StartCheck:
 
 def check_start(args: Any) -> StartCheck:
     """Normalise and check ``args`` (a method's argument dataclass) and the output folder."""
-    from ..config import settings
-    from ..device import select_device
-    from ..errors import SwiftUsageError
+    from ...config import settings
+    from ...device import select_device
+    from ...errors import SwiftUsageError
+    from ..planning.plan import DTYPES, METHODS, make_plan
     from .folders import active_lock, check_writable
-    from .plan import DTYPES, METHODS, make_plan
 
     if isinstance(args.target_modules, str):
         args.target_modules = [t.strip() for t in args.target_modules.split(",") if t.strip()]
@@ -65,10 +65,10 @@ def plan_run(
 
     ``rows_per_step``: sequences in one micro-batch for the estimate (a preference pair is two).
     """
+    from ..planning.estimate import estimate
+    from ..planning.levers import apply_levers
+    from ..planning.plan import make_plan
     from .distributed import check_group_device, is_group
-    from .estimate import estimate
-    from .levers import apply_levers
-    from .plan import make_plan
 
     estimates: dict[str, float] = {}
     try:

@@ -1,4 +1,4 @@
-"""``python -m kernel_magics.train.worker RUN_FOLDER [--resume CHECKPOINT]``: one rank of a run's process group.
+"""``python -m kernel_magics.train.runtime.worker RUN_FOLDER [--resume CHECKPOINT]``: one rank of a run's process group.
 
 ``torchrun`` starts one per process (see :mod:`.distributed`). Every rank builds the run's trainer from its
 ``config.json`` exactly as a one-process run does; rank 0 alone writes ``logging.jsonl`` and
@@ -77,7 +77,7 @@ def _record_events(folder: Path):  # noqa: ANN202 - a Job subscriber
 
 
 def train(folder: Path, resume: str | None, rank: int) -> None:
-    from ..argspec import load
+    from ...argspec import load
     from .callbacks import LoggingWindowCallback, RunCallback
     from .folders import registered_trainer, save_adapter
     from .run import Run

@@ -4,7 +4,7 @@
 ``epochs`` is ``num_train_epochs``, ``batch_size`` is ``per_device_train_batch_size``, ``grad_accum`` is
 ``gradient_accumulation_steps``). ``check_data`` reads and validates the rows in the caller's thread, so bad
 input fails at once; ``finish_inputs`` (tokenizer, templated lengths) runs in the run's thread. ``build_trainer`` is what a
-:class:`~kernel_magics.train.run.Run` calls in its thread.
+:class:`~kernel_magics.train.runtime.run.Run` calls in its thread.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..argspec import knob
-from ..data.prepare import ON_BAD_ROWS
-from ..errors import SwiftConfigError, SwiftError
-from .arguments import training_kwargs
-from .distributed import DistributedArguments
-from .levers import LIGER_CHOICES
-from .model import LoraSpec, load_for_training, load_tokenizer
+from ...argspec import knob
+from ...data.prepare import ON_BAD_ROWS
+from ...errors import SwiftConfigError, SwiftError
+from ..arguments import training_kwargs
+from ..model import LoraSpec, load_for_training, load_tokenizer
+from ..planning.levers import LIGER_CHOICES
+from ..planning.plan import DTYPES, METHODS, Plan
+from ..runtime.distributed import DistributedArguments
 from .packing import has_varlen_attention, use_packed_rows
-from .plan import DTYPES, METHODS, Plan
 
 if TYPE_CHECKING:
-    from ..data.prepare import PreparedData
+    from ...data.prepare import PreparedData
 
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_min_lr", "polynomial")
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
@@ -190,7 +190,7 @@ def to_last_turn_completion(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def check_data(args: SFTArguments) -> PreparedData:
     """Read and validate the rows (pure Python: runs in the caller's thread, before anything heavy)."""
-    from ..data.prepare import prepare
+    from ...data.prepare import prepare
 
     return prepare(args.dataset, on_bad_rows=args.on_bad_rows)
 
@@ -199,7 +199,7 @@ def finish_inputs(
     args: SFTArguments, data: PreparedData, model_path: Path, *, trust_remote_code: bool = False
 ) -> SFTInputs:
     """Load the tokenizer, apply the chat template and count tokens per row, split off the eval rows."""
-    from ..data.prepare import check_lengths
+    from ...data.prepare import check_lengths
 
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     notes: list[str] = []
@@ -234,7 +234,7 @@ def prepare_inputs(args: SFTArguments, model_path: Path, *, trust_remote_code: b
 
 def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | None:
     """The error for image rows given to a text-only model (None when the rows carry no images)."""
-    from ..data.vision import is_vision_dataset
+    from ...data.vision import is_vision_dataset
 
     if dataset is not None and is_vision_dataset(dataset):
         return SwiftConfigError(
@@ -246,8 +246,8 @@ def text_model_data_error(model_name: str, dataset: Any) -> SwiftConfigError | N
 
 def run_record(args: SFTArguments, data: PreparedData, plan: Plan) -> Any:
     """The launcher's ``record`` hook: the rows' summary, in-memory rows kept as ``dataset.jsonl``."""
-    from .launching import rows_in_memory
-    from .start import RunRecord, rows_summary
+    from ..runtime.launching import rows_in_memory
+    from ..runtime.start import RunRecord, rows_summary
 
     lines = [plan.describe(), f"data: {data.summary()}"]
     return RunRecord(data=rows_summary(data), lines=lines, rows=rows_in_memory(args.dataset))
@@ -307,8 +307,8 @@ def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201
     import datasets
     from transformers import PrinterCallback, ProgressCallback, set_seed
 
-    from ..hub import resolve_model
-    from .callbacks import EarlyStopCallback
+    from ...hub import resolve_model
+    from ..runtime.callbacks import EarlyStopCallback
     from .sft_loss import LabelledLogitsSFTTrainer
 
     config = run.config

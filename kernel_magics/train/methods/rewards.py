@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftConfigError, SwiftError, did_you_mean
+from ...errors import SwiftConfigError, SwiftError, did_you_mean
 
 BUILTINS = ("format", "exact", "numeric", "length")
 NEEDS_ANSWER = ("exact", "numeric")
@@ -313,7 +313,12 @@ def _globals_used(func: Any, secrets: list[str]) -> tuple[list[str], list[str]]:
 def sources_file(rewards: list[Reward]) -> tuple[str, list[str]]:
     """The text of ``rewards.py`` (the user's reward functions) and one note per reward without source."""
     # annotations stay text (as in a module with this import): a type named in a signature needs no import here
-    parts = ['"""Reward functions of this run, saved from the code that defined them."""', "", "from __future__ import annotations", ""]
+    parts = [
+        '"""Reward functions of this run, saved from the code that defined them."""',
+        "",
+        "from __future__ import annotations",
+        "",
+    ]
     notes: list[str] = []
     imports: set[str] = set()
     bodies: list[str] = []

@@ -30,7 +30,7 @@ POLL_S = 0.5
 
 def lease_name(device: str) -> str | None:
     """The lease a run on ``device`` ("cpu", "cuda", "cuda:1", "mps") takes; None when leases are off there."""
-    from ..config import settings
+    from ...config import settings
 
     mode = settings.device_lease
     kind = device.split(":")[0]
@@ -41,7 +41,7 @@ def lease_name(device: str) -> str | None:
 
 
 def leases_folder() -> Path:
-    from ..config import settings
+    from ...config import settings
 
     return settings.cache_path / "leases"
 
@@ -126,7 +126,7 @@ def class_slot(
     if not os.environ.get("KM_CLASSROOM_URL"):
         yield None
         return
-    from ..classroom.slot_client import request_slot
+    from ...classroom.slot_client import request_slot
 
     slot = request_slot(run_id, heartbeat_s=float(os.environ.get("KM_CLASSROOM_HEARTBEAT_S") or 10.0))
     told = ""

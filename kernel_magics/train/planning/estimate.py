@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SwiftConfigError
+from ...errors import SwiftConfigError
+from ..model import LoraSpec
 from .architecture import DEFAULT_IMAGE_PIXELS, Architecture, VisionTower, read_config, targets
-from .model import LoraSpec
 from .plan import choose_dtype
 
 GB = 1024**3
@@ -192,8 +192,8 @@ def estimate(
     when that many processes share the run (FSDP / ZeRO-3 divide weights, gradients and optimizer states,
     ZeRO-2 gradients and optimizer states, ZeRO-3 offload keeps weights and optimizer states in CPU memory).
     """
-    from ..config import settings
-    from ..device import select_device
+    from ...config import settings
+    from ...device import select_device
 
     if method not in METHODS:
         raise SwiftConfigError(f"method must be one of {', '.join(METHODS)}, got '{method}'")
@@ -250,7 +250,7 @@ def _breakdown(
     processes) divides the run; and trainable parameters per method."""
     import pandas as pd
 
-    from .distributed import per_device
+    from ..runtime.distributed import per_device
 
     tables = {
         d: component_table(arch, work, compute_bytes=COMPUTE_BYTES[d], cuda=cuda, vision=vision)

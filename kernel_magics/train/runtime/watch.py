@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..jobs import FAILED, QUEUED, RUNNING, STOPPING, TERMINAL
+from ...jobs import FAILED, QUEUED, RUNNING, STOPPING, TERMINAL
 from .distributed import EVENTS_FILE, STOP_FILE
 from .folders import LOCK_NAME, atomic_write, pid_alive, read_record
 from .group import Tail, mirror
@@ -130,7 +130,7 @@ class Watcher:
     def frozen(self) -> bool:
         """True (after reporting it) when the process sent no heartbeat for ``settings.stall_seconds``; a long
         time without a new step is only reported."""
-        from ..config import settings
+        from ...config import settings
 
         limit = float(settings.stall_seconds)
         now = time.monotonic()
@@ -149,7 +149,9 @@ class Watcher:
             self.record_failure(line)
             return True
         if now - self.step_seen[1] > limit and not self.stall_told and self.run.status == RUNNING:
-            self.run.log(f"no new step for {now - self.step_seen[1]:.0f} s; the process is alive (a long step or a hang?)")
+            self.run.log(
+                f"no new step for {now - self.step_seen[1]:.0f} s; the process is alive (a long step or a hang?)"
+            )
             self.stall_told = True
         return False
 

@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..device import DeviceInfo
-from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
+from ...device import DeviceInfo
+from ...errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 from .plan import Plan
 
 LIGER_CHOICES = ("auto", "on", "off")

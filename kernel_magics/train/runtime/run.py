@@ -29,9 +29,9 @@ from pathlib import Path
 from traceback import format_exc
 from typing import Any
 
-from ..device import free_memory
-from ..errors import SwiftUsageError
-from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
+from ...device import free_memory
+from ...errors import SwiftUsageError
+from ...jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
 from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE
 from .failures import describe_failure
 from .folders import (
@@ -155,7 +155,9 @@ class Run(Job):
             (self.output_dir / name).unlink(missing_ok=True)
         for stale in self.output_dir.glob("error-rank*.txt"):
             stale.unlink(missing_ok=True)
-        target, args = (self._train, (prepared, resume_from)) if self.in_kernel else (self._start_worker, (resume_from,))
+        target, args = (
+            (self._train, (prepared, resume_from)) if self.in_kernel else (self._start_worker, (resume_from,))
+        )
         self._thread = threading.Thread(target=target, args=args, name=f"km-{self.name}", daemon=True)
         self._thread.start()
         chain_sigint()
@@ -240,7 +242,7 @@ class Run(Job):
 
     def to_script(self, path: str | os.PathLike[str] | None = None, kind: str = "shell") -> Path:
         """Write a standalone script (``kind`` "shell" or "python") that reproduces this run outside Jupyter."""
-        from .script import to_script
+        from ..script import to_script
 
         return to_script(self, path, kind)
 
@@ -253,7 +255,9 @@ class Run(Job):
         try:
             worker = warm.take()
             self.worker_pid = None
-            warm.hand_over(worker, self.output_dir, resume_from, warm.job_environment(bool(self.config.get("trust_remote_code"))))
+            warm.hand_over(
+                worker, self.output_dir, resume_from, warm.job_environment(bool(self.config.get("trust_remote_code")))
+            )
             Watcher(self, worker.pid, on_end=self._release).follow()
             warm.replenish()  # the next run's worker, now that this one no longer needs the CPU
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
@@ -261,7 +265,7 @@ class Run(Job):
             self._set_state(FAILED, error=describe_failure(exc, self))
 
     def _train(self, prepared: Any, resume_from: Path | None) -> None:
-        from ..argspec import load
+        from ...argspec import load
         from .callbacks import LoggingWindowCallback, RunCallback
         from .distributed import is_group
 
@@ -382,7 +386,9 @@ def state_on_disk(path: Path, config: dict[str, Any], run: Run) -> tuple[str, st
         from .watch import death_line, runner_pid
 
         ended = read_exit(path)
-        return FAILED, death_line(runner_pid(path) or 0, -int(ended["signal"]) if "signal" in ended else ended.get("code"), None)
+        return FAILED, death_line(
+            runner_pid(path) or 0, -int(ended["signal"]) if "signal" in ended else ended.get("code"), None
+        )
     if config.get("max_steps") and run.progress["step"] < config["max_steps"] and run.checkpoints:
         return STOPPED, None
     return FINISHED, None

@@ -1,4 +1,4 @@
-"""``python -m kernel_magics.train.runner``: the process that trains one run, outside the kernel.
+"""``python -m kernel_magics.train.runtime.runner``: the process that trains one run, outside the kernel.
 
 The kernel keeps one such process warm (:mod:`.warm`): it imports torch, transformers, peft, TRL and the
 trainers, then waits on its standard input for one job, ``{"folder": ..., "resume": ..., "env": {...}}``.
@@ -33,7 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from ...jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from .distributed import EVENTS_FILE, STOP_FILE
 from .folders import LOCK_NAME, atomic_write, read_record
 
@@ -45,7 +45,7 @@ HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_S = 2.0
 WARM_IMPORTS = (
     "torch", "transformers", "peft", "datasets", "accelerate", "trl",
-    "kernel_magics.train.sft", "kernel_magics.train.dpo", "kernel_magics.train.grpo", "kernel_magics.train.worker",
+    "kernel_magics.train.methods.sft", "kernel_magics.train.methods.dpo", "kernel_magics.train.methods.grpo", "kernel_magics.train.runtime.worker",
 )  # fmt: skip
 
 
@@ -121,6 +121,7 @@ def train_here(folder: Path, resume: str | None) -> tuple[str, str | None]:
     run_id = str(config.get("run_id") or folder.name)
     device = str((config.get("plan") or {}).get("device") or "cpu")
     stop_file = folder / STOP_FILE
+
     def on_wait(line: str) -> None:
         record_event(folder, "log", line)
 
@@ -238,7 +239,7 @@ def wait_for_job() -> int:
             Path(name).unlink()  # what it printed while it waited
     os.environ.clear()
     os.environ.update(job.get("env") or {})
-    from ..config import settings
+    from ...config import settings
 
     settings.__post_init__()  # the kernel's settings, passed in the environment
     folder = Path(job["folder"]).resolve()
@@ -248,7 +249,9 @@ def wait_for_job() -> int:
     child = os.fork()
     if child == 0:
         return run_job(folder, job.get("resume"))
-    os.execv(sys.executable, [sys.executable, "-m", "kernel_magics.train.runner", "--reap", str(child), str(folder)])
+    os.execv(
+        sys.executable, [sys.executable, "-m", "kernel_magics.train.runtime.runner", "--reap", str(child), str(folder)]
+    )
     return 1  # not reached
 
 

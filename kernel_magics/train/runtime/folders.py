@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftConfigError, SwiftUsageError
+from ...errors import SwiftConfigError, SwiftUsageError
 
 LOCK_NAME = ".run.lock"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -255,7 +255,7 @@ def set_aside_previous_run(folder: Path) -> str | None:
 def read_run_config(folder: Path) -> dict[str, Any]:
     """A run folder's ``config.json`` as data: what decides about code (trusting a model's remote code) comes
     from this session's settings (``KERNEL_MAGICS_TRUST_REMOTE_CODE``), never from the folder."""
-    from ..config import settings
+    from ...config import settings
 
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -270,7 +270,7 @@ def read_run_config(folder: Path) -> dict[str, Any]:
 def registered_trainer(config: dict[str, Any]) -> str:
     """The ``module:function`` that builds the run's trainer: its method's, from the code's registry (the
     folder names only the method, which must be registered; its ``trainer`` entry is not used)."""
-    from .methods import method_of
+    from ..methods.registry import method_of
 
     return method_of(config).trainer
 

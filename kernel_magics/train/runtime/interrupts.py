@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..jobs import QUEUED, RUNNING, live_jobs
+from ...jobs import QUEUED, RUNNING, live_jobs
 
 SHUTDOWN_GRACE_S = 1.0  # Jupyter interrupts a kernel just before it restarts or shuts it down
 _exiting = threading.Event()

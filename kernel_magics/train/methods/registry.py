@@ -6,7 +6,7 @@ An entry names, as ``"module:attribute"`` strings imported on first use (so this
   choices); the subcommand's flags and the public function's keywords are made from its fields
   (:func:`kernel_magics.argspec.args_from`, :func:`kernel_magics.signatures.from_arguments`);
 * ``api``: the public function (``km.<name>``), which hands the filled dataclass to
-  :func:`kernel_magics.train.start.launch`;
+  :func:`kernel_magics.train.runtime.start.launch`;
 * ``prepare``: ``prepare(args, model_path, *, trust_remote_code) -> inputs``, run by the launcher in the
   caller's thread so bad input fails at once (rows read and checked; no weights);
 * ``record``: ``record(args, inputs, plan) -> RunRecord``, what the run's ``config.json`` and first log lines
@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..argspec import Arg, Command, args_from, load
-from ..errors import SwiftUsageError, did_you_mean
+from ...argspec import Arg, Command, args_from, load
+from ...errors import SwiftUsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -74,34 +74,34 @@ class TrainingMethod:
 
 _REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
 
-# SFT on a vision-language model: the same subcommand, function and keywords; its own hooks (train/vlm.py)
+# SFT on a vision-language model: the same subcommand, function and keywords; its own hooks (train/methods/vlm.py)
 _SFT_ON_IMAGES = TrainingMethod(
     name="sft",
     help="supervised fine-tuning (LoRA / QLoRA / full) in the background with a live dashboard",
-    arguments="kernel_magics.train.vlm:VisionArguments",
+    arguments="kernel_magics.train.methods.vlm:VisionArguments",
     api="kernel_magics.train.api:sft",
-    trainer="kernel_magics.train.vlm:build_trainer",
-    prepare="kernel_magics.train.vlm:check_data",
-    record="kernel_magics.train.vlm:run_record",
+    trainer="kernel_magics.train.methods.vlm:build_trainer",
+    prepare="kernel_magics.train.methods.vlm:check_data",
+    record="kernel_magics.train.methods.vlm:run_record",
 )
 
 METHODS: tuple[TrainingMethod, ...] = (
     replace(
         _SFT_ON_IMAGES,
-        trainer="kernel_magics.train.sft:build_trainer",
-        prepare="kernel_magics.train.sft:prepare_inputs",
-        record="kernel_magics.train.sft:run_record",
-        run_arguments="kernel_magics.train.sft:SFTArguments",  # a text run keeps no vision knobs
+        trainer="kernel_magics.train.methods.sft:build_trainer",
+        prepare="kernel_magics.train.methods.sft:prepare_inputs",
+        record="kernel_magics.train.methods.sft:run_record",
+        run_arguments="kernel_magics.train.methods.sft:SFTArguments",  # a text run keeps no vision knobs
         on_images=_SFT_ON_IMAGES,
     ),
     TrainingMethod(
         name="dpo",
         help="preference tuning (DPO, ORPO, KTO, SimPO), from a base model or continuing an SFT adapter",
-        arguments="kernel_magics.train.dpo:PreferenceArguments",
+        arguments="kernel_magics.train.methods.dpo:PreferenceArguments",
         api="kernel_magics.train.api:dpo",
-        trainer="kernel_magics.train.dpo:build_trainer",
-        prepare="kernel_magics.train.dpo:prepare_inputs",
-        record="kernel_magics.train.dpo:run_record",
+        trainer="kernel_magics.train.methods.dpo:build_trainer",
+        prepare="kernel_magics.train.methods.dpo:prepare_inputs",
+        record="kernel_magics.train.methods.dpo:run_record",
         variant="loss",
         panels={
             loss: (_REWARDS, ("rewards/accuracies",), own)
@@ -119,11 +119,11 @@ METHODS: tuple[TrainingMethod, ...] = (
     TrainingMethod(
         name="grpo",
         help="online RL: GRPO (and DAPO, Dr. GRPO, GSPO) with reward functions written in the notebook",
-        arguments="kernel_magics.train.grpo:GRPOArgs",
+        arguments="kernel_magics.train.methods.grpo:GRPOArgs",
         api="kernel_magics.train.api:grpo",
-        trainer="kernel_magics.train.grpo:build_trainer",
-        prepare="kernel_magics.train.grpo:prepare_inputs",
-        record="kernel_magics.train.grpo:run_record",
+        trainer="kernel_magics.train.methods.grpo:build_trainer",
+        prepare="kernel_magics.train.methods.grpo:prepare_inputs",
+        record="kernel_magics.train.methods.grpo:run_record",
         metrics=(("reward", "reward"), ("reward_std", "reward_std"), ("kl", "kl")),
         notebook_functions=("reward",),
     ),

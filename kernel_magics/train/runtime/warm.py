@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import SwiftError
+from ...errors import SwiftError
 from .folders import pid_alive
 from .runner import READY_VARIABLE
 
@@ -51,7 +51,7 @@ _lock = threading.Lock()
 
 
 def _spawn() -> Worker:
-    from ..config import settings
+    from ...config import settings
     from .distributed import child_environment
 
     logs = settings.cache_path / "workers"
@@ -61,7 +61,7 @@ def _spawn() -> Worker:
     env[READY_VARIABLE] = str(log_path.with_suffix(".ready"))
     with open(log_path, "ab") as log:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "kernel_magics.train.runner", "--detach"],
+            [sys.executable, "-m", "kernel_magics.train.runtime.runner", "--detach"],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -124,7 +124,7 @@ def job_environment(trust_remote_code: bool) -> dict[str, str]:
     """The environment a run trains with: this kernel's, with its current settings (``%config`` included)."""
     from dataclasses import fields
 
-    from ..config import ENV_PREFIX, settings
+    from ...config import ENV_PREFIX, settings
     from .distributed import child_environment
 
     env = child_environment()
@@ -137,7 +137,12 @@ def job_environment(trust_remote_code: bool) -> dict[str, str]:
 
 def hand_over(worker: Worker, folder: Path, resume: Path | None, env: dict[str, Any]) -> None:
     """Give the run in ``folder`` to ``worker``; from now on the worker writes into the run folder."""
-    job = {"folder": str(folder.resolve()), "resume": str(resume) if resume else None, "env": env, "log": str(worker.log)}
+    job = {
+        "folder": str(folder.resolve()),
+        "resume": str(resume) if resume else None,
+        "env": env,
+        "log": str(worker.log),
+    }
     with contextlib.suppress(BrokenPipeError, OSError):
         worker.stdin.write((json.dumps(job) + "\n").encode())
         worker.stdin.close()

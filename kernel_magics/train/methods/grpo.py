@@ -14,7 +14,7 @@ With LoRA the KL reference is the model with the adapter disabled (or the frozen
 ``adapter=`` continues an SFT run): never a second copy of the weights. Rollouts use transformers'
 ``generate`` on CPU and CUDA, or vLLM colocated in the same process on CUDA (``use_vllm``, sleeping between
 rollouts). ``prepare_inputs`` checks data, rewards and adapter without loading weights; ``build_trainer`` is
-what a :class:`~kernel_magics.train.run.Run` calls in its thread.
+what a :class:`~kernel_magics.train.runtime.run.Run` calls in its thread.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..argspec import csv_list, knob
-from ..errors import SwiftConfigError, did_you_mean
+from ...argspec import csv_list, knob
+from ...errors import SwiftConfigError, did_you_mean
+from ..planning.plan import Plan
 from .grpo_config import trl_config, wants_vllm
-from .plan import Plan
 from .reward_calls import wrap
 from .rewards import DEFAULT_FORMAT, NEEDS_ANSWER, SOURCE_FILE, Reward, resolve_rewards, sources_file
 from .sft import SFTArguments
@@ -175,10 +175,10 @@ def prepare_inputs(
 ) -> GRPOInputs:
     """Resolve the rewards (unless given: the live functions on resume), read and check the prompts and the
     adapter, load the tokenizer, count prompt tokens (no weights)."""
-    from ..data.prepare import check_lengths
-    from ..data.prompts import prepare_prompts, prompt_length, to_conversational_prompts
+    from ...data.prepare import check_lengths
+    from ...data.prompts import prepare_prompts, prompt_length, to_conversational_prompts
+    from ..model import load_tokenizer
     from .continuing import adapter_folder, check_adapter_matches
-    from .model import load_tokenizer
 
     rewards = rewards if rewards is not None else rewards_of(args)
     adapter_dir = adapter_folder(args.adapter) if args.adapter else None
@@ -211,7 +211,7 @@ def prepare_inputs(
 # -- TRL config and trainer ---------------------------------------------------------------------------
 def register_metrics(rewards: list[Reward]) -> None:
     """Let the run's metric rows keep the GRPO metrics (TRL's names), per reward function too."""
-    from .callbacks import METRIC_KEYS
+    from ..runtime.callbacks import METRIC_KEYS
 
     keys = [*GRPO_METRICS, *(f"rewards/{r.name}/{s}" for r in rewards for s in ("mean", "std"))]
     METRIC_KEYS.update({key: key for key in keys if key not in METRIC_KEYS})
@@ -247,7 +247,7 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
     import datasets
     from transformers import PrinterCallback, ProgressCallback
 
-    from ..hub import resolve_model
+    from ...hub import resolve_model
     from .dpo import REF_ADAPTER, load_model
     from .grpo_samples import SamplesSink
 
@@ -294,9 +294,9 @@ def run_record(args: GRPOArgs, inputs: GRPOInputs, plan: Plan) -> Any:
     """The launcher's ``record`` hook: loss, rollouts and rewards in config.json and the log; once the run
     folder exists, the rewards' sources as ``rewards.py`` and the live functions on the run (for a resume in
     this process)."""
-    from .folders import atomic_write
-    from .launching import rows_in_memory
-    from .start import RunRecord
+    from ..runtime.folders import atomic_write
+    from ..runtime.launching import rows_in_memory
+    from ..runtime.start import RunRecord
 
     rollout = "vLLM colocated (sleeps between rollouts)" if wants_vllm(args, plan) else "transformers generate"
     source, source_notes = sources_file(inputs.rewards)
@@ -318,6 +318,12 @@ def run_record(args: GRPOArgs, inputs: GRPOInputs, plan: Plan) -> Any:
         data={"source": inputs.train.source, "format": inputs.train.format, "notes": inputs.notes},
         lines=[head, plan.describe(), *inputs.notes, *source_notes],
         rows=rows_in_memory(args.dataset),
-        extra={"adapter": args.adapter, "loss": args.loss, "beta": args.beta, "rewards": rewards, "reward_file": SOURCE_FILE},
+        extra={
+            "adapter": args.adapter,
+            "loss": args.loss,
+            "beta": args.beta,
+            "rewards": rewards,
+            "reward_file": SOURCE_FILE,
+        },
         written=written,
     )

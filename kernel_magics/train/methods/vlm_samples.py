@@ -32,7 +32,7 @@ class SamplesCallback:
         self._done_steps: set[int] = set()
 
     def _question(self, row: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
-        from ..data.vision import message_text
+        from ...data.vision import message_text
 
         messages = row.get("messages") or [*row["prompt"], *row["completion"]]
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
@@ -43,7 +43,7 @@ class SamplesCallback:
         """Greedy answers of ``model`` to the sample rows."""
         import torch
 
-        from ..data.images import load_image
+        from ...data.images import load_image
 
         out = []
         was_training = model.training

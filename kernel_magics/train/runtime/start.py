@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..argspec import load
-from ..errors import SwiftConfigError
-from .methods import TrainingMethod
+from ...argspec import load
+from ...errors import SwiftConfigError
+from ..methods.registry import TrainingMethod
 
 
 @dataclass
@@ -54,7 +54,7 @@ def launch(entry: TrainingMethod, arguments: Any, *, verbose: bool = True) -> An
 
 def start_run(run: Any, inputs: Any) -> Any:
     """Register ``run`` as a live job (``%swift stop``, Ctrl-C and kernel shutdown see it) and start it."""
-    from ..jobs import _live, _live_lock
+    from ...jobs import _live, _live_lock
 
     with _live_lock:
         _live.add(run)
@@ -64,10 +64,10 @@ def start_run(run: Any, inputs: Any) -> Any:
 def create_run(entry: TrainingMethod, arguments: Any, *, verbose: bool = True) -> tuple[Any, Any]:
     """Everything :func:`launch` does but starting: the ``Run`` (not yet a live job, so one never started
     does not hold up ``stop_all``) and the inputs its trainer gets; :func:`start_run` starts it."""
-    from ..config import settings
-    from ..device import select_device
-    from ..hub import is_vision_model, resolve_model
-    from ..jobs import _live, _live_lock
+    from ...config import settings
+    from ...device import select_device
+    from ...hub import is_vision_model, resolve_model
+    from ...jobs import _live, _live_lock
     from .launching import check_start, plan_run, write_run
 
     args = _narrowed(entry, arguments)
@@ -125,7 +125,7 @@ def _continued_adapter(args: Any) -> Any:
     into ``args`` as a path; None for a new adapter."""
     if getattr(args, "adapter", None) is None:
         return None
-    from .continuing import adapter_folder
+    from ..methods.continuing import adapter_folder
 
     folder = adapter_folder(args.adapter)
     args.adapter = str(folder)
@@ -135,6 +135,6 @@ def _continued_adapter(args: Any) -> Any:
 def _adapter_base(adapter_dir: Any) -> str | None:
     if adapter_dir is None:
         return None
-    from ..adapters import trained_base
+    from ...adapters import trained_base
 
     return trained_base(adapter_dir)

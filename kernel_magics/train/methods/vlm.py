@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..argspec import knob
-from ..data.processor import ImageTokens, load_processor, row_tokens
-from ..data.vision import TEMPLATES
-from ..errors import SwiftConfigError, SwiftDataError
-from ..hub import read_model_config
-from .model import LoraSpec, load_base_for_training, ready_for_adapters
-from .plan import Plan
+from ...argspec import knob
+from ...data.processor import ImageTokens, load_processor, row_tokens
+from ...data.vision import TEMPLATES
+from ...errors import SwiftConfigError, SwiftDataError
+from ...hub import read_model_config
+from ..model import LoraSpec, load_base_for_training, ready_for_adapters
+from ..planning.plan import Plan
 from .sft import SFTArguments, has_generation_markers, trl_config
 from .vlm_samples import SAMPLE_ROWS, SamplesCallback, as_trainer_callback, sample_rows
 
@@ -58,7 +58,7 @@ class VisionArguments(SFTArguments):
     def check(self) -> None:
         super().check()
         if self.template not in TEMPLATES:
-            from ..errors import did_you_mean
+            from ...errors import did_you_mean
 
             raise SwiftConfigError(
                 f"template must be one of {', '.join(TEMPLATES)}, got '{self.template}'"
@@ -86,7 +86,7 @@ class VisionInputs:
 def check_data(args: VisionArguments, model_path: Path, *, trust_remote_code: bool = False) -> Any:
     """The launcher's ``prepare`` hook: read and check the image rows (every image opened once), one line per
     problem; the processor loads in the run's thread (:func:`finish_inputs`)."""
-    from ..data.vision import prepare_vision
+    from ...data.vision import prepare_vision
 
     model_type = read_model_config(model_path).get("model_type")
     return prepare_vision(args.dataset, template=args.template, model_type=model_type, on_bad_rows=args.on_bad_rows)
@@ -153,7 +153,7 @@ class VisionCollator:
         )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        from ..data.images import load_image
+        from ...data.images import load_image
 
         rows = []
         for example in examples:
@@ -234,8 +234,8 @@ def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTraine
     from transformers import PrinterCallback, ProgressCallback, set_seed
     from trl import SFTTrainer
 
-    from ..hub import resolve_model
-    from .callbacks import EarlyStopCallback
+    from ...hub import resolve_model
+    from ..runtime.callbacks import EarlyStopCallback
 
     config = run.config
     args = _vision_args(config)
@@ -284,8 +284,8 @@ def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTraine
 # -- what the run records ---------------------------------------------------------------------------
 def run_record(args: VisionArguments, data: Any, plan: Plan) -> Any:
     """The launcher's ``record`` hook: the checked rows (image paths resolved) and the vision knobs."""
-    from .launching import in_memory
-    from .start import RunRecord, rows_summary
+    from ..runtime.launching import in_memory
+    from ..runtime.start import RunRecord, rows_summary
 
     vision = {"train_vision": args.train_vision, "max_pixels": args.max_pixels, "template": args.template}
     return RunRecord(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
+from ...errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3", "zero3-offload")
 WHERE = ("worker", "kernel")  # where a run trains: its own process, or a thread of the caller's
@@ -44,9 +44,7 @@ DEEPSPEED_KEYS = frozenset(
 class DistributedArguments:
     """How many processes train a run and how they share the model (stored in the run's config.json)."""
 
-    num_processes: int = field(
-        default=1, metadata={"help": "training processes on this machine, one per GPU"}
-    )
+    num_processes: int = field(default=1, metadata={"help": "training processes on this machine, one per GPU"})
     nnodes: int = field(default=1, metadata={"help": "machines taking part (node 0 prints the others' command)"})
     node_rank: int = field(default=0, metadata={"help": "this machine's index among --nnodes"})
     master_addr: str | None = field(default=None, metadata={"help": "address of node 0 (needed with --nnodes > 1)"})
@@ -215,7 +213,7 @@ def probe_device(preference: str | None) -> Any:
 
     import torch
 
-    from ..device import DeviceInfo, select_device
+    from ...device import DeviceInfo, select_device
 
     if torch.version.cuda is None or torch.cuda.is_initialized():
         return select_device(preference)
@@ -257,7 +255,7 @@ def kernel_stays_off_cuda(launcher: Any) -> Any:
     def launch(*args: Any, **kwargs: Any) -> Any:
         if not is_group(kwargs) and kwargs.get("where") == "kernel":
             return launcher(*args, **kwargs)
-        from ..device import probed_device
+        from ...device import probed_device
 
         with probed_device(probe_device(kwargs.get("device"))):
             return launcher(*args, **kwargs)

@@ -15,10 +15,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import SwiftError
+from ...errors import SwiftError
+from ..methods.reward_calls import STOPPED_MID_STEP
 from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
 from .folders import atomic_write, pid_alive
-from .reward_calls import STOPPED_MID_STEP
 
 STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
 LAUNCH_LOG = "launcher.log"
@@ -72,8 +72,8 @@ def other_node_command(run: Any, args: DistributedArguments, port: int, node_ran
     """The CLI line that joins node ``node_rank`` to this run's group (same flags, its own rank)."""
     import shlex
 
-    from .methods import command_of, method_of
-    from .script import command_flags
+    from ..methods.registry import command_of, method_of
+    from ..script import command_flags
 
     config = run.config
     name = method_of(config).name
@@ -181,7 +181,7 @@ def launch_command(args: DistributedArguments, folder: Path, port: int, resume_f
         sys.executable, "-m", "torch.distributed.run",
         f"--nproc-per-node={args.num_processes}", f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}",
         f"--master-addr={args.master_addr or '127.0.0.1'}", f"--master-port={port}",
-        "-m", "kernel_magics.train.worker", str(folder),
+        "-m", "kernel_magics.train.runtime.worker", str(folder),
     ]  # fmt: skip
     return command + (["--resume", str(resume_from)] if resume_from else [])
 

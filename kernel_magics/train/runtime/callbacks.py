@@ -1,4 +1,4 @@
-"""TrainerCallbacks that connect a Hugging Face ``Trainer`` to a :class:`~kernel_magics.train.run.Run`.
+"""TrainerCallbacks that connect a Hugging Face ``Trainer`` to a :class:`~kernel_magics.train.runtime.run.Run`.
 
 ``RunCallback`` turns every ``on_log`` into one metric row (loss, eval loss, learning rate, grad-norm,
 tokens/s of non-padding tokens, device memory) that the run stores and publishes to its subscribers,

@@ -1,7 +1,7 @@
 """``method="auto"``: choose LoRA, QLoRA or full fine-tuning, the dtype and the batch layout for this device.
 
 The plan is made from the device (:func:`kernel_magics.device.select_device`) and the memory estimate
-(:func:`kernel_magics.train.estimate.estimate`), and always says why, so the user sees it before
+(:func:`kernel_magics.train.planning.estimate.estimate`), and always says why, so the user sees it before
 training starts:
 
 * CUDA with >= 24 GiB free and the LoRA estimate fitting -> LoRA in bf16
@@ -18,8 +18,8 @@ import importlib.util
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..device import DeviceInfo
-from ..errors import SwiftConfigError, SwiftDeviceError, did_you_mean
+from ...device import DeviceInfo
+from ...errors import SwiftConfigError, SwiftDeviceError, did_you_mean
 
 METHODS = ("auto", "lora", "qlora", "full")
 TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # a plan's dtype -> torch's name
@@ -151,7 +151,7 @@ def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str], method: str
     if asked == "bf16" and device.type == "cuda" and not device.bf16:
         raise SwiftConfigError(f"{device.name} has no bf16; use dtype fp16 (what auto picks) or fp32")
     if asked == "bf16" and device.type == "cpu":
-        from ..device import cpu_native_bf16
+        from ...device import cpu_native_bf16
 
         if cpu_native_bf16() is None:
             reasons.append("this CPU has no AMX / AVX512-BF16: bf16 is emulated here, slower than fp32")
@@ -160,7 +160,7 @@ def choose_dtype(asked: str, device: DeviceInfo, reasons: list[str], method: str
 
 def _cpu_auto_dtype(method: str, reasons: list[str]) -> str:
     """What "auto" trains in on the CPU, with the reason added to ``reasons``."""
-    from ..device import cpu_native_bf16
+    from ...device import cpu_native_bf16
 
     feature = cpu_native_bf16()
     if feature is None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..adapters import base_mismatch, is_adapter_folder
-from ..errors import SwiftModelError
-from .model import load_base_for_training, ready_for_adapters
-from .plan import Plan
+from ...adapters import base_mismatch, is_adapter_folder
+from ...errors import SwiftModelError
+from ..model import load_base_for_training, ready_for_adapters
+from ..planning.plan import Plan
 
 
 def adapter_folder(adapter: Any) -> Path:
     """The adapter folder of ``adapter`` (a path, a Run or anything with ``adapter_dir``), checked."""
     if hasattr(adapter, "adapter_dir") and getattr(adapter, "done", True) is False:
-        from ..errors import SwiftUsageError
+        from ...errors import SwiftUsageError
 
         raise SwiftUsageError(
             f"run {adapter.name} is {adapter.status}, so its adapter is not written yet; wait for it (run.wait()) "
