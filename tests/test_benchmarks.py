@@ -63,6 +63,19 @@ def test_tiny_scores_equal_a_direct_loglikelihood_argmax_and_are_saved(tiny_mode
     assert "km_ceval_zh" in result._repr_html_() and "±" in result.to_text()
 
 
+def test_an_evaluation_outside_a_repository_prints_no_git_error_and_skips_the_environment_report(
+    tiny_model: Path, workspace: Path, tmp_path: Path, monkeypatch, capfd
+):
+    from lm_eval import evaluator
+
+    originals = (evaluator.get_git_commit_hash, evaluator.add_env_info)
+    monkeypatch.chdir(tmp_path)  # not a git repository: lm-eval's `git describe` would print "fatal: ..."
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    km.evaluate("tiny", tasks=["km_general_en"], limit=2, num_fewshot=0)
+    assert "fatal" not in capfd.readouterr().err
+    assert (evaluator.get_git_commit_hash, evaluator.add_env_info) == originals  # put back afterwards
+
+
 def test_local_task_yaml_and_folder(tiny_model: Path, workspace: Path, tmp_path: Path):
     rows = _rows("general_en_test.jsonl", 3)
     data = tmp_path / "mine.jsonl"

@@ -12,6 +12,7 @@ Every run fixes lm-eval's seeds (few-shot sampling included) to ``seed``, so run
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -29,16 +30,42 @@ def is_server_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
 
 
+_EVALUATOR_LOCK = threading.Lock()  # one evaluation at a time swaps lm-eval's environment report out
+
+
+def _no_git_hash() -> None:
+    return None
+
+
+def _no_environment_report(storage: dict[str, Any]) -> None:
+    del storage  # our results record their own versions (BenchmarkResult)
+
+
 @contextmanager
 def quiet_lm_eval() -> Any:
-    """lm-eval logs every task it builds at INFO: keep warnings only while it runs."""
+    """lm-eval logs every task it builds at INFO: keep warnings only while it runs. Its results' environment
+    report is skipped too: it runs ``git describe`` in the working folder (outside a repository, a ``fatal:``
+    line in the notebook) and torch's ``collect_env`` (seconds of subprocesses on every evaluation)."""
+    from lm_eval import evaluator
+
     logger = logging.getLogger("lm_eval")
-    before = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(before)
+    with _EVALUATOR_LOCK:
+        before = logger.level
+        swapped = {
+            name: getattr(evaluator, name)
+            for name in ("get_git_commit_hash", "add_env_info")
+            if hasattr(evaluator, name)  # a later lm-eval without them: nothing to skip
+        }
+        stand_ins = {"get_git_commit_hash": _no_git_hash, "add_env_info": _no_environment_report}
+        logger.setLevel(logging.WARNING)
+        for name in swapped:
+            setattr(evaluator, name, stand_ins[name])
+        try:
+            yield
+        finally:
+            logger.setLevel(before)
+            for name, original in swapped.items():
+                setattr(evaluator, name, original)
 
 
 @dataclass(frozen=True)
