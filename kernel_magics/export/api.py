@@ -147,7 +147,8 @@ def export(
         target = Path(os.fspath(out_dir)).expanduser() if out_dir else _default_out_dir(source, fmt)
         if fmt == "gguf":
             return _export_gguf(source, target, outtype, origin)
-        return _export_folder(source, target, fmt, origin, dataset, bits, group_size, calib_samples, quant_type)
+        quantization = Quantization(dataset, bits, group_size, calib_samples, quant_type)
+        return _export_folder(source, target, fmt, origin, quantization)
     finally:
         if merged_tmp is not None:
             shutil.rmtree(merged_tmp, ignore_errors=True)
@@ -188,24 +189,25 @@ def _export_gguf(source: Path, target: Path, outtype: str, origin: str) -> Expor
     return result
 
 
-def _export_folder(
-    source: Path,
-    target: Path,
-    fmt: str,
-    origin: str,
-    dataset: Any,
-    bits: int,
-    group_size: int,
-    calib_samples: int,
-    quant_type: str,
-) -> ExportResult:
+@dataclass(frozen=True)
+class Quantization:
+    """The quantizing knobs of :func:`export`: calibration rows and GPTQ / AWQ settings, bitsandbytes' type."""
+
+    dataset: Any
+    bits: int
+    group_size: int
+    calib_samples: int
+    quant_type: str
+
+
+def _export_folder(source: Path, target: Path, fmt: str, origin: str, quantization: Quantization) -> ExportResult:
     staging = staging_dir(target)
     try:
         if fmt == "bnb-4bit":
             from ..device import select_device
             from .bnb import write_bnb_4bit
 
-            details = write_bnb_4bit(source, staging, quant_type, select_device().torch_device)
+            details = write_bnb_4bit(source, staging, quantization.quant_type, select_device().torch_device)
             serve = [
                 f"%swift serve --model {target} --backend transformers",
                 f"AutoModelForCausalLM.from_pretrained('{target}')",
@@ -213,7 +215,8 @@ def _export_folder(
         else:
             from .gptq import write_quantized
 
-            details = write_quantized(source, staging, fmt, dataset, bits, group_size, calib_samples)
+            q = quantization
+            details = write_quantized(source, staging, fmt, q.dataset, q.bits, q.group_size, q.calib_samples)
             serve = [f"%swift serve --model {target} --backend vllm", f"vllm serve {target}"]
         details["source"] = origin
         _write_info(staging, {"format": fmt, **details})
