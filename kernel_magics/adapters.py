@@ -66,12 +66,12 @@ def recorded_base(folder: Path) -> str | None:
 def trained_base(folder: Path) -> str | None:
     """The base the adapter was trained on: its run's resolved model folder when the adapter sits in a run
     folder of this machine, else what the adapter records."""
-    try:
-        model_path = json.loads((Path(folder).parent / "config.json").read_text()).get("model_path")
-        if model_path and Path(model_path).is_dir():
-            return str(model_path)
-    except (OSError, ValueError, AttributeError):
-        pass
+    from .train.runtime.run_config import RunConfig, read_config_file
+
+    recorded = read_config_file(Path(folder).parent)  # the run folder's config.json, when it has one
+    model_path = RunConfig.from_dict(recorded).model_path if recorded is not None else ""
+    if model_path and Path(str(model_path)).is_dir():
+        return str(model_path)
     try:
         return recorded_base(folder)
     except SwiftModelError:

@@ -102,6 +102,19 @@ class Job:
         return f"<{type(self).__name__} {self.name!r} {self._state}{extra}>"
 
 
+def register_live(job: Job) -> None:
+    """Count ``job`` among the live jobs again (a run resumed or attached to): ``%swift stop``, Ctrl-C and
+    kernel shutdown see it. A new job is registered when it is made."""
+    with _live_lock:
+        _live.add(job)
+
+
+def unregister_live(job: Job) -> None:
+    """Leave ``job`` out of the live jobs (a run loaded from its folder, or written but not started yet)."""
+    with _live_lock:
+        _live.discard(job)
+
+
 def live_jobs(kind: str | None = None) -> list[Job]:
     """Jobs that have not ended, optionally only of one ``kind`` ("run", "server")."""
     with _live_lock:

@@ -8,10 +8,11 @@ import pytest
 
 def _grpo_run(workspace, name: str, beta: float):
     from kernel_magics.train.runtime.run import Run
+    from kernel_magics.train.runtime.run_config import RunConfig
 
     folder = workspace / "runs" / name
     folder.mkdir(parents=True)
-    config = {"run_id": name, "kind": "grpo", "loss": "grpo", "beta": beta, "rewards": ["length"], "max_steps": 3}
+    config = RunConfig(run_id=name, kind="grpo", loss="grpo", beta=beta, rewards=["length"], max_steps=3)
     run = Run(folder, config)
     for step in range(1, 4):
         row = {"step": step, "loss": 0.1, "reward": 0.5 * step, "rewards/length/mean": 0.5 * step}

@@ -93,7 +93,7 @@ def test_stop_leaves_no_rank_and_checkpoints_move_between_one_and_two_processes(
     run.resume(num_processes=1)  # written by 2 processes, continued by 1 (in one worker process)
     second = _stop_at_least(run, first + 2)
     assert second > first
-    run.config["arguments"]["max_steps"] = run.config["max_steps"] = second + 2
+    run.config.arguments["max_steps"] = run.config.max_steps = second + 2
     resumed = run.resume(num_processes=2)  # written by 1 process, continued by 2
     assert resumed.wait(300) == "finished", resumed.error
     assert resumed.metrics["step"].tolist() == list(range(1, second + 3))

@@ -66,7 +66,7 @@ LOSSES = [
 def test_each_loss_learns_the_preferences(tiny_model, workspace, loss, dataset, extra, steps):
     run = km.dpo(str(tiny_model), dataset, loss=loss, max_steps=steps, **FAST, **extra)
     finished(run)
-    assert run.config["kind"] == loss and run.config["trainer"] == "kernel_magics.train.methods.dpo:build_trainer"
+    assert run.config.kind == loss and run.config.trainer == "kernel_magics.train.methods.dpo:build_trainer"
     losses = column(run, "loss")
     margins = column(run, "rewards/margins")
     head, tail = mean(margins[:4]), mean(margins[-4:])
@@ -134,7 +134,7 @@ def test_sft_then_dpo_continues_the_sft_adapter(tiny_model, workspace):
     args = PreferenceArguments(dataset=PAIRS, adapter=sft, lr=1e-3, max_steps=6, **_args())
     run, inputs = create_run(DPO, args, verbose=False)
     assert inputs.adapter_dir == sft.adapter_dir.resolve()
-    assert Path(run.config["model_path"]).resolve() == Path(tiny_model).resolve()
+    assert Path(run.config.model_path).resolve() == Path(tiny_model).resolve()
     trainer = build_trainer(run, inputs)
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
@@ -222,8 +222,8 @@ def test_ms_swift_rows_in_memory_with_eval_split(tiny_model, workspace):
     ]
     run = km.dpo(str(tiny_model), swift, loss="simpo", lr=1e-3, max_steps=4, eval_split=0.1, eval_steps=2, **FAST)
     finished(run)
-    assert run.config["data"]["format"] == "swift"
-    copy = Path(run.config["dataset_copy"])  # in-memory rows are kept with the run (resume reads them)
+    assert run.config.data["format"] == "swift"
+    copy = Path(run.config.dataset_copy)  # in-memory rows are kept with the run (resume reads them)
     assert copy.parent == run.output_dir and len(copy.read_text().splitlines()) == 160
     frame = run.metrics
     assert frame["eval_rewards/margins"].dropna().size == 2 and frame["eval_rewards/accuracies"].dropna().size == 2
@@ -235,7 +235,7 @@ def test_qlora_sft_then_qlora_dpo_on_the_cpu(tiny_model, workspace):
     finished(sft)
     run = km.dpo(dataset=PAIRS, adapter=sft, lr=1e-3, max_steps=8, **{**FAST, "method": "qlora"})
     finished(run)
-    assert run.config["plan"]["method"] == "qlora"
+    assert run.config.plan.method == "qlora"
     margins = column(run, "rewards/margins")
     assert abs(margins[0]) < 1e-4 and margins[-1] > 0.05  # starts at the SFT adapter (4-bit base, bf16 adapter)
 

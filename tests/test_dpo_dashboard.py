@@ -51,12 +51,13 @@ def test_swift_dpo_cell_returns_a_dashboard_with_reward_panels(tiny_model, works
 
 def test_orpo_and_kto_panels_and_sft_is_unchanged(workspace):
     from kernel_magics.train.runtime.run import Run
+    from kernel_magics.train.runtime.run_config import RunConfig
     from kernel_magics.widgets.dashboard import Dashboard
 
     for kind, own in (("orpo", "log_odds_ratio"), ("kto", "kl")):
         folder = workspace / "runs" / kind
         folder.mkdir(parents=True)
-        run = Run(folder, {"run_id": kind, "kind": kind, "loss": kind, "beta": 0.1, "max_steps": 5})
+        run = Run(folder, RunConfig(run_id=kind, kind=kind, loss=kind, beta=0.1, max_steps=5))
         for step in range(1, 6):
             run._add_row({"step": step, "loss": 1.0 / step, "rewards/margins": 0.1 * step, own: -0.5 + 0.05 * step})
         dash = Dashboard(run, interval=0.0)
@@ -67,7 +68,7 @@ def test_orpo_and_kto_panels_and_sft_is_unchanged(workspace):
 
     folder = workspace / "runs" / "sft"
     folder.mkdir(parents=True)
-    sft = Dashboard(Run(folder, {"run_id": "sft", "kind": "sft", "max_steps": 2}))
+    sft = Dashboard(Run(folder, RunConfig(run_id="sft", kind="sft", max_steps=2)))
     assert not any(k.startswith("rewards/") for k in sft._trace_index)
     assert sft.figure.layout.height == 460
 

@@ -149,7 +149,7 @@ def test_rlhf_alias_trains_orpo(tiny_model, workspace):
         assert run.wait(120) == "finished", run.error
     finally:
         torch.set_num_threads(before)
-    assert run.config["loss"] == "orpo" and run.config["kind"] == "orpo"
+    assert run.config.loss == "orpo" and run.config.kind == "orpo"
     assert list(run.metrics["step"]) == [1, 2]
     assert "log_odds_ratio" in run.metrics.columns
 

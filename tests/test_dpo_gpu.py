@@ -77,7 +77,7 @@ def test_dpo_on_a_05b_architecture(qwen_05b, workspace, method):
 
     run = km.dpo(max_steps=30, verbose=False, **knobs)
     assert run.wait(600) == "finished", run.error
-    assert run.config["plan"]["method"] == method and run.config["plan"]["device"].startswith("cuda")
+    assert run.config.plan.method == method and run.config.plan.device.startswith("cuda")
     frame = run.metrics
     margins = frame["rewards/margins"].dropna().tolist()
     head, tail = sum(margins[:5]) / 5, sum(margins[-5:]) / 5

@@ -79,5 +79,5 @@ def test_a_run_on_a_native_bf16_cpu_trains_in_bf16(tiny_model, workspace, monkey
     options = dict(batch_size=2, lora_r=4, lora_alpha=8, max_steps=2, save_steps=1000, verbose=False, device="cpu")
     run = km.sft(str(tiny_model), str(tiny_dataset("sft")), **options)
     assert run.wait(timeout=300) == "finished", run.error
-    assert run.config["plan"]["dtype"] == "bf16"
+    assert run.config.plan.dtype == "bf16"
     assert any("bf16: this CPU has AVX512-BF16" in note for note in run.notes)

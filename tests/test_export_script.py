@@ -124,7 +124,7 @@ def test_every_preference_loss_exports_and_reproduces(tiny_model, km_cache, tmp_
         **PREFERENCE,
         **extra,
     )
-    assert run.config["command"] == "dpo" and run.config["kind"] == loss
+    assert run.config.command == "dpo" and run.config.kind == loss
     script = run.to_script(tmp_path / "scripts", kind=kind)
     text = script.read_text()
     if kind == "shell":

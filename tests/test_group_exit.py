@@ -12,6 +12,7 @@ from kernel_magics.errors import SwiftError
 from kernel_magics.train.runtime import group
 from kernel_magics.train.runtime.distributed import FINISHED_FILE
 from kernel_magics.train.runtime.run import Run
+from kernel_magics.train.runtime.run_config import RunConfig
 
 # stands in for torchrun: rank 0's work (the adapter, then the marker) and a rank aborting at exit
 FAKE_GROUP = textwrap.dedent(
@@ -30,7 +31,7 @@ FAKE_GROUP = textwrap.dedent(
 
 def _group_run(folder: Path, monkeypatch: pytest.MonkeyPatch, outcome: str) -> Run:
     folder.mkdir()
-    run = Run(folder, {"run_id": "r", "arguments": {"num_processes": 2}, "plan": {"device": "cpu"}})
+    run = Run(folder, RunConfig(run_id="r", arguments={"num_processes": 2}))  # planned for the CPU
     monkeypatch.setattr(
         group,
         "launch_command",
@@ -77,7 +78,7 @@ HANGING_REWARD_RANK = textwrap.dedent(
 def test_a_stop_while_a_ranks_reward_hangs_ends_the_run_stopped(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     folder.mkdir()
-    run = Run(folder, {"run_id": "r", "arguments": {"num_processes": 2}, "plan": {"device": "cpu"}})
+    run = Run(folder, RunConfig(run_id="r", arguments={"num_processes": 2}))  # planned for the CPU
     monkeypatch.setattr(
         group,
         "launch_command",

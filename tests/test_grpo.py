@@ -70,8 +70,8 @@ def test_digits_reward_rises_and_the_run_shows_it(tiny_model, workspace):
     frame = run.metrics
     for key in ("rewards/digits/mean", "rewards/digits/std", "reward_std", "completions/mean_length", "entropy"):
         assert frame[key].notna().sum() == 40, key
-    assert run.config["kind"] == "grpo" and run.config["rewards"] == ["digits"]
-    assert run.config["arguments"]["reward"] == ["rewards.py:digits"]
+    assert run.config.kind == "grpo" and run.config.rewards == ["digits"]
+    assert run.config.arguments["reward"] == ["rewards.py:digits"]
     source = (run.output_dir / "rewards.py").read_text()
     assert "def digits(completions, **kwargs):" in source
     compile(source, "rewards.py", "exec")

@@ -191,7 +191,7 @@ def test_run_and_the_inserted_cell_start_the_same_run(shell, tiny_model):
     assert second.wait(120) == "finished", second.error
     assert second.output_dir != board.run.output_dir
     for key in ("arguments", "plan", "model", "command", "max_steps"):
-        assert second.config[key] == board.run.config[key], key
+        assert getattr(second.config, key) == getattr(board.run.config, key), key
 
     runs = launcher.show_action("runs")
     ids = {f"<code>{Path(run.output_dir).name}</code>" for run in (board.run, second)}

@@ -85,14 +85,19 @@ def test_rlhf_is_dpo_with_the_loss_named_type():
 
 
 def test_a_run_finds_its_method_old_and_new_configs():
-    assert method_of({"command": "dpo", "kind": "orpo"}).name == "dpo"
-    assert method_of({"kind": "simpo"}).name == "dpo"  # written before config.json had "command"
-    assert method_of({"kind": "sft"}).name == "sft"
-    assert panels({"command": "dpo", "kind": "kto"})[-1] == ("kl",)
-    assert panels({"command": "sft", "kind": "sft"}) == ()
-    assert ("rewards/margins", "margin") in metrics({"kind": "dpo"}) and metrics({"kind": "sft"}) == ()
+    from kernel_magics.train.runtime.run_config import RunConfig
+
+    def config(**recorded):  # as config.json holds it
+        return RunConfig.from_dict(recorded)
+
+    assert method_of(config(command="dpo", kind="orpo")).name == "dpo"
+    assert method_of(config(kind="simpo")).name == "dpo"  # written before config.json had "command"
+    assert method_of(config(kind="sft")).name == "sft"
+    assert panels(config(command="dpo", kind="kto"))[-1] == ("kl",)
+    assert panels(config(command="sft", kind="sft")) == ()
+    assert ("rewards/margins", "margin") in metrics(config(kind="dpo")) and metrics(config(kind="sft")) == ()
     with pytest.raises(SwiftUsageError, match="did you mean 'sft'"):
-        method_of({"command": "sfft"})
+        method_of(config(command="sfft"))
 
 
 def test_typed_flags_follow_the_annotations():
@@ -164,6 +169,6 @@ def test_a_method_in_one_file_gets_flags_a_function_and_trains_through_the_launc
     assert run.wait(300) == "finished", run.error
     losses = run.metrics["loss"].dropna().tolist()
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3, losses  # it learns the text
-    assert run.config["command"] == "pretrain" and run.config["trainer"] == PRETRAIN.trainer
+    assert run.config.command == "pretrain" and run.config.trainer == PRETRAIN.trainer
     assert any("16 text rows, loss on every token" in line for line in run.notes)
     assert (run.output_dir / "dataset.jsonl").read_text().count("\n") == 16

@@ -85,13 +85,13 @@ def test_chat_template_parity_transformers_engine(style_run, hf_server, tmp_path
     assert usage.prompt_tokens == len(trained_prompt)
     from transformers import AutoTokenizer
 
-    completion = AutoTokenizer.from_pretrained(style_run.config["model_path"]).decode(rows[0]["input_ids"][prompt_len:])
+    completion = AutoTokenizer.from_pretrained(style_run.config.model_path).decode(rows[0]["input_ids"][prompt_len:])
     assert completion.startswith(first[1]["content"] + "<|im_end|>"), completion
 
 
 def test_qlora_trains_the_real_model(real_model, real_workspace, pirate_data):
     run = train_style(pirate_data, max_steps=8, method="qlora", logging_steps=1)
-    assert run.config["plan"]["method"] == "qlora"
+    assert run.config.plan.method == "qlora"
     losses = run.metrics["loss"].dropna()
     assert losses.iloc[-3:].mean() < losses.iloc[:3].mean(), losses.tolist()
 

@@ -13,6 +13,7 @@ from kernel_magics.errors import SwiftUsageError
 from kernel_magics.testing import tiny_dataset
 from kernel_magics.train.runtime import folders, start
 from kernel_magics.train.runtime.run import Run
+from kernel_magics.train.runtime.run_config import RunConfig
 
 FAST = dict(batch_size=4, logging_steps=1, lora_r=8, lora_alpha=16, warmup_ratio=0.0, verbose=False, max_steps=2)
 EARLIER = ("README.md", "rewards.py", "samples.jsonl", "events.jsonl", "launcher.log", "error-rank1.txt")
@@ -79,22 +80,22 @@ def test_a_loaded_run_trusts_remote_code_only_as_this_session_does(tmp_path, mon
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"run_id": "z", "command": "sft", "trust_remote_code": True}))
     monkeypatch.setattr(settings, "trust_remote_code", False)
-    assert Run.load(folder).config["trust_remote_code"] is False
+    assert Run.load(folder).config.trust_remote_code is False
     monkeypatch.setattr(settings, "trust_remote_code", True)
-    assert Run.load(folder).config["trust_remote_code"] is True
+    assert Run.load(folder).config.trust_remote_code is True
     (folder / "config.json").write_text("[1, 2]")
     with pytest.raises(SwiftUsageError, match=r"is not a run folder \(no readable config.json\)$"):
         Run.load(folder)
 
 
 def test_the_trainer_comes_from_the_registry_not_the_folder(tiny_model, tmp_path, monkeypatch):
-    sft = folders.registered_trainer({"command": "sft"})
-    assert folders.registered_trainer({"command": "sft", "trainer": "os:system"}) == sft
+    sft = folders.registered_trainer(RunConfig(command="sft"))
+    assert folders.registered_trainer(RunConfig.from_dict({"command": "sft", "trainer": "os:system"})) == sft
     with pytest.raises(SwiftUsageError, match=r"^unknown training method 'evil'") as info:
-        folders.registered_trainer({"command": "evil", "trainer": "os:system"})
+        folders.registered_trainer(RunConfig.from_dict({"command": "evil", "trainer": "os:system"}))
     assert "\n" not in str(info.value)
     run, inputs = _written_not_started(tiny_model, tmp_path / "W", monkeypatch)
-    run.config["trainer"] = "a_module_that_does_not_exist:build"  # as an edited config.json would say
+    run.config.trainer = "a_module_that_does_not_exist:build"  # as an edited config.json would say
     monkeypatch.undo()
     start.start_run(run, inputs)
     assert run.wait(300) == "finished", run.error

@@ -62,7 +62,7 @@ def test_a_second_run_in_a_folder_moves_the_first_aside_and_resumes_only_from_it
     assert "checkpoint-5" not in [p.name for p in second.checkpoints]
     last = second.checkpoints[-1]  # the trainer saves at the last step too
     marker = json.loads((last / "kernel_magics_run.json").read_text())
-    assert last.name == "checkpoint-6" and marker["run_uid"] == second.config["run_uid"] != first.config["run_uid"]
+    assert last.name == "checkpoint-6" and marker["run_uid"] == second.config.run_uid != first.config.run_uid
 
 
 def test_a_checkpoint_whose_state_does_not_parse_is_skipped_with_a_note(tiny_model, tmp_path):

@@ -21,6 +21,7 @@ from kernel_magics.errors import SwiftConfigError, SwiftError
 from kernel_magics.train.cluster_script import LAUNCHERS, _script, write_cluster_script
 from kernel_magics.train.runtime.distributed import DistributedArguments, check_host
 from kernel_magics.train.runtime.folders import checked_run_id
+from kernel_magics.train.runtime.run_config import RunConfig
 
 CANARY = "CANARY"
 INJECTIONS = (
@@ -92,7 +93,7 @@ def test_fuzzed_values_in_a_cluster_script_are_never_run(tmp_path_factory, run_i
 
 def _fake_run(folder: Path, run_id: str, **arguments) -> SimpleNamespace:
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"run_id": run_id, "model": "tiny", "arguments": arguments}
+    config = RunConfig(run_id=run_id, model="tiny", arguments=arguments)
     return SimpleNamespace(name=run_id, output_dir=folder, config=config)
 
 
@@ -172,7 +173,7 @@ def test_a_hand_edited_master_addr_in_config_json_is_refused_by_export(tmp_path)
     for launcher in LAUNCHERS:
         with pytest.raises(SwiftConfigError, match="^master_addr must be a host name or an IP address"):
             write_cluster_script(run, launcher)
-    run.config["arguments"] = {"master_addr": "node-0.cluster", "master_port": "29500; touch CANARY"}
+    run.config.arguments = {"master_addr": "node-0.cluster", "master_port": "29500; touch CANARY"}
     with pytest.raises(SwiftConfigError, match=r"^master_port in the run's config.json must be in 1\.\.65535"):
         write_cluster_script(run, "torchrun")
     assert [p.name for p in (tmp_path / "run").iterdir()] == []

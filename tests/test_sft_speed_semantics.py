@@ -151,6 +151,6 @@ def test_km_sft_trains_on_labelled_logits_unless_token_metrics_are_asked(tiny_mo
     slow = km.sft(str(tiny_model), str(tiny_dataset("sft")), token_metrics=True, **options)
     assert slow.wait(300) == "finished", slow.error
     assert slow.metrics["token_accuracy"].between(0, 1).all()
-    assert slow.config["arguments"]["token_metrics"] is True
+    assert slow.config.arguments["token_metrics"] is True
     assert any("token metrics asked for" in note for note in slow.notes)
     assert slow.metrics["loss"].tolist() == pytest.approx(fast.metrics["loss"].tolist(), abs=1e-3)

@@ -121,7 +121,7 @@ def test_compile_trains_the_tiny_model_with_the_eager_losses(tiny_model, workspa
         options = {**QUIET, "dtype": "fp32", "lora_dropout": 0.0, "max_steps": 2, "lr": 2e-3}
         run = km.sft(str(tiny_model), str(tiny_dataset("sft")), compile=compiled, **options)
         assert run.wait(timeout=600) == "finished", run.error
-        assert run.config["plan"]["compile"] is compiled
+        assert run.config.plan.compile is compiled
         assert any("compiling, first step slower" in note for note in run.notes) is compiled
         curves[compiled] = run.metrics.set_index("step")["loss"].dropna().tolist()
     assert len(curves[True]) == 2

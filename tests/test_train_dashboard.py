@@ -37,11 +37,12 @@ def test_dashboard_gets_every_logged_step_in_batched_redraws(tiny_model, workspa
 
 def test_redraws_are_batched_when_rows_arrive_fast(workspace):
     from kernel_magics.train.runtime.run import Run
+    from kernel_magics.train.runtime.run_config import RunConfig
     from kernel_magics.widgets.dashboard import Dashboard
 
     folder = workspace / "runs" / "burst"
     folder.mkdir(parents=True)
-    run = Run(folder, {"run_id": "burst", "max_steps": 300})
+    run = Run(folder, RunConfig(run_id="burst", max_steps=300))
     dash = Dashboard(run, interval=0.5)
     start = dash.flushes
     for step in range(1, 301):  # 300 logged steps in a few milliseconds
@@ -77,11 +78,12 @@ def test_dashboard_replays_a_finished_run_and_stop_button_stops(tiny_model, work
 
 def test_stop_stays_disabled_when_a_late_event_names_an_older_status(workspace):
     from kernel_magics.train.runtime.run import Run
+    from kernel_magics.train.runtime.run_config import RunConfig
     from kernel_magics.widgets.dashboard import Dashboard
 
     folder = workspace / "runs" / "ended"
     folder.mkdir(parents=True)
-    run = Run(folder, {"run_id": "ended", "max_steps": 3})
+    run = Run(folder, RunConfig(run_id="ended", max_steps=3))
     dash = Dashboard(run, interval=0.2)
     run._state = "running"
     dash._on_event("status", "running")
@@ -109,5 +111,5 @@ def test_swift_cell_magic_returns_the_dashboard(tiny_model, workspace, capsys):
     printed = capsys.readouterr().out
     assert dash.run.notes and not any(note in printed for note in dash.run.notes)  # the dashboard shows them once
     assert dash.run.wait(120) == "finished", dash.run.error
-    assert dash.run.config["arguments"]["lr"] == 1e-3 and dash.run.config["arguments"]["lora_r"] == 4
+    assert dash.run.config.arguments["lr"] == 1e-3 and dash.run.config.arguments["lora_r"] == 4
     assert dash.run.metrics["step"].tolist() == [1, 2, 3]

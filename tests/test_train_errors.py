@@ -206,9 +206,8 @@ def test_stop_while_a_checkpoint_is_written_keeps_it_complete(tiny_model, worksp
         assert {"adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"} <= files
         assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == int(checkpoint.name[11:])
     monkeypatch.undo()
-    run.config["max_steps"] = 6
-    args = run.config["arguments"]
-    args["max_steps"] = 6
+    run.config.max_steps = 6
+    run.config.arguments["max_steps"] = 6
     run.resume()
     assert run.wait(120) == "finished", run.error
     assert run.metrics["step"].tolist() == [1, 2, 3, 4, 5, 6]

@@ -109,7 +109,7 @@ def test_qlora_on_cpu_loss_falls_and_resumes(tiny_model, workspace):
     run = start(tiny_model, method="qlora", max_steps=20, lr=3e-3, save_steps=100, lora_dropout=0.0, where="kernel")
     _stop_at(run, 8)
     assert run.wait(180) == "stopped", run.error
-    assert run.config["plan"]["optim"] == "paged_adamw_8bit"
+    assert run.config.plan.optim == "paged_adamw_8bit"
     run.resume()
     assert run.wait(180) == "finished", run.error
     loss = losses(run)
@@ -189,7 +189,7 @@ def test_bf16_on_the_cpu_trains_in_bf16_and_follows_the_fp32_loss_curve(tiny_mod
     for dtype in ("fp32", "bf16"):
         run = start(tiny_model, dtype=dtype, lr=2e-3, max_steps=12, lora_dropout=0.0, save_steps=1000, device="cpu")
         assert run.wait(timeout=300) == "finished", run.error
-        assert run.config["plan"]["dtype"] == dtype
+        assert run.config.plan.dtype == dtype
         assert json.loads((run.adapter_dir / "adapter_config.json").read_text())["r"] == 8
         curves[dtype] = losses(run).tolist()
     fp32, bf16 = curves["fp32"], curves["bf16"]

@@ -119,13 +119,13 @@ def runs(workspace: str | None = None):  # noqa: ANN201 - pandas.DataFrame
         records.append(
             {
                 "run_id": run.name,
-                "kind": run.config.get("kind"),
+                "kind": run.config.kind,
                 "status": _status_line(run, queue),
-                "model": run.config.get("model"),
-                "method": run.config.get("plan", {}).get("method"),
+                "model": run.config.model,
+                "method": run.config.plan.method,
                 "step": run.progress.get("step", 0),
                 "loss": float(losses.iloc[-1]) if len(losses) else None,
-                "created": run.config.get("created"),
+                "created": run.config.created,
                 "output_dir": str(run.output_dir),
             }
         )

@@ -12,7 +12,6 @@ The run id (a plain file name) and the rendezvous address and port are checked w
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -24,6 +23,7 @@ from typing import Any
 from ..errors import SwiftConfigError, SwiftUsageError, did_you_mean
 from .runtime.distributed import check_host
 from .runtime.folders import checked_run_id
+from .runtime.run_config import RunConfig
 
 LAUNCHERS = ("torchrun", "accelerate", "slurm")
 
@@ -31,16 +31,15 @@ LAUNCHERS = ("torchrun", "accelerate", "slurm")
 def _run_folder(run: Any, folder: Path) -> Path:
     """A fresh run folder holding the run's config with its data beside it and the model by name."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = json.loads(json.dumps(run.config, default=str))
-    source = config.get("dataset_copy") or (config.get("arguments") or {}).get("dataset")
+    config = RunConfig.from_dict(run.config.to_dict())  # a copy
+    source = config.dataset_copy or config.arguments.get("dataset")
     if source and Path(str(source)).is_file():
         target = folder / Path(str(source)).name
         if Path(str(source)).resolve() != target.resolve():
             shutil.copy2(source, target)
-        config["dataset_copy"] = target.name  # relative: the worker runs in this folder
-    config["model_path"] = config.get("model")
-    config["run_id"] = folder.name
-    (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+        config.dataset_copy = target.name  # relative: the worker runs in this folder
+    config.model_path, config.run_id = config.model, folder.name
+    config.write(folder)
     return folder
 
 
@@ -139,7 +138,7 @@ def write_cluster_script(run: Any, launcher: str, path: str | os.PathLike[str] |
             f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'{did_you_mean(str(launcher), LAUNCHERS)}"
         )
     run_id = checked_run_id(run.name, Path(run.output_dir) / "config.json")
-    arguments = dict(run.config.get("arguments") or {})
+    arguments = dict(run.config.arguments)
     _check_rendezvous(arguments)
     suffix = ".sbatch" if launcher == "slurm" else ".sh"
     name = f"{launcher}-{run_id}{suffix}"

@@ -84,8 +84,8 @@ def _plan(run: Any, folder: Path, stem: str, run_id: str) -> dict[str, Any]:
     """Everything the templates need, with the data copied next to the script."""
     config = run.config
     command = command_of(method_of(config).name)
-    arguments = dict(config.get("arguments") or {})
-    source = config.get("dataset_copy") or arguments.get("dataset")
+    arguments = dict(config.arguments)
+    source = config.dataset_copy or arguments.get("dataset")
     data_ref, data_sha = str(source), None
     if source and Path(str(source)).is_file():
         data_dir = folder / f"{stem}-data"
@@ -94,12 +94,12 @@ def _plan(run: Any, folder: Path, stem: str, run_id: str) -> dict[str, Any]:
         if Path(str(source)).resolve() != target.resolve():
             shutil.copy2(source, target)
         data_ref, data_sha = f"{stem}-data/{target.name}", _sha256(target)
-    if config.get("reward_file"):
+    if config.reward_file:
         arguments["reward"] = _copy_rewards(run, arguments.get("reward") or [], folder / f"{stem}-data")
-    model = str(config.get("model"))
+    model = config.model
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
-    versions = config.get("versions") or {}
+    versions = config.versions
     pins = [f"torch=={versions['torch'].split('+')[0]}"] if versions.get("torch") else ["torch"]
     libs = [
         f"{name}=={versions[name]}"
@@ -125,8 +125,8 @@ def _plan(run: Any, folder: Path, stem: str, run_id: str) -> dict[str, Any]:
 
 def _copy_rewards(run: Any, specs: list[str], data_dir: Path) -> list[str]:
     """GRPO runs: the reward functions saved with the run go next to the data; specs point at the copy."""
-    saved = Path(run.output_dir) / str(run.config["reward_file"])
-    prefix = f"{run.config['reward_file']}:"
+    saved = Path(run.output_dir) / str(run.config.reward_file)
+    prefix = f"{run.config.reward_file}:"
     if not saved.is_file() or not any(str(s).startswith(prefix) for s in specs):
         return specs
     data_dir.mkdir(parents=True, exist_ok=True)

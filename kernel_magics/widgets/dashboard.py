@@ -93,12 +93,12 @@ class Dashboard(W.VBox):
         )
         body: Any = self.figure
         self.samples = None
-        if run.config.get("vision"):  # vision-language runs: the model's current answers on a few images
+        if run.config.vision:  # vision-language runs: the model's current answers on a few images
             from .samples import SamplesPanel
 
             self.samples = SamplesPanel(run)
             body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
-        elif run.config.get("kind") == "grpo":  # GRPO runs: the latest scored completions
+        elif run.config.kind == "grpo":  # GRPO runs: the latest scored completions
             from .grpo_samples import GRPOSamplesPanel
 
             self.samples = GRPOSamplesPanel(run)
@@ -128,7 +128,7 @@ class Dashboard(W.VBox):
 
     def _grpo_panels(self) -> list[tuple[tuple[str, ...], str]]:
         """GRPO panels: the total and each reward function's mean / std, completion length, KL, clip ratio."""
-        names = [str(n) for n in self.run.config.get("rewards") or []]
+        names = [str(n) for n in self.run.config.rewards or []]
         self._colors = {
             f"rewards/{n}/{s}": FUNCTION_COLORS[i % len(FUNCTION_COLORS)]
             for i, n in enumerate(names)
@@ -150,7 +150,7 @@ class Dashboard(W.VBox):
         settings = set()
         for key in keys:
             knob = LOGGED_ONLY_WHEN.get(key)
-            value = self.run.config.get(knob) if knob else None
+            value = getattr(self.run.config, knob, None) if knob else None
             if value is None or not isinstance(value, int | float) or value != 0:
                 return None
             settings.add(f"{knob} = {value:g}")
@@ -315,13 +315,12 @@ class Dashboard(W.VBox):
         self._update_status(self.run.status, extra="stop requested: finishing the step and writing a checkpoint")
 
     def _title_html(self) -> str:
-        cfg = self.run.config
-        plan = cfg.get("plan", {})
+        config = self.run.config
+        plan = config.plan
         return (
-            f"<b>{html.escape(self.run.name)}</b> · {html.escape(str(cfg.get('model')))} · "
-            f"{html.escape(str(plan.get('method', cfg.get('method'))))} {html.escape(str(plan.get('dtype', '')))} on "
-            f"{html.escape(str(plan.get('device', '')))}"
-            + (f" · {html.escape(str(cfg['loss']))} β={cfg.get('beta')}" if cfg.get("loss") else "")
+            f"<b>{html.escape(self.run.name)}</b> · {html.escape(config.model)} · "
+            f"{html.escape(plan.method)} {html.escape(plan.dtype)} on {html.escape(plan.device)}"
+            + (f" · {html.escape(config.loss)} β={config.beta}" if config.loss else "")
         )
 
     def _notes_html(self) -> str:

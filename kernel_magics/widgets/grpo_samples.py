@@ -6,10 +6,11 @@ reward of the shown samples stays above the table, so the trend is visible witho
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
 import ipywidgets as W
+
+from ..train.runtime.samples import read_samples
 
 _STYLE = (
     "<style>.km-grpo-samples{font-size:13px}.km-grpo-samples table{border-collapse:collapse;width:100%}"
@@ -32,14 +33,7 @@ class GRPOSamplesPanel(W.HTML):
         super().__init__()
         self.add_class("km-grpo-samples-panel")
         self.run = run
-        self.history: list[dict[str, Any]] = []
-        path = run.output_dir / "samples.jsonl"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    self.history.append(json.loads(line))
-                except ValueError:
-                    continue
+        self.history: list[dict[str, Any]] = read_samples(run.output_dir)
         self._unsubscribe = run.subscribe(self._on_event)
         self._render()
 

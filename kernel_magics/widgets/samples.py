@@ -6,11 +6,11 @@ during it). Earlier answers stay visible below the latest ones, so progress is e
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
 import ipywidgets as W
 
+from ..train.runtime.samples import read_samples
 from .dataset_viewer import thumbnail
 
 _STYLE = (
@@ -29,15 +29,8 @@ class SamplesPanel(W.HTML):
         super().__init__()
         self.add_class("km-samples-panel")
         self.run = run
-        self.history: list[dict[str, Any]] = []
         self._thumbs: dict[str, str] = {}
-        path = run.output_dir / "samples.jsonl"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    self.history.append(json.loads(line))
-                except ValueError:
-                    continue
+        self.history: list[dict[str, Any]] = read_samples(run.output_dir)
         self._unsubscribe = run.subscribe(self._on_event)
         self._render()
 

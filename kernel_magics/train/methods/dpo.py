@@ -269,14 +269,14 @@ def build_trainer(run: Any, inputs: PreferenceInputs | None = None):  # noqa: AN
     from ..runtime.callbacks import EarlyStopCallback
 
     config = run.config
-    args = PreferenceArguments.from_config(config["arguments"])
+    args = PreferenceArguments.from_config(config.arguments)
     args.loss = check_loss(args.loss)
-    plan = Plan(**config["plan"])
-    trust = bool(config.get("trust_remote_code"))
+    plan = config.plan
+    trust = config.trust_remote_code
     if inputs is None:
-        if config.get("dataset_copy"):
-            args.dataset = config["dataset_copy"]
-        inputs = prepare_inputs(args, resolve_model(config["model_path"]), trust_remote_code=trust)
+        if config.dataset_copy:
+            args.dataset = config.dataset_copy
+        inputs = prepare_inputs(args, resolve_model(config.model_path), trust_remote_code=trust)
     model = load_model(inputs, args, plan, trust)
     run.log(_model_line(model, inputs, args.loss, plan.method))
     progress_bars = datasets.is_progress_bar_enabled()

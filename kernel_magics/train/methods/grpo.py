@@ -252,14 +252,14 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
     from .grpo_samples import SamplesSink
 
     config = run.config
-    args = GRPOArgs.from_config(config["arguments"])
-    plan = Plan(**config["plan"])
-    trust = bool(config.get("trust_remote_code"))
+    args = GRPOArgs.from_config(config.arguments)
+    plan = config.plan
+    trust = config.trust_remote_code
     if inputs is None:  # resume: the live functions when this process has them, else the saved sources
-        if config.get("dataset_copy"):
-            args.dataset = config["dataset_copy"]
+        if config.dataset_copy:
+            args.dataset = config.dataset_copy
         rewards = getattr(run, "reward_objects", None) or rewards_of(args, base=run.output_dir)
-        inputs = prepare_inputs(args, resolve_model(config["model_path"]), trust_remote_code=trust, rewards=rewards)
+        inputs = prepare_inputs(args, resolve_model(config.model_path), trust_remote_code=trust, rewards=rewards)
     model = load_model(inputs, args, plan, trust)
     register_metrics(inputs.rewards)
     progress_bars = datasets.is_progress_bar_enabled()

@@ -6,8 +6,9 @@ batch; the dashboard's samples tab (:mod:`kernel_magics.widgets.grpo_samples`) s
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from ..runtime.samples import publish_samples
 
 
 class SamplesSink:
@@ -35,11 +36,7 @@ class SamplesSink:
                     "rewards": scores,
                 }
             )
-        payload = {"step": step, "samples": samples}
-        self.run.samples = payload
-        with open(self.run.output_dir / "samples.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
-        self.run._emit("grpo_samples", payload)
+        publish_samples(self.run, "grpo_samples", {"step": step, "samples": samples})
 
 
 def _finite(value: Any) -> float | None:

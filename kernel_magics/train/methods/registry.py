@@ -28,10 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...argspec import Arg, Command, args_from, load
 from ...errors import SwiftUsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from ..runtime.run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -146,29 +149,29 @@ def public_functions() -> dict[str, str]:
     return names
 
 
-def method_of(config: Mapping[str, Any]) -> TrainingMethod:
+def method_of(config: RunConfig) -> TrainingMethod:
     """The method of a run, from its ``config.json`` (``command``; runs written before it: ``kind``); a run
     on a vision-language model (``vision`` recorded) gets the entry's ``on_images``."""
-    if config.get("command"):
-        entry = method(str(config["command"]))
-        return entry.on_images if entry.on_images is not None and config.get("vision") is not None else entry
-    kind = str(config.get("kind") or "sft")
+    if config.command:
+        entry = method(str(config.command))
+        return entry.on_images if entry.on_images is not None and config.vision is not None else entry
+    kind = str(config.kind or "sft")
     for entry in METHODS:
         if kind in entry.kinds:
             return entry
     return method(kind)
 
 
-def panels(config: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+def panels(config: RunConfig) -> tuple[tuple[str, ...], ...]:
     """The dashboard's third row for a run: one tuple of metric keys per chart (empty: no third row)."""
     try:
         entry = method_of(config)
     except SwiftUsageError:
         return ()
-    return tuple(entry.panels.get(str(config.get("kind")), ()))
+    return tuple(entry.panels.get(config.kind, ()))
 
 
-def metrics(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def metrics(config: RunConfig) -> tuple[tuple[str, str], ...]:
     """The ``(metric key, label)`` pairs the terminal view prints after the loss for a run."""
     try:
         return method_of(config).metrics

@@ -312,13 +312,13 @@ def build_trainer(run: Any, inputs: PreparedData | None = None):  # noqa: ANN201
     from .sft_loss import LabelledLogitsSFTTrainer
 
     config = run.config
-    args = SFTArguments.from_config(config["arguments"])
-    plan = Plan(**config["plan"])
-    trust = bool(config.get("trust_remote_code"))
-    if inputs is None and config.get("dataset_copy"):
-        args.dataset = config["dataset_copy"]
+    args = SFTArguments.from_config(config.arguments)
+    plan = config.plan
+    trust = config.trust_remote_code
+    if inputs is None and config.dataset_copy:
+        args.dataset = config.dataset_copy
     data = inputs if inputs is not None else check_data(args)
-    inputs = finish_inputs(args, data, resolve_model(config["model_path"]), trust_remote_code=trust)
+    inputs = finish_inputs(args, data, resolve_model(config.model_path), trust_remote_code=trust)
     for note in inputs.notes:
         run.log(note)
     set_seed(args.seed)  # LoRA initialisation is random: same seed, same run

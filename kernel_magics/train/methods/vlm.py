@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...argspec import knob
 from ...data.processor import ImageTokens, load_processor, row_tokens
@@ -29,6 +29,9 @@ from ..model import LoraSpec, load_base_for_training, ready_for_adapters
 from ..planning.plan import Plan
 from .sft import SFTArguments, has_generation_markers, trl_config
 from .vlm_samples import SAMPLE_ROWS, SamplesCallback, as_trainer_callback, sample_rows
+
+if TYPE_CHECKING:
+    from ..runtime.run_config import RunConfig
 
 # Module-name parts that belong to the vision side of a VLM (tower and projector).
 VISION_PARTS = (
@@ -224,8 +227,8 @@ def load_vlm_for_training(
 
 
 # -- trainer -------------------------------------------------------------------------------------------
-def _vision_args(config: dict[str, Any]) -> VisionArguments:
-    return VisionArguments.from_config(config["arguments"])  # type: ignore[return-value]
+def _vision_args(config: RunConfig) -> VisionArguments:
+    return VisionArguments.from_config(config.arguments)  # type: ignore[return-value]
 
 
 def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTrainer
@@ -239,11 +242,11 @@ def build_trainer(run: Any, inputs: Any = None):  # noqa: ANN201 - trl.SFTTraine
 
     config = run.config
     args = _vision_args(config)
-    plan = Plan(**config["plan"])
-    trust = bool(config.get("trust_remote_code"))
-    model_path = resolve_model(config["model_path"])
-    if inputs is None and config.get("dataset_copy"):
-        args.dataset = config["dataset_copy"]
+    plan = config.plan
+    trust = config.trust_remote_code
+    model_path = resolve_model(config.model_path)
+    if inputs is None and config.dataset_copy:
+        args.dataset = config.dataset_copy
     data = inputs if inputs is not None else check_data(args, model_path)
     prepared = finish_inputs(args, data, model_path, trust_remote_code=trust)
     for note in prepared.notes:

@@ -3,8 +3,9 @@ answers before the first step and a few times during the run (the dashboard's "s
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from ..runtime.samples import publish_samples
 
 SAMPLE_ROWS = 4
 SAMPLE_TIMES = 5  # besides the one before training
@@ -81,11 +82,7 @@ class SamplesCallback:
         if step in self._done_steps or not self.rows:
             return
         self._done_steps.add(step)
-        payload = {"step": step, "samples": self.answers(model)}
-        self.run.samples = payload
-        with open(self.run.output_dir / "samples.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
-        self.run._emit("samples", payload)
+        publish_samples(self.run, "samples", {"step": step, "samples": self.answers(model)})
 
     # TrainerCallback hooks
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:

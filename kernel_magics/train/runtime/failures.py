@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import SwiftError
+
+if TYPE_CHECKING:
+    from .run_config import RunConfig
 
 
 def describe_failure(exc: BaseException, run: Any) -> str:
@@ -21,12 +24,12 @@ def describe_failure(exc: BaseException, run: Any) -> str:
     return f"{name}: {text}" if text else name
 
 
-def suggest_smaller(config: dict[str, Any]) -> str:
+def suggest_smaller(config: RunConfig) -> str:
     """A plan that needs less memory than ``config``'s."""
-    plan = config.get("plan", {})
-    method = plan.get("method", config.get("method"))
-    batch = int(plan.get("batch_size") or config.get("batch_size") or 1)
-    accum = int(plan.get("grad_accum") or config.get("grad_accum") or 1)
+    plan = config.plan
+    method = plan.method
+    batch = int(plan.batch_size or config.batch_size or 1)
+    accum = int(plan.grad_accum or config.grad_accum or 1)
     steps = []
     if method == "full":
         steps.append("--method lora")
@@ -34,8 +37,8 @@ def suggest_smaller(config: dict[str, Any]) -> str:
         steps.append("--method qlora")
     if batch > 1:
         steps.append(f"--batch-size {max(1, batch // 2)} --grad-accum {accum * 2}")
-    if not plan.get("gradient_checkpointing"):
+    if not plan.gradient_checkpointing:
         steps.append("--gradient-checkpointing")
-    if (not steps or batch == 1) and config.get("max_length"):  # write_run records it
-        steps.append(f"--max-length {max(128, int(config['max_length']) // 2)}")
+    if (not steps or batch == 1) and config.max_length:  # write_run records it
+        steps.append(f"--max-length {max(128, int(config.max_length) // 2)}")
     return " ".join(steps) + " (km.estimate shows what fits)"

@@ -20,9 +20,12 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import SwiftConfigError, SwiftUsageError
+
+if TYPE_CHECKING:
+    from .run_config import RunConfig
 
 LOCK_NAME = ".run.lock"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -228,11 +231,10 @@ def mark_checkpoint(checkpoint: Path, run_id: str, run_uid: str) -> None:
 
 def set_aside_previous_run(folder: Path) -> str | None:
     """Move another run's files out of ``folder`` into ``previous-<its run id>/``; the one-line note, or None."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        config = None
-    is_run_config = isinstance(config, dict) and "run_id" in config and "trainer" in config
+    from .run_config import RunConfig, read_config_file
+
+    config = read_config_file(folder)
+    is_run_config = config is not None and "run_id" in config and "trainer" in config
     checkpoints = [p for p in folder.glob("checkpoint-*") if CHECKPOINT.match(p.name)]
     adapter = (folder / "adapter" / "adapter_config.json").is_file()
     if not (is_run_config or checkpoints or adapter):
@@ -240,7 +242,7 @@ def set_aside_previous_run(folder: Path) -> str | None:
     leftovers = [folder / name for name in RUN_FILES if (folder / name).exists()]
     leftovers += sorted({p for pattern in RUN_FILE_PATTERNS for p in folder.glob(pattern)})
     leftovers = [p for p in leftovers if p.name != "config.json" or is_run_config]
-    old = str(config.get("run_id") or "run") if is_run_config else "run"  # type: ignore[union-attr]
+    old = str(RunConfig.from_dict(config).run_id or "run") if is_run_config else "run"  # type: ignore[arg-type]
     old = re.sub(r"[^A-Za-z0-9._-]+", "-", old)[:60]
     aside = folder / f"previous-{old}-{datetime.now():%Y%m%d-%H%M%S}"
     n = 2
@@ -252,22 +254,7 @@ def set_aside_previous_run(folder: Path) -> str | None:
     return f"{folder} held another run's files ({old}); moved them to {aside.name}/"
 
 
-def read_run_config(folder: Path) -> dict[str, Any]:
-    """A run folder's ``config.json`` as data: what decides about code (trusting a model's remote code) comes
-    from this session's settings (``KERNEL_MAGICS_TRUST_REMOTE_CODE``), never from the folder."""
-    from ...config import settings
-
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        config = None
-    if not isinstance(config, dict):
-        raise SwiftUsageError(f"{folder} is not a run folder (no readable config.json)")
-    config["trust_remote_code"] = bool(settings.trust_remote_code)
-    return config
-
-
-def registered_trainer(config: dict[str, Any]) -> str:
+def registered_trainer(config: RunConfig) -> str:
     """The ``module:function`` that builds the run's trainer: its method's, from the code's registry (the
     folder names only the method, which must be registered; its ``trainer`` entry is not used)."""
     from ..methods.registry import method_of

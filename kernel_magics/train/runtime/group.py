@@ -13,12 +13,15 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import SwiftError
 from ..methods.reward_calls import STOPPED_MID_STEP
 from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE, DistributedArguments, child_environment, free_port
-from .folders import atomic_write, pid_alive
+from .folders import pid_alive
+
+if TYPE_CHECKING:
+    from .run_config import RunConfig
 
 STOP_GRACE_S = 300.0  # after a stop request, ranks that have not exited by then are terminated
 LAUNCH_LOG = "launcher.log"
@@ -30,8 +33,8 @@ def set_processes(run: Any, num_processes: int) -> None:
 
     changed = replace(distributed_arguments(run.config), num_processes=num_processes)
     changed.check_distributed()
-    run.config.setdefault("arguments", {})["num_processes"] = num_processes
-    atomic_write(run.output_dir / "config.json", json.dumps(run.config, indent=2, ensure_ascii=False, default=str))
+    run.config.arguments["num_processes"] = num_processes
+    run.config.write(run.output_dir)
 
 
 class Tail:
@@ -63,8 +66,8 @@ class Tail:
         return out
 
 
-def distributed_arguments(config: dict[str, Any]) -> DistributedArguments:
-    stored = config.get("arguments") or {}
+def distributed_arguments(config: RunConfig) -> DistributedArguments:
+    stored = config.arguments
     return DistributedArguments(**{f.name: stored[f.name] for f in fields(DistributedArguments) if f.name in stored})
 
 
@@ -77,9 +80,9 @@ def other_node_command(run: Any, args: DistributedArguments, port: int, node_ran
 
     config = run.config
     name = method_of(config).name
-    arguments = dict(config.get("arguments") or {}, node_rank=node_rank, master_port=port, master_addr=args.master_addr)
-    dataset = config.get("dataset_copy") or arguments.get("dataset")
-    tokens = ["python", "-m", "kernel_magics", name, "--model", str(config.get("model")), "--dataset", str(dataset)]
+    arguments = dict(config.arguments, node_rank=node_rank, master_port=port, master_addr=args.master_addr)
+    dataset = config.dataset_copy or arguments.get("dataset")
+    tokens = ["python", "-m", "kernel_magics", name, "--model", config.model, "--dataset", str(dataset)]
     tokens += command_flags(command_of(name), arguments)
     return " ".join(shlex.quote(t) for t in tokens)
 
@@ -91,8 +94,8 @@ def other_node_lines(run: Any) -> list[str]:
         return []
     if args.master_port is None:
         args.master_port = free_port()
-        run.config["arguments"]["master_port"] = args.master_port
-        atomic_write(run.output_dir / "config.json", json.dumps(run.config, indent=2, ensure_ascii=False, default=str))
+        run.config.arguments["master_port"] = args.master_port
+        run.config.write(run.output_dir)
     return [
         f"node {rank} of {args.nnodes}: run there: {other_node_command(run, args, args.master_port, rank)}"
         for rank in range(1, args.nnodes)
@@ -120,7 +123,7 @@ def train_group(run: Any, resume_from: Path | None, mirror_logs: bool = True) ->
     own process (:mod:`.runner`) leaves them in the folder for the kernels that watch it."""
     folder: Path = run.output_dir
     args = distributed_arguments(run.config)
-    device_type = (run.config.get("plan") or {}).get("device", "cpu")
+    device_type = run.config.plan.device
     for stale in (folder / FINISHED_FILE, *folder.glob("error-rank*.txt")):  # an earlier start's outcome
         stale.unlink(missing_ok=True)
     port = int(args.master_port or free_port())
@@ -130,7 +133,7 @@ def train_group(run: Any, resume_from: Path | None, mirror_logs: bool = True) ->
         f"rendezvous {args.master_addr or '127.0.0.1'}:{port}"
     )
     rows, events = Tail(run.logging_file), Tail(folder / EVENTS_FILE, from_start=True)
-    trusted = bool(run.config.get("trust_remote_code"))
+    trusted = run.config.trust_remote_code
     group = GroupProcess(command, folder, group_environment(device_type, trusted))
     run.group = group
     asked_at: float | None = None

@@ -4,8 +4,8 @@
    mistakes fail at once with one line;
 2. :func:`plan_run` — the memory estimate from ``config.json`` and the :class:`~.plan.Plan` for the device;
 3. :func:`write_run` — the run folder: its lock taken first (held until the run ends), another run's files
-   moved aside, in-memory rows copied to ``dataset.jsonl``, ``config.json`` written atomically, and the
-   :class:`~.run.Run` with its first log lines.
+   moved aside, in-memory rows copied to ``dataset.jsonl``, the :class:`~.run_config.RunConfig` written as
+   ``config.json``, and the :class:`~.run.Run` with its first log lines.
 
 The one launcher, :func:`kernel_magics.train.runtime.start.launch`, composes them; the method modules keep only
 what differs (their registry entry's ``prepare``, ``record`` and ``trainer`` hooks).
@@ -23,6 +23,7 @@ from typing import Any
 
 from ...device import DeviceInfo
 from ..planning.plan import Plan
+from .run_config import RunConfig
 
 
 @dataclass
@@ -115,38 +116,46 @@ def versions() -> dict[str, str]:
     return out
 
 
+def recorded_arguments(args: Any) -> dict[str, Any]:
+    """The :class:`~.run_config.RunConfig` fields that a method's argument dataclass ``args`` decides."""
+    return {
+        "method": args.method,
+        "arguments": args.to_config(),
+        "max_steps": args.max_steps,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "world_size": getattr(args, "world_size", 1),
+        "strategy": getattr(args, "strategy", "ddp"),
+    }
+
+
+def device_record(device: DeviceInfo) -> dict[str, Any]:
+    """The device a run was planned for, as its config records it."""
+    return {"type": device.type, "name": device.name, "free_gb": device.memory_free_gb, "reason": device.reason}
+
+
 def write_run(
     start: StartCheck,
-    *,
-    command: str,
-    kind: str,
-    trainer: str,
-    args: Any,
-    model_name: str,
-    model_path: Path,
-    plan: Plan,
-    estimates: dict[str, float],
-    device: DeviceInfo,
-    data: dict[str, Any],
+    config: RunConfig,
     rows: list[dict[str, Any]] | None,
-    extra: dict[str, Any] | None = None,
     lines: Sequence[str] = (),
     verbose: bool = True,
 ) -> Any:
-    """Create the run folder and its ``config.json``; return the (not yet started) :class:`Run`.
+    """Create the run folder with ``config`` as its ``config.json``; return the (not yet started) :class:`Run`.
 
-    ``command``: the training method's subcommand (:mod:`.methods`); ``kind``: its variant (the loss), or
-    the command again. ``rows``: in-memory rows to keep as ``dataset.jsonl`` (so the run can resume and be reproduced), or
-    None when the dataset is a path. ``lines`` (the plan, the data report) are logged, and printed when
-    ``verbose``, followed by the run's folder.
+    What the folder and the moment decide is filled in here: ``run_id`` (the folder's name), ``run_uid``,
+    ``created``, ``versions`` and ``dataset_copy``. ``rows``: in-memory rows to keep as ``dataset.jsonl`` (so
+    the run can resume and be reproduced), or None when the dataset is a path. ``lines`` (the plan, the data
+    report) are logged, and printed when ``verbose``, followed by the run's folder.
     """
     from .folders import atomic_write, claim, new_run_id, new_run_uid, release, set_aside_previous_run
     from .run import Run
 
-    folder = start.folder or start.root / new_run_id(kind, model_name, start.root)
+    folder = start.folder or start.root / new_run_id(config.kind, config.model, start.root)
     folder.mkdir(parents=True, exist_ok=True)
-    run_uid = new_run_uid()
-    claim(folder, owner=run_uid)  # before anything in the folder changes; the run's start keeps it
+    config.run_uid = new_run_uid()
+    claim(folder, owner=config.run_uid)  # before anything in the folder changes; the run's start keeps it
     try:
         moved = set_aside_previous_run(folder)  # another run's checkpoints never mix with this one's
         if moved:
@@ -154,43 +163,13 @@ def write_run(
         for stale in ("logging.jsonl", "error.txt"):
             if (folder / stale).exists():
                 (folder / stale).unlink()
-        dataset_copy = None
+        config.dataset_copy = None
         if rows is not None:
-            dataset_copy = str(folder / "dataset.jsonl")
+            config.dataset_copy = str(folder / "dataset.jsonl")
             text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-            atomic_write(Path(dataset_copy), text)
-        config = {
-            "run_id": folder.name,
-            "command": command,
-            "run_uid": run_uid,
-            "kind": kind,
-            "trainer": trainer,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "model": model_name,
-            "model_path": str(model_path),
-            "method": args.method,
-            **(extra or {}),
-            "plan": plan.to_dict(),
-            "arguments": args.to_config(),
-            "dataset_copy": dataset_copy,
-            "data": data,
-            "max_steps": args.max_steps,
-            "max_length": args.max_length,
-            "batch_size": args.batch_size,
-            "grad_accum": args.grad_accum,
-            "trust_remote_code": start.trust_remote_code,
-            "device": {
-                "type": device.type,
-                "name": device.name,
-                "free_gb": device.memory_free_gb,
-                "reason": device.reason,
-            },
-            "estimate_gb": estimates,
-            "versions": versions(),
-            "world_size": getattr(args, "world_size", 1),
-            "strategy": getattr(args, "strategy", "ddp"),
-        }
-        atomic_write(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
+            atomic_write(Path(config.dataset_copy), text)
+        config.run_id, config.created, config.versions = folder.name, time.strftime("%Y-%m-%dT%H:%M:%S"), versions()
+        config.write(folder)
         run = Run(folder, config)
         from .group import other_node_lines
 

@@ -29,9 +29,10 @@ from pathlib import Path
 from traceback import format_exc
 from typing import Any
 
+from ... import jobs
 from ...device import free_memory
 from ...errors import SwiftUsageError
-from ...jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, _live, _live_lock, live_jobs
+from ...jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, live_jobs
 from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE
 from .failures import describe_failure
 from .folders import (
@@ -41,12 +42,12 @@ from .folders import (
     checkpoints_in,
     claim,
     mark_checkpoint,
-    read_run_config,
     registered_trainer,
     release,
     save_adapter,
 )
 from .interrupts import chain_sigint
+from .run_config import RunConfig
 from .runner import EXIT_FILE, HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, read_status
 
 _training_slot = threading.Lock()
@@ -61,12 +62,12 @@ class Run(Job):
 
     kind = "run"
 
-    def __init__(self, output_dir: Path, config: dict[str, Any]) -> None:
-        super().__init__(config.get("run_id") or output_dir.name)
+    def __init__(self, output_dir: Path, config: RunConfig) -> None:
+        super().__init__(config.run_id or output_dir.name)
         self.output_dir = Path(output_dir)
         self.config = config
         self.rows: list[dict[str, Any]] = []
-        self.progress: dict[str, Any] = {"step": 0, "max_steps": config.get("max_steps") or 0}
+        self.progress: dict[str, Any] = {"step": 0, "max_steps": config.max_steps or 0}
         self.summary: dict[str, Any] = {}
         self.notes: list[str] = []
         self.samples: dict[str, Any] | None = None  # the latest answers a method's sampling callback published
@@ -89,7 +90,7 @@ class Run(Job):
     @property
     def run_uid(self) -> str | None:
         """This run's identity, recorded in each of its checkpoints (None: a run from before it existed)."""
-        return self.config.get("run_uid")
+        return self.config.run_uid
 
     @property
     def checkpoints(self) -> list[Path]:
@@ -139,7 +140,7 @@ class Run(Job):
     @property
     def in_kernel(self) -> bool:
         """Does this run train in a thread of this process (``where="kernel"``) rather than its own process?"""
-        return (self.config.get("arguments") or {}).get("where") == "kernel"
+        return self.config.arguments.get("where") == "kernel"
 
     @property
     def ends_with_process(self) -> bool:  # type: ignore[override]
@@ -169,8 +170,7 @@ class Run(Job):
 
         if self._thread is not None and self._thread.is_alive():
             return self
-        with _live_lock:
-            _live.add(self)
+        jobs.register_live(self)
         watcher = Watcher(self)
         self.worker_pid = watcher.pid
         self._thread = threading.Thread(target=watcher.follow, name=f"km-watch-{self.name}", daemon=True)
@@ -229,8 +229,7 @@ class Run(Job):
         with self._lock:
             self._state, self.error = QUEUED, None
             self._done.clear()
-        with _live_lock:
-            _live.add(self)
+        jobs.register_live(self)
         self.log(f"resuming {self.name} from {last.name}")
         return self.start(resume_from=last)
 
@@ -256,7 +255,7 @@ class Run(Job):
             worker = warm.take()
             self.worker_pid = None
             warm.hand_over(
-                worker, self.output_dir, resume_from, warm.job_environment(bool(self.config.get("trust_remote_code")))
+                worker, self.output_dir, resume_from, warm.job_environment(self.config.trust_remote_code)
             )
             Watcher(self, worker.pid, on_end=self._release).follow()
             warm.replenish()  # the next run's worker, now that this one no longer needs the CPU
@@ -277,7 +276,7 @@ class Run(Job):
             self._set_state(RUNNING)
             if self._stop_event.is_set():
                 self._set_state(STOPPING)
-            if is_group(self.config.get("arguments") or {}):
+            if is_group(self.config.arguments):
                 from .group import train_group
 
                 train_group(self, resume_from)  # torchrun trains; this thread mirrors rank 0's logs
@@ -333,8 +332,8 @@ class Run(Job):
                 "status",
                 f"<b style='color:{color}'>{self.status}</b>" + (f" — {html.escape(self.error)}" if self.error else ""),
             ),
-            ("method", html.escape(f"{self.config.get('method')} ({self.config.get('plan', {}).get('method', '')})")),
-            ("model", html.escape(str(self.config.get("model")))),
+            ("method", html.escape(f"{self.config.method} ({self.config.plan.method})")),
+            ("model", html.escape(self.config.model)),
             ("step", f"{self.progress.get('step', 0)} / {self.progress.get('max_steps') or '?'}"),
             ("loss", f"{last['loss']:.4f}" if isinstance(last.get("loss"), float) else "—"),
             ("output_dir", html.escape(str(self.output_dir))),
@@ -350,7 +349,7 @@ class Run(Job):
     def load(cls, folder: str | os.PathLike[str]) -> Run:
         """A run from its folder (status from the files: finished, stopped, failed or unknown)."""
         path = Path(folder)
-        config = read_run_config(path)  # data only: trust and the trainer come from this session and the code
+        config = RunConfig.read(path)  # data only: trust and the trainer come from this session and the code
         run = cls(path, config)
         if run.logging_file.is_file():
             data = run.logging_file.read_bytes()
@@ -363,15 +362,14 @@ class Run(Job):
         if run.rows:
             run.progress["step"] = max(r.get("step", 0) for r in run.rows)
         state, run.error = state_on_disk(path, config, run)
-        with _live_lock:
-            _live.discard(run)
+        jobs.unregister_live(run)
         run._state = state
         if state in TERMINAL:
             run._done.set()
         return run
 
 
-def state_on_disk(path: Path, config: dict[str, Any], run: Run) -> tuple[str, str | None]:
+def state_on_disk(path: Path, config: RunConfig, run: Run) -> tuple[str, str | None]:
     """A run's state and error line from its folder: its own process's record (``status.json``) first."""
     status = read_status(path)
     if (path / "error.txt").is_file():
@@ -389,6 +387,6 @@ def state_on_disk(path: Path, config: dict[str, Any], run: Run) -> tuple[str, st
         return FAILED, death_line(
             runner_pid(path) or 0, -int(ended["signal"]) if "signal" in ended else ended.get("code"), None
         )
-    if config.get("max_steps") and run.progress["step"] < config["max_steps"] and run.checkpoints:
+    if config.max_steps and run.progress["step"] < config.max_steps and run.checkpoints:
         return STOPPED, None
     return FINISHED, None

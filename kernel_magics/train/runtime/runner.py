@@ -114,12 +114,12 @@ def _stop_on_sigterm(folder: Path) -> None:
 def train_here(folder: Path, resume: str | None) -> tuple[str, str | None]:
     """Train the run in ``folder`` (this process or its torchrun group); the final state and error line."""
     from .distributed import is_group
-    from .folders import read_run_config
     from .lease import class_slot, device_lease, lease_name
+    from .run_config import RunConfig
 
-    config = read_run_config(folder)
-    run_id = str(config.get("run_id") or folder.name)
-    device = str((config.get("plan") or {}).get("device") or "cpu")
+    config = RunConfig.read(folder)
+    run_id = config.run_id or folder.name
+    device = config.plan.device or "cpu"
     stop_file = folder / STOP_FILE
 
     def on_wait(line: str) -> None:
@@ -133,7 +133,7 @@ def train_here(folder: Path, resume: str | None) -> tuple[str, str | None]:
             return STOPPED, None
         write_status(folder, RUNNING)
         try:
-            if is_group(config.get("arguments") or {}):
+            if is_group(config.arguments):
                 _train_group(folder, resume)
             else:
                 from .worker import train

@@ -30,7 +30,8 @@ from ..methods.registry import TrainingMethod
 
 @dataclass
 class RunRecord:
-    """What a method's ``record`` hook adds to its run: ``config.json``'s ``data`` and extra keys, the rows
+    """What a method's ``record`` hook adds to its run: ``config.json``'s ``data`` and ``extra`` (keys that
+    are :class:`~.run_config.RunConfig` fields set them; any other is kept in its ``extra``), the rows
     to keep as ``dataset.jsonl`` (None: the dataset is a path), the first log lines, and ``written``, called
     with the :class:`~.run.Run` once its folder holds ``config.json`` (files of its own, live objects)."""
 
@@ -54,10 +55,9 @@ def launch(entry: TrainingMethod, arguments: Any, *, verbose: bool = True) -> An
 
 def start_run(run: Any, inputs: Any) -> Any:
     """Register ``run`` as a live job (``%swift stop``, Ctrl-C and kernel shutdown see it) and start it."""
-    from ...jobs import _live, _live_lock
+    from ...jobs import register_live
 
-    with _live_lock:
-        _live.add(run)
+    register_live(run)
     return run.start(prepared=inputs)
 
 
@@ -67,8 +67,9 @@ def create_run(entry: TrainingMethod, arguments: Any, *, verbose: bool = True) -
     from ...config import settings
     from ...device import select_device
     from ...hub import is_vision_model, resolve_model
-    from ...jobs import _live, _live_lock
-    from .launching import check_start, plan_run, write_run
+    from ...jobs import unregister_live
+    from .launching import check_start, device_record, plan_run, recorded_arguments, write_run
+    from .run_config import RunConfig
 
     args = _narrowed(entry, arguments)
     start = check_start(args)
@@ -86,27 +87,16 @@ def create_run(entry: TrainingMethod, arguments: Any, *, verbose: bool = True) -
             "--adapter continues LoRA training, but the plan is full fine-tuning; use --method lora or qlora"
         )
     record: RunRecord = load(entry.record)(args, inputs, plan)
-    run = write_run(
-        start,
-        command=entry.name,
-        kind=kind,
-        trainer=entry.trainer,
-        args=args,
-        model_name=model_name,
-        model_path=model_path,
-        plan=plan,
-        estimates=estimates,
-        device=info,
-        data=record.data,
-        rows=record.rows,
-        extra=record.extra or None,
-        lines=record.lines,
-        verbose=verbose,
-    )
+    config = RunConfig(
+        command=entry.name, kind=kind, trainer=entry.trainer, model=model_name, model_path=str(model_path), plan=plan,
+        data=record.data, trust_remote_code=start.trust_remote_code, device=device_record(info), estimate_gb=estimates,
+        **recorded_arguments(args),
+    )  # fmt: skip
+    config.record(record.extra)
+    run = write_run(start, config, record.rows, record.lines, verbose=verbose)
     if record.written is not None:
         record.written(run)
-    with _live_lock:
-        _live.discard(run)  # live once start_run starts it
+    unregister_live(run)  # live once start_run starts it
     return run, inputs
 
 

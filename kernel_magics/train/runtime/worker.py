@@ -83,9 +83,9 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
     from .run import Run
 
     run = Run.load(folder)
-    copy = run.config.get("dataset_copy")
+    copy = run.config.dataset_copy
     if copy and not Path(copy).is_absolute():  # a cluster script's run folder keeps its data beside config.json
-        run.config["dataset_copy"] = str(folder.resolve() / copy)
+        run.config.dataset_copy = str(folder.resolve() / copy)
     if rank == 0:
         run.subscribe(_record_events(folder))
     run._stop_event = StopFileRequest(folder / STOP_FILE)
