@@ -18,7 +18,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = (
-    "sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "levers", "pytest_gpu", "kernel_memory",
+    "sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "classroom", "levers", "pytest_gpu", "kernel_memory",
 )  # fmt: skip
 SHAPES = {  # Qwen2.5 text configs (hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings)
     "0.5b": (896, 4864, 24, 14, 2, 151936, True),

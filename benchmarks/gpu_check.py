@@ -28,6 +28,10 @@ What each section times (figures are per step, after warm-up steps that are left
   ``generate``.
 - ``serve``: the transformers engine on the 0.5B shape: tokens/s at 1 and 32 concurrent streams, first-token
   latency at 1 stream, and GPU memory returned by ``Server.stop()``.
+- ``classroom``: one base (0.5B shape) serving 32 students' adapters through the classroom service (vLLM
+  multi-LoRA where vLLM can serve, else the transformers engine) against one plain server with the base and
+  one adapter, as each student's own would be: tokens/s of 32 concurrent requests (one per adapter) and the
+  memory each side uses, times 32 for the separate servers (``_gpu_classroom.py``).
 - ``levers``: each speed lever off and on through ``km.sft``, one knob apart (Liger kernels, padding-free
   batches, ``compile``, fused AdamW, 8-bit paged AdamW for QLoRA): tokens/s, peak memory, loss difference
   (``_gpu_levers.py`` says which shape and run each uses); a lever this machine cannot run records km.sft's
@@ -54,6 +58,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _gpu_classroom import section_classroom  # noqa: E402
 from _gpu_kernel_memory import section_kernel_memory  # noqa: E402
 from _gpu_levers import section_levers  # noqa: E402
 from _gpu_sections import (  # noqa: E402
@@ -72,6 +77,7 @@ RUNNERS: dict[str, Callable[[Check], dict[str, Any]]] = {
     "dpo": section_dpo,
     "grpo": section_grpo,
     "serve": section_serve,
+    "classroom": section_classroom,
     "levers": section_levers,
     "pytest_gpu": section_pytest,
     "kernel_memory": section_kernel_memory,

@@ -59,7 +59,11 @@ def test_dry_run_completes_every_section(tmp_path):
     failed = {name: section.get("error") for name, section in report["sections"].items() if section["status"] != "ok"}
     assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:], done.stderr[-2000:])
     sections = report["sections"]
-    assert set(sections) == {"sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "levers", "kernel_memory"}
+    assert set(sections) == {"sft_lora_mfu", "qlora_peak_vs_estimate", "dpo", "grpo", "serve", "classroom", "levers", "kernel_memory"}
+    classroom = sections["classroom"]  # 4 adapters published through the service, one request each at once
+    assert classroom["adapters"] == 4 and classroom["shared"]["rounds"][0]["requests"] == 4
+    assert classroom["shared"]["rounds"][0]["tokens_per_s"] > 0 and classroom["shared"]["memory_gb"] is not None
+    assert classroom["separate_one"]["rounds"][0]["tokens_per_s"] > 0
     kernel = sections["kernel_memory"]  # a stand-in kernel trained a run in its worker: no CUDA state in it
     assert kernel["state"] == "finished" and kernel["kernel_cuda_initialized"] is False
     levers = sections["levers"]
