@@ -249,8 +249,14 @@ def test_settings_and_backend_choice_are_one_line_errors(tiny_model):
     cpu = select_device("cpu")
     assert classroom_backend("transformers", cpu, tiny_model) == "transformers"
     assert classroom_backend("hf", cpu, tiny_model) == "transformers"
-    with pytest.raises(SwiftConfigError, match="vllm runs its own server.*use --backend transformers"):
-        classroom_backend("vllm", cpu, tiny_model)
+    from kernel_magics.errors import SwiftServeError
+    from kernel_magics.serve.engines.vllm import vllm_available
+
+    if vllm_available():  # vLLM's engine runs inside the service (classroom/vllm_engine.py)
+        assert classroom_backend("vllm", cpu, tiny_model) == "vllm"
+    else:
+        with pytest.raises(SwiftServeError, match="the vllm engine cannot serve .*vLLM is not installed"):
+            classroom_backend("vllm", cpu, tiny_model)
 
 
 def test_the_service_needs_the_hub_and_says_so(monkeypatch):

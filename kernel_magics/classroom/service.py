@@ -3,7 +3,8 @@
 The hub starts it from ``c.JupyterHub.services`` and hands it ``JUPYTERHUB_SERVICE_URL`` (where to listen),
 ``JUPYTERHUB_SERVICE_PREFIX`` (the path the hub's proxy forwards), ``JUPYTERHUB_API_URL`` and
 ``JUPYTERHUB_API_TOKEN`` (its own token, to check students' tokens with the hub). It loads the base model
-once into an in-process engine of the serving registry, loads the adapters students published before,
+once into an in-process engine of the serving registry (or vLLM's engine, run inside the service:
+:mod:`.vllm_engine`), loads the adapters students published before,
 and serves the OpenAI API (``/v1/...``: the plain server's app, limits and replies) beside the classroom's
 own routes (:mod:`.routes`), every request authenticated by the hub (:mod:`.auth`) and scheduled fairly
 (:mod:`.fairness`).
@@ -25,6 +26,8 @@ from .slots import SlotQueue
 from .store import AdapterStore
 
 DEFAULT_PORT = 8765
+# engines the registry runs as their own server, which the classroom runs inside the service instead
+IN_SERVICE = {"vllm": "kernel_magics.classroom.vllm_engine"}
 
 
 @dataclass
@@ -53,11 +56,11 @@ def classroom_backend(name: str, device: Any, model_dir: Path) -> str:
     from ..serve.engines import engine, names_where
 
     entry = engine(name)
-    if not entry.in_process:
+    if not entry.in_process and entry.name not in IN_SERVICE:
         raise SwiftConfigError(
             f"the classroom schedules each student's requests in front of an in-process engine; {entry.name} runs "
             f"its own server, where per-user turns and adapter uploads cannot reach: use --backend "
-            f"{names_where(lambda e: e.in_process)}"
+            f"{names_where(lambda e: e.in_process or e.name in IN_SERVICE)}"
         )
     if is_vision_model(model_dir):
         raise SwiftConfigError(f"the classroom serves text models; {model_dir.name} is a vision-language model")
@@ -69,6 +72,7 @@ def classroom_backend(name: str, device: Any, model_dir: Path) -> str:
 
 def open_classroom(settings: ClassroomSettings) -> Classroom:
     """Load the base model once, then every adapter the store holds; start the turns."""
+    from ..argspec import load
     from ..device import select_device
     from ..hub import resolve_model
     from ..serve.api import short_model_name
@@ -80,8 +84,10 @@ def open_classroom(settings: ClassroomSettings) -> Classroom:
     device = select_device(None if settings.device == "auto" else settings.device)
     backend = classroom_backend(settings.backend, device, model_dir)
     served = short_model_name(settings.model)
-    options = EngineOptions(device, settings.max_batch_size, None, None, False)
-    shared = engine(backend).create(model_dir, served, {}, options)
+    if backend in IN_SERVICE:
+        shared = load(f"{IN_SERVICE[backend]}:create")(model_dir, served, device, settings)
+    else:
+        shared = engine(backend).create(model_dir, served, {}, EngineOptions(device, settings.max_batch_size, None, None, False))
     shared.start()
     names = {settings.model, served, str(model_dir), model_dir.name}
     store = AdapterStore(Path(settings.adapter_folder()), model_dir, names, settings.max_rank, int(settings.max_adapter_mb * 2**20))
@@ -94,6 +100,7 @@ def open_classroom(settings: ClassroomSettings) -> Classroom:
 
 def build_app(room: Classroom, identity: Any, prefix: str = "/") -> Any:
     """The ASGI app: the OpenAI routes over the shared engine, the classroom's routes, hub authentication."""
+    from ..argspec import load
     from ..serve.app import create_app
     from ..serve.engines import engine
     from ..serve.limits import ServeLimits
@@ -109,7 +116,11 @@ def build_app(room: Classroom, identity: Any, prefix: str = "/") -> Any:
         allowed_hosts=("*",),  # the hub's proxy forwards any Host; every request carries a hub token
     )
     view = SharedEngine(room.engine, room.turns, settings.chat_policy)
-    app = create_app(view, None, 10.0, limits, engine(room.backend).honoured(room.engine))
+    if room.backend in IN_SERVICE:
+        honoured = load(f"{IN_SERVICE[room.backend]}:HONOURED")
+    else:
+        honoured = engine(room.backend).honoured(room.engine)
+    app = create_app(view, None, 10.0, limits, honoured)
     app.include_router(classroom_routes(room))
     app.add_middleware(HubAuthMiddleware, identity=identity)
     return PrefixStrip(app, prefix)

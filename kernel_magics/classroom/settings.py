@@ -29,7 +29,7 @@ class ClassroomSettings:
     )
     host: str | None = knob(None, "address to bind", default_help="from JUPYTERHUB_SERVICE_URL, else 127.0.0.1")
     port: int | None = knob(None, "port to bind", default_help="from JUPYTERHUB_SERVICE_URL, else 8765")
-    backend: str = knob("transformers", "in-process engine that serves the base and the adapters")
+    backend: str = knob("transformers", "engine that serves the base and the adapters: transformers (peft) or vllm (multi-LoRA)")
     device: str = knob("auto", "auto, cpu, cuda or cuda:N")
     teacher_group: str = knob("teachers", "hub group whose members are teachers (hub admins always are)")
     chat_policy: str = knob("own", "whose adapters a student may chat with", choices=CHAT_POLICIES)

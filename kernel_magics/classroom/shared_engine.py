@@ -5,7 +5,8 @@ limits and replies are the plain server's, but ``submit`` puts the request in it
 :class:`~.fairness.FairScheduler` after checking the teacher's chat policy and the user's token budget,
 and ``pending`` is the caller's own line (the server's ``max_waiting`` then bounds each user, not the class).
 
-:func:`load_adapter` / :func:`unload_adapter` change the transformers engine's peft adapters; they run
+:func:`load_adapter` / :func:`unload_adapter` change the engine's adapters (the transformers engine's peft
+adapters, or the vLLM engine's LoRA requests, :mod:`.vllm_engine`); they run
 through :meth:`FairScheduler.exclusive`, while no request is inside the engine.
 """
 
@@ -77,7 +78,11 @@ class SharedEngine:
 
 
 def load_adapter(engine: Any, name: str, folder: Path) -> None:
-    """Add the LoRA adapter in ``folder`` to the idle transformers ``engine`` as model ``name``."""
+    """Add the LoRA adapter in ``folder`` to the idle ``engine`` as model ``name`` (the transformers engine's peft
+    model; an engine with its own ``add_adapter``, the classroom's vLLM one, loads it itself)."""
+    if hasattr(engine, "add_adapter"):
+        engine.add_adapter(name, Path(folder))
+        return
     from peft import PeftModel
 
     try:
@@ -99,6 +104,9 @@ def load_adapter(engine: Any, name: str, folder: Path) -> None:
 def unload_adapter(engine: Any, name: str) -> None:
     """Remove model ``name`` from the idle ``engine`` (the last one: back to the plain base model)."""
     if name not in engine.adapter_dirs:
+        return
+    if hasattr(engine, "remove_adapter"):
+        engine.remove_adapter(name)
         return
     if len(engine.adapter_dirs) == 1:
         engine.model = engine.model.unload()
