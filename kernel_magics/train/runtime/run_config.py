@@ -57,7 +57,7 @@ class RunConfig:
     arguments: dict[str, Any] = field(default_factory=dict)
     dataset_copy: str | None = None  # in-memory rows kept as dataset.jsonl (relative: beside config.json)
     data: dict[str, Any] = field(default_factory=dict)
-    max_steps: int = 0
+    max_steps: int | None = 0  # None: the epochs decide
     max_length: int | None = None
     batch_size: int = 1
     grad_accum: int = 1
@@ -82,8 +82,7 @@ class RunConfig:
         values = {k: v for k, v in data.items() if k != "schema"}
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         fields = {k: values.pop(k) for k in list(values) if k in known}
-        if "plan" in fields:
-            fields["plan"] = plan_from(fields["plan"], fields)
+        fields["plan"] = plan_from(fields.get("plan"), fields)
         for name in ("arguments", "data", "device", "estimate_gb", "versions"):
             if not isinstance(fields.get(name, {}), dict):
                 fields[name] = {}
