@@ -34,6 +34,7 @@ LABS = {
     "05_merge_export_eval": "real",
     "06_grpo": "tiny",
     "07_writing_assistant": "real",
+    "08_classroom": "real",
 }
 
 
