@@ -28,6 +28,7 @@ inproc_unavailable  # honoured-fields hooks, registered by string
 inproc_honoured_fields
 child_create
 child_stats
+HONOURED  # classroom/vllm_engine.py: the vLLM class engine's request fields, loaded by classroom/service.py by string
 _not_here  # tests/test_serve_engines.py: a test engine's availability check, registered by string
 ServingProcess  # serve/engines/base.py: the child-process engine contract (typing Protocol), implemented
 # structurally by engines/vllm.py and tests/test_serve_engine_contract.py
@@ -78,5 +79,6 @@ one_thread  # fixtures named in a test's arguments only for what they set up
 online
 bars_on
 registered
+student_environment  # tests/browser/test_classroom_student.py: the hub's environment, set before the lab starts
 attempt  # tests/test_run_folders.py: @pytest.mark.parametrize repeats the race test
 warmup_tokens  # tests/test_launcher.py: a dataclass field the launcher form reads by its name
