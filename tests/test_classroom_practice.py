@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,9 +32,14 @@ def _get(url: str, token: str) -> tuple[int, dict]:
 
 def test_a_practice_classroom_serves_a_class_of_stand_ins_and_leaves_no_trace(tiny_model: Path, tmp_path: Path, monkeypatch):
     monkeypatch.delenv("KM_CLASSROOM_URL", raising=False)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the service keeps published adapters
     monkeypatch.setenv("KM_CLASSROOM_TOKEN", "from-before")
     with pytest.raises(SwiftConfigError, match="takes no setting 'folder'"):
         km.practice_classroom(str(tiny_model), folder=str(tmp_path))
+    with pytest.raises(SwiftConfigError, match="--chat-policy must be one of own, everyone"):
+        km.practice_classroom(str(tiny_model), chat_policy="all")
+    assert not list((tmp_path / "tmp").iterdir()), "a refused start leaves no folder"
     practice = km.practice_classroom(str(tiny_model), chat_policy="own", train_slots=1)
     folder = practice.folder
     try:

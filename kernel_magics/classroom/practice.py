@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import SwiftConfigError
 from .auth import Caller
-from .settings import CHAT_POLICIES, ClassroomSettings
+from .settings import ClassroomSettings
 
 STUDENT, CLASSMATE, TEACHER = "student", "classmate", "teacher"
 ENVIRONMENT = ("KM_CLASSROOM_URL", "KM_CLASSROOM_TOKEN")
@@ -92,20 +92,21 @@ def practice_classroom(model: str = "smollm2", chat_policy: str = "everyone", po
     from ..serve.ports import bind_socket
     from .service import build_app, open_classroom
 
-    if chat_policy not in CHAT_POLICIES:
-        raise SwiftConfigError(f"chat_policy must be one of {', '.join(CHAT_POLICIES)}, got {chat_policy!r}")
     unknown = sorted(set(settings) - (set(ClassroomSettings.__dataclass_fields__) - {"host", "port", "folder"}))
     if unknown:
         raise SwiftConfigError(f"practice_classroom takes no setting {unknown[0]!r}; see python -m kernel_magics classroom --help")
     folder = tempfile.mkdtemp(prefix="km-practice-classroom-")
     arguments = ClassroomSettings(model=model, chat_policy=chat_policy, host="127.0.0.1", port=port, folder=folder, **settings)
+    room = None
     try:
-        room = open_classroom(arguments)
+        room = open_classroom(arguments)  # checks the settings, loads the model
+        sock = bind_socket("127.0.0.1", port)
     except BaseException:
+        if room is not None:
+            room.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
     tokens = {user: secrets.token_hex(16) for user in (STUDENT, CLASSMATE, TEACHER)}
-    sock = bind_socket("127.0.0.1", port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = build_app(room, PracticeIdentity(tokens))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
