@@ -12,6 +12,7 @@ import pytest
 from serve_support import make_lora_adapter, reference_reply
 
 import kernel_magics as km
+from kernel_magics.errors import SwiftServeError
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
@@ -51,6 +52,15 @@ def test_vllm_serves_every_students_adapter_from_one_base(tiny_model: Path, tmp_
             clients["student"].chat.completions.create(model=base, messages=MESSAGES, max_tokens=4, logit_bias={"5": 1})
         stream = clients["classmate"].chat.completions.create(model="classmate/poem", messages=MESSAGES, max_tokens=8, temperature=0, stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == replies["classmate/poem"]
+
+        dora = tmp_path / "dora"  # passes the class's checks, but vLLM cannot serve it: refused at upload, nothing changes
+        dora.mkdir()
+        (dora / "adapter_model.safetensors").write_bytes((adapters["student"] / "adapter_model.safetensors").read_bytes())
+        config = json.loads((adapters["student"] / "adapter_config.json").read_text())
+        (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+        with pytest.raises(SwiftServeError, match="422: adapter student/dora does not load into .*DoRA"):
+            km.publish(dora, name="dora")
+        assert [m.id for m in clients["student"].models.list()] == [base, "student/pirate", "classmate/poem"]
 
         km.publish(adapters["classmate"], name="pirate")  # replaced in place: the student's pirate now answers as the poem
         assert greedy("student", "student/pirate") == replies["classmate/poem"]
