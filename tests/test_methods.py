@@ -172,3 +172,10 @@ def test_a_method_in_one_file_gets_flags_a_function_and_trains_through_the_launc
     assert run.config.command == "pretrain" and run.config.trainer == PRETRAIN.trainer
     assert any("16 text rows, loss on every token" in line for line in run.notes)
     assert (run.output_dir / "dataset.jsonl").read_text().count("\n") == 16
+    from kernel_magics.widgets.dashboard import Dashboard
+
+    dash = Dashboard(run, interval=0.2)  # a dashboard with no edit for the method: loss row, no third row
+    assert dash.series("loss")[0] == list(range(1, 13)) and "finished" in dash.status.value
+    shell = run.to_script(kind="shell").read_text()  # export-script writes the method's own subcommand
+    assert "kernel_magics pretrain" in shell and "--lora-r 8" in shell, shell
+    assert "km.pretrain(" in run.to_script(kind="python").read_text()
