@@ -20,7 +20,9 @@ cycle  # search/refresh.py: _repr_pretty_'s second argument, fixed by IPython's 
 
 # -- names given as "module:attribute" strings (argspec.load, the method and engine registries) ------
 show_text  # data/preview.py: the `%swift dataset` Command's terminal target (train/commands.py)
-run_record  # train/{sft,dpo,grpo,vlm}.py: each method's `record` hook in train/methods/registry.py
+run_record  # train/methods/{sft,dpo,grpo,vlm}.py: each method's `record` hook in train/methods/registry.py
+GRPOSamplesPanel  # widgets/grpo_samples.py: GRPO's `samples_panel` in train/methods/registry.py
+SamplesPanel  # widgets/samples.py: vision SFT's `samples_panel` in train/methods/registry.py
 pretrain_rows  # tests/test_methods.py: the test method's `prepare` hook, registered by string
 pretrain_record  # tests/test_methods.py: the test method's `record` hook, registered by string
 inproc_create  # tests/test_serve_engine_contract.py: the test engines' factory, availability and

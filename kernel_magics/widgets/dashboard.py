@@ -17,6 +17,8 @@ import ipywidgets as W
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..argspec import load
+
 PANELS = (
     ("loss", "loss"),
     ("learning_rate", "learning rate"),
@@ -32,14 +34,6 @@ PANEL_TITLES = {
     "log_odds_ratio": "log-odds ratio",
     "kl": "KL",
 }
-# GRPO runs (km.grpo) get reward panels instead: TRL's keys, one trace per reward function next to the total.
-GRPO_PANELS = (
-    (("reward",), "rewards/{}/mean", "reward mean"),
-    (("reward_std",), "rewards/{}/std", "reward std"),
-    (("completions/mean_length",), None, "completion length"),
-    (("kl",), None, "KL"),
-    (("clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean"), None, "clip ratio"),
-)
 # Metrics that a trainer logs only while a knob is non-zero (TRL computes no KL term, and logs none, at beta = 0):
 # a chart whose every key is switched off by the run's config is left out, and a line under the charts says why.
 LOGGED_ONLY_WHEN = {"kl": "beta"}
@@ -59,6 +53,17 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
+def _method_of(run: Any) -> Any:
+    """The run's training method from the registry (None for a config no method claims)."""
+    from ..errors import SwiftUsageError
+    from ..train.methods.registry import method_of
+
+    try:
+        return method_of(run.config)
+    except SwiftUsageError:
+        return None
+
+
 class Dashboard(W.VBox):
     """Live view of a training :class:`~kernel_magics.train.runtime.run.Run`."""
 
@@ -73,6 +78,7 @@ class Dashboard(W.VBox):
         self._timer: threading.Timer | None = None
 
         self.omitted: list[str] = []  # "KL not computed: beta = 0": charts left out, and why
+        self._method = _method_of(run)
         self.figure = self._make_figure()
         self.title = W.HTML(self._title_html())
         self.status = W.HTML(layout=W.Layout(min_height="22px"))
@@ -93,15 +99,9 @@ class Dashboard(W.VBox):
         )
         body: Any = self.figure
         self.samples = None
-        if run.config.vision:  # vision-language runs: the model's current answers on a few images
-            from .samples import SamplesPanel
-
-            self.samples = SamplesPanel(run)
-            body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
-        elif run.config.kind == "grpo":  # GRPO runs: the latest scored completions
-            from .grpo_samples import GRPOSamplesPanel
-
-            self.samples = GRPOSamplesPanel(run)
+        panel = self._method.samples_panel if self._method is not None else None
+        if panel:  # the method's samples tab (VLM: answers on a few images; GRPO: the latest scored completions)
+            self.samples = load(panel)(run)
             body = W.Tab(children=[self.figure, self.samples], titles=("charts", "samples"))
         super().__init__([self.title, self.status, bar, body, self.omitted_line, self.notes])
         self.add_class("km-dashboard")
@@ -115,10 +115,10 @@ class Dashboard(W.VBox):
     # -- figure ----------------------------------------------------------------------------------
     def _preference_panels(self) -> list[tuple[tuple[str, ...], str]]:
         """The third row's charts for this run's method (empty for SFT); GRPO's follow its reward functions."""
-        from ..train.methods.registry import method_of, panels
+        from ..train.methods.registry import panels
 
-        if method_of(self.run.config).name == "grpo":
-            return self._grpo_panels()
+        if self._method is not None and self._method.function_panels:
+            return self._function_panels(self._method)
         rewards = "rewards: " + " · ".join(
             f"<span style='color:{color}'>{key.split('/')[1].rstrip('s')}</span>"
             for key, color in REWARD_COLORS.items()
@@ -126,16 +126,17 @@ class Dashboard(W.VBox):
         titles = {**PANEL_TITLES, next(iter(REWARD_COLORS)): rewards}
         return [(keys, titles.get(keys[0], " · ".join(keys))) for keys in panels(self.run.config)]
 
-    def _grpo_panels(self) -> list[tuple[tuple[str, ...], str]]:
-        """GRPO panels: the total and each reward function's mean / std, completion length, KL, clip ratio."""
-        names = [str(n) for n in self.run.config.rewards or []]
+    def _function_panels(self, entry: Any) -> list[tuple[tuple[str, ...], str]]:
+        """Charts that follow the run's own functions (GRPO: the total and each reward function's mean / std,
+        completion length, KL, clip ratio), from the method's registry entry."""
+        names = [str(n) for n in getattr(self.run.config, entry.functions_field or "", None) or []]
         self._colors = {
             f"rewards/{n}/{s}": FUNCTION_COLORS[i % len(FUNCTION_COLORS)]
             for i, n in enumerate(names)
             for s in ("mean", "std")
         }
         panels = []
-        for keys, per_function, title in GRPO_PANELS:
+        for keys, per_function, title in entry.function_panels:
             functions = tuple(per_function.format(n) for n in names) if per_function else ()
             if functions:
                 title += ": total · " + " · ".join(

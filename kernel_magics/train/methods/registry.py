@@ -18,8 +18,9 @@ and, as plain data, the ``variants`` of one method (the values of its ``variant`
 preference losses; a run's ``kind``), the sequences one row puts through the model per kind (a preference
 pair: 2) for the memory estimate, the dashboard's third row of charts per variant (``panels``: the metric
 keys of each chart), the ``metrics`` that the terminal view prints after the loss, the arguments whose
-values may name functions defined in the notebook (``%%swift grpo --reward my_fn``), and ``on_images``: the
-entry that trains this method when the model is a vision-language model. ``config.json`` stores the
+values may name functions defined in the notebook (``%%swift grpo --reward my_fn``), ``on_images``: the
+entry that trains this method when the model is a vision-language model, ``samples_panel``: the dashboard's
+samples tab, and ``function_panels``: charts with one trace per function the run names (GRPO's rewards). ``config.json`` stores the
 subcommand as ``command`` and the variant as ``kind``; ``export-script``, the dashboard and ``watch`` look
 the run up here.
 """
@@ -56,6 +57,10 @@ class TrainingMethod:
     notebook_functions: tuple[str, ...] = ()  # arguments whose names may be functions defined in the notebook
     run_arguments: str | None = None  # "module:Class" the run keeps, when narrower than ``arguments``
     on_images: TrainingMethod | None = None  # the entry that trains on a vision-language model
+    samples_panel: str | None = None  # "module:Class" of the dashboard's samples tab (a widget of run), if any
+    # charts that follow the run's own functions (GRPO's rewards): (keys, per-function key pattern, title)
+    function_panels: tuple[tuple[tuple[str, ...], str | None, str], ...] = ()
+    functions_field: str | None = None  # the RunConfig field naming those functions ("rewards")
 
     def argument_class(self) -> type:
         return load(self.arguments)
@@ -86,6 +91,7 @@ _SFT_ON_IMAGES = TrainingMethod(
     trainer="kernel_magics.train.methods.vlm:build_trainer",
     prepare="kernel_magics.train.methods.vlm:check_data",
     record="kernel_magics.train.methods.vlm:run_record",
+    samples_panel="kernel_magics.widgets.samples:SamplesPanel",  # the model's current answers on a few images
 )
 
 METHODS: tuple[TrainingMethod, ...] = (
@@ -129,6 +135,15 @@ METHODS: tuple[TrainingMethod, ...] = (
         record="kernel_magics.train.methods.grpo:run_record",
         metrics=(("reward", "reward"), ("reward_std", "reward_std"), ("kl", "kl")),
         notebook_functions=("reward",),
+        samples_panel="kernel_magics.widgets.grpo_samples:GRPOSamplesPanel",  # the latest scored completions
+        function_panels=(  # TRL's keys: one trace per reward function next to the total
+            (("reward",), "rewards/{}/mean", "reward mean"),
+            (("reward_std",), "rewards/{}/std", "reward std"),
+            (("completions/mean_length",), None, "completion length"),
+            (("kl",), None, "KL"),
+            (("clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean"), None, "clip ratio"),
+        ),
+        functions_field="rewards",
     ),
 )
 
