@@ -31,7 +31,7 @@ _live_lock = threading.Lock()
 
 
 class Job:
-    """Base class of background jobs. Subclasses start work and call :meth:`_set_state` / :meth:`_emit`."""
+    """Base class of background jobs. Subclasses start work and call :meth:`set_state` / :meth:`emit`."""
 
     kind = "job"
     ends_with_process = True  # False: the work goes on in a process of its own when this one exits
@@ -56,7 +56,7 @@ class Job:
     def done(self) -> bool:
         return self._state in TERMINAL
 
-    def _set_state(self, state: str, error: str | None = None) -> None:
+    def set_state(self, state: str, error: str | None = None) -> None:
         with self._lock:
             if self._state in TERMINAL:
                 return
@@ -65,7 +65,7 @@ class Job:
                 self.error = error
             if state in TERMINAL:
                 self._done.set()
-        self._emit("status", state)
+        self.emit("status", state)
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the job ends (or ``timeout`` seconds pass); return the status."""
@@ -88,7 +88,7 @@ class Job:
 
         return unsubscribe
 
-    def _emit(self, event: str, payload: Any = None) -> None:
+    def emit(self, event: str, payload: Any = None) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:

@@ -16,7 +16,7 @@ def _grpo_run(workspace, name: str, beta: float):
     run = Run(folder, config)
     for step in range(1, 4):
         row = {"step": step, "loss": 0.1, "reward": 0.5 * step, "rewards/length/mean": 0.5 * step}
-        run._add_row({**row, "kl": 0.01 * step} if beta else row)
+        run.add_row({**row, "kl": 0.01 * step} if beta else row)
     return run
 
 

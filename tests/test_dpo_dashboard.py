@@ -59,7 +59,7 @@ def test_orpo_and_kto_panels_and_sft_is_unchanged(workspace):
         folder.mkdir(parents=True)
         run = Run(folder, RunConfig(run_id=kind, kind=kind, loss=kind, beta=0.1, max_steps=5))
         for step in range(1, 6):
-            run._add_row({"step": step, "loss": 1.0 / step, "rewards/margins": 0.1 * step, own: -0.5 + 0.05 * step})
+            run.add_row({"step": step, "loss": 1.0 / step, "rewards/margins": 0.1 * step, own: -0.5 + 0.05 * step})
         dash = Dashboard(run, interval=0.0)
         assert dash.series(own) == ([1, 2, 3, 4, 5], [-0.5 + 0.05 * s for s in range(1, 6)])
         assert dash.series("rewards/margins")[0] == [1, 2, 3, 4, 5]

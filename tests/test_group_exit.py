@@ -84,7 +84,7 @@ def test_a_stop_while_a_ranks_reward_hangs_ends_the_run_stopped(tmp_path, monkey
         "launch_command",
         lambda args, folder, port, resume: [sys.executable, "-c", HANGING_REWARD_RANK, str(folder)],
     )
-    run._stop_event.set()  # run.stop() while the rank is inside the reward call
+    run.stop_request.set()  # run.stop() while the rank is inside the reward call
     group.train_group(run, None)  # no exception: the run ends stopped (Run._train: STOPPED)
     assert run.notes[-1].startswith("rank 0: stopped while reward stuck was running")
 

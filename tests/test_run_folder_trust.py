@@ -11,6 +11,7 @@ import kernel_magics as km
 from kernel_magics.config import settings
 from kernel_magics.errors import SwiftUsageError
 from kernel_magics.testing import tiny_dataset
+from kernel_magics.train.methods.registry import trainer_of
 from kernel_magics.train.runtime import folders, start
 from kernel_magics.train.runtime.run import Run
 from kernel_magics.train.runtime.run_config import RunConfig
@@ -89,10 +90,10 @@ def test_a_loaded_run_trusts_remote_code_only_as_this_session_does(tmp_path, mon
 
 
 def test_the_trainer_comes_from_the_registry_not_the_folder(tiny_model, tmp_path, monkeypatch):
-    sft = folders.registered_trainer(RunConfig(command="sft"))
-    assert folders.registered_trainer(RunConfig.from_dict({"command": "sft", "trainer": "os:system"})) == sft
+    sft = trainer_of(RunConfig(command="sft"))
+    assert trainer_of(RunConfig.from_dict({"command": "sft", "trainer": "os:system"})) == sft
     with pytest.raises(SwiftUsageError, match=r"^unknown training method 'evil'") as info:
-        folders.registered_trainer(RunConfig.from_dict({"command": "evil", "trainer": "os:system"}))
+        trainer_of(RunConfig.from_dict({"command": "evil", "trainer": "os:system"}))
     assert "\n" not in str(info.value)
     run, inputs = _written_not_started(tiny_model, tmp_path / "W", monkeypatch)
     run.config.trainer = "a_module_that_does_not_exist:build"  # as an edited config.json would say

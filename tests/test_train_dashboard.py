@@ -46,7 +46,7 @@ def test_redraws_are_batched_when_rows_arrive_fast(workspace):
     dash = Dashboard(run, interval=0.5)
     start = dash.flushes
     for step in range(1, 301):  # 300 logged steps in a few milliseconds
-        run._add_row({"step": step, "loss": 5.0 - step / 100, "learning_rate": 1e-4, "tokens_per_s": 1000.0})
+        run.add_row({"step": step, "loss": 5.0 - step / 100, "learning_rate": 1e-4, "tokens_per_s": 1000.0})
     burst = dash.flushes - start
     time.sleep(0.8)  # the timer draws what is left
     assert burst <= 2, burst

@@ -16,7 +16,7 @@ import pytest
 
 import kernel_magics as km
 from kernel_magics.testing import tiny_dataset
-from kernel_magics.train.runtime.runner import read_status
+from kernel_magics.train.runtime.records import read_status
 
 OPTIONS = dict(seed=11, lr=2e-3, warmup_ratio=0.0, logging_steps=1, lora_r=4, verbose=False)
 ROOT = Path(__file__).resolve().parents[1]

@@ -135,13 +135,13 @@ class Server(Job):
             self._socket = bind_socket(self.host, self.port)
         except OSError as exc:  # free when picked, taken since by another program
             message = f"port {self.port} on {self.host} was taken before the server started ({exc.strerror}); try again"
-            self._set_state(FAILED, message)
+            self.set_state(FAILED, message)
             raise SwiftServeError(message) from None
         try:
             self.engine.start()
         except BaseException as exc:
             self._socket.close()
-            self._set_state(FAILED, str(exc))
+            self.set_state(FAILED, str(exc))
             raise
         limits = self.limits or ServeLimits()
         honoured = self.entry.honoured(self.engine)
@@ -195,17 +195,17 @@ class Server(Job):
                 if "address already in use" in detail.lower():
                     detail = f"port {self.port} was taken by another program during start-up; try again ({detail})"
                 message = f"the {self.backend} server exited during start-up: {detail}"
-                self._set_state(FAILED, message)
+                self.set_state(FAILED, message)
                 self._cleanup_process()
                 raise SwiftServeError(message)
             if self._thread is not None and not self._thread.is_alive():
                 message = "the server thread ended during start-up"
-                self._set_state(FAILED, message)
+                self.set_state(FAILED, message)
                 raise SwiftServeError(message)
             try:
                 with urllib.request.urlopen(health, timeout=2) as response:
                     if response.status == 200 and self._answers_as_ours():
-                        self._set_state(RUNNING)
+                        self.set_state(RUNNING)
                         return
             except (urllib.error.URLError, OSError):
                 pass
@@ -277,13 +277,13 @@ class Server(Job):
         with self._stop_lock:
             if self.done:
                 return
-            self._set_state(STOPPING)
+            self.set_state(STOPPING)
             if self._process is not None:
                 self._stop_process(timeout)
             else:
                 self._stop_in_process(timeout)
             self._wait_port_free(timeout=10)
-            self._set_state(STOPPED)
+            self.set_state(STOPPED)
 
     def _stop_in_process(self, timeout: float) -> None:
         self.engine.shutdown()

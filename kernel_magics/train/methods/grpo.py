@@ -267,7 +267,7 @@ def build_trainer(run: Any, inputs: GRPOInputs | None = None):  # noqa: ANN201 -
     try:
         trainer = trainer_class()(
             model=model,
-            reward_funcs=wrap(inputs.rewards, args.reward_timeout, run._stop_event),
+            reward_funcs=wrap(inputs.rewards, args.reward_timeout, run.stop_request),
             args=trl_config(args, plan, run.output_dir),
             train_dataset=inputs.train.to_dataset(),
             processing_class=inputs.tokenizer,
@@ -294,8 +294,8 @@ def run_record(args: GRPOArgs, inputs: GRPOInputs, plan: Plan) -> Any:
     """The launcher's ``record`` hook: loss, rollouts and rewards in config.json and the log; once the run
     folder exists, the rewards' sources as ``rewards.py`` and the live functions on the run (for a resume in
     this process)."""
-    from ..runtime.folders import atomic_write
     from ..runtime.launching import rows_in_memory
+    from ..runtime.records import atomic_write
     from ..runtime.start import RunRecord
 
     rollout = "vLLM colocated (sleeps between rollouts)" if wants_vllm(args, plan) else "transformers generate"

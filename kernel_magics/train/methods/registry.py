@@ -177,6 +177,12 @@ def method_of(config: RunConfig) -> TrainingMethod:
     return method(kind)
 
 
+def trainer_of(config: RunConfig) -> str:
+    """The ``module:function`` that builds a run's trainer: its method's, from the code's registry (the run's
+    folder names only the method, which must be registered; the trainer it recorded is not used)."""
+    return method_of(config).trainer
+
+
 def panels(config: RunConfig) -> tuple[tuple[str, ...], ...]:
     """The dashboard's third row for a run: one tuple of metric keys per chart (empty: no third row)."""
     try:

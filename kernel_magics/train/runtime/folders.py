@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import SwiftConfigError, SwiftUsageError
+from .records import atomic_write
 
 if TYPE_CHECKING:
-    from .run_config import RunConfig
+    pass
 
 LOCK_NAME = ".run.lock"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -39,25 +40,6 @@ RUN_FILE_PATTERNS = ("checkpoint-*", "error-rank*.txt", "reproduce-*", "torchrun
 LOCK_WRITE_GRACE_S = 10.0  # a lock file still empty this soon after its creation is being written
 _active_dirs: dict[str, str | None] = {}  # folder -> the run_uid that claimed it
 _active_lock = threading.Lock()
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """A small JSON object another process writes atomically (status, lease holder); {} when absent or unreadable."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def new_run_id(kind: str, model: str, root: Path) -> str:
@@ -252,14 +234,6 @@ def set_aside_previous_run(folder: Path) -> str | None:
     for path in leftovers:
         os.replace(path, aside / path.name)
     return f"{folder} held another run's files ({old}); moved them to {aside.name}/"
-
-
-def registered_trainer(config: RunConfig) -> str:
-    """The ``module:function`` that builds the run's trainer: its method's, from the code's registry (the
-    folder names only the method, which must be registered; its ``trainer`` entry is not used)."""
-    from ..methods.registry import method_of
-
-    return method_of(config).trainer
 
 
 def publish_folder(staging: Path, final: Path) -> None:

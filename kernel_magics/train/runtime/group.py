@@ -105,15 +105,13 @@ def other_node_lines(run: Any) -> list[str]:
 def mirror(run: Any, rows: Tail, events: Tail) -> None:
     """Bring what the training process appended (metric rows, events) into the kernel's ``run``."""
     for row in rows.records():
-        with run._log_lock:
-            run.rows.append(row)
-        run._emit("metrics", row)
+        run.add_row(row, written=True)
     for record in events.records():
         event, payload = record.get("event"), record.get("payload")
         if event == "log":
             run.log(payload)
         elif event:
-            run._on_event(event, payload)
+            run.on_event(event, payload)
 
 
 def train_group(run: Any, resume_from: Path | None, mirror_logs: bool = True) -> None:
@@ -141,7 +139,7 @@ def train_group(run: Any, resume_from: Path | None, mirror_logs: bool = True) ->
         while group.process.poll() is None:
             if mirror_logs:
                 mirror(run, rows, events)
-            if run._stop_event.is_set() and asked_at is None:
+            if run.stop_request.is_set() and asked_at is None:
                 (folder / STOP_FILE).touch()
                 asked_at = time.monotonic()
             if asked_at is not None and time.monotonic() - asked_at > STOP_GRACE_S:

@@ -149,7 +149,8 @@ def write_run(
     the run can resume and be reproduced), or None when the dataset is a path. ``lines`` (the plan, the data
     report) are logged, and printed when ``verbose``, followed by the run's folder.
     """
-    from .folders import atomic_write, claim, new_run_id, new_run_uid, release, set_aside_previous_run
+    from .folders import claim, new_run_id, new_run_uid, release, set_aside_previous_run
+    from .records import atomic_write
     from .run import Run
 
     folder = start.folder or start.root / new_run_id(config.kind, config.model, start.root)

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .folders import pid_alive, read_record
+from .folders import pid_alive
+from .records import read_record
 
 POLL_S = 0.5
 

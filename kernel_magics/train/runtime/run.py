@@ -33,22 +33,21 @@ from ... import jobs
 from ...device import free_memory
 from ...errors import SwiftUsageError
 from ...jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, STOPPING, TERMINAL, Job, live_jobs
+from ..methods.registry import trainer_of
 from .distributed import EVENTS_FILE, FINISHED_FILE, STOP_FILE
 from .failures import describe_failure
 from .folders import (
     active_lock,
-    atomic_write,
     checkpoint_step,
     checkpoints_in,
     claim,
     mark_checkpoint,
-    registered_trainer,
     release,
     save_adapter,
 )
 from .interrupts import chain_sigint
+from .records import EXIT_FILE, HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, atomic_write, read_exit, read_status
 from .run_config import RunConfig
-from .runner import EXIT_FILE, HEARTBEAT_FILE, RUNNER_FILE, STATUS_FILE, read_status
 
 _training_slot = threading.Lock()
 # where="kernel": one run trains at a time in a process (accelerate's state is process-wide). A second
@@ -71,7 +70,7 @@ class Run(Job):
         self.summary: dict[str, Any] = {}
         self.notes: list[str] = []
         self.samples: dict[str, Any] | None = None  # the latest answers a method's sampling callback published
-        self._stop_event = threading.Event()
+        self.stop_request = threading.Event()  # set by stop(); a run's process swaps in its stop file
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
         self.log_offset: int | None = None  # bytes of logging.jsonl already in ``rows`` (a loaded run)
@@ -114,14 +113,17 @@ class Run(Job):
         frame = pd.DataFrame(rows)
         return frame.groupby("step", as_index=False, sort=True).last()
 
-    def _add_row(self, row: dict[str, Any]) -> None:
+    def add_row(self, row: dict[str, Any], written: bool = False) -> None:
+        """A logged step's metrics: kept, appended to ``logging.jsonl`` unless the run's process ``written`` it."""
         with self._log_lock:
             self.rows.append(row)
-            with open(self.logging_file, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
-        self._emit("metrics", row)
+            if not written:
+                with open(self.logging_file, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+        self.emit("metrics", row)
 
-    def _on_event(self, event: str, payload: Any) -> None:
+    def on_event(self, event: str, payload: Any) -> None:
+        """An event of the trainer (progress, checkpoint, summary, samples), kept and passed to subscribers."""
         if event == "checkpoint" and self.run_uid:
             mark_checkpoint(Path(payload), self.run_id, self.run_uid)
         if event == "progress" or event == "begin":
@@ -130,12 +132,12 @@ class Run(Job):
             self.summary = payload
         elif event in SAMPLE_EVENTS:  # from the run's own process: the latest samples, as its sink keeps them
             self.samples = payload
-        self._emit(event, payload)
+        self.emit(event, payload)
 
     def log(self, line: str) -> None:
         """A note for the user (plan, data report): kept, and shown by dashboards."""
         self.notes.append(line)
-        self._emit("log", line)
+        self.emit("log", line)
 
     @property
     def in_kernel(self) -> bool:
@@ -151,7 +153,7 @@ class Run(Job):
         """Start training: in its own process, watched from a thread of this one, or with ``where="kernel"`` in
         that thread itself (``prepared``: inputs the builder already checked, used in this process only)."""
         claim(self.output_dir, owner=self.run_uid)  # write_run took it for this run already
-        self._stop_event.clear()
+        self.stop_request.clear()
         for name in START_FILES:  # the outcome of an earlier start (a resume starts anew)
             (self.output_dir / name).unlink(missing_ok=True)
         for stale in self.output_dir.glob("error-rank*.txt"):
@@ -182,14 +184,14 @@ class Run(Job):
         """Ask the run to stop at the next step boundary, after writing a checkpoint (a queued run just ends)."""
         if self.done:
             return
-        self._stop_event.set()
+        self.stop_request.set()
         if self._thread is None:
             if active_lock(self.output_dir):  # trained by a process no thread of this kernel watches
                 (self.output_dir / STOP_FILE).touch()
             else:  # never started: nothing will pick the request up
-                self._set_state(STOPPED)
+                self.set_state(STOPPED)
         elif self.status == RUNNING:
-            self._set_state(STOPPING)
+            self.set_state(STOPPING)
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the run ends; an interrupt (Ctrl-C, kernel ■) stops it with a checkpoint."""
@@ -254,14 +256,12 @@ class Run(Job):
         try:
             worker = warm.take()
             self.worker_pid = None
-            warm.hand_over(
-                worker, self.output_dir, resume_from, warm.job_environment(self.config.trust_remote_code)
-            )
+            warm.hand_over(worker, self.output_dir, resume_from, warm.job_environment(self.config.trust_remote_code))
             Watcher(self, worker.pid, on_end=self._release).follow()
             warm.replenish()  # the next run's worker, now that this one no longer needs the CPU
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
             self._release()
-            self._set_state(FAILED, error=describe_failure(exc, self))
+            self.set_state(FAILED, error=describe_failure(exc, self))
 
     def _train(self, prepared: Any, resume_from: Path | None) -> None:
         from ...argspec import load
@@ -270,34 +270,34 @@ class Run(Job):
 
         if not self._wait_for_slot():
             self._release()
-            self._set_state(STOPPED)
+            self.set_state(STOPPED)
             return
         try:
-            self._set_state(RUNNING)
-            if self._stop_event.is_set():
-                self._set_state(STOPPING)
+            self.set_state(RUNNING)
+            if self.stop_request.is_set():
+                self.set_state(STOPPING)
             if is_group(self.config.arguments):
                 from .group import train_group
 
                 train_group(self, resume_from)  # torchrun trains; this thread mirrors rank 0's logs
             else:
-                builder: Callable[..., Any] = load(registered_trainer(self.config))
+                builder: Callable[..., Any] = load(trainer_of(self.config))
                 trainer = builder(self, prepared)
-                trainer.add_callback(RunCallback(self._add_row, self._on_event, self._stop_event))
+                trainer.add_callback(RunCallback(self.add_row, self.on_event, self.stop_request))
                 trainer.add_callback(LoggingWindowCallback(trainer, resume_from))
                 trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-                self._emit("saving", str(self.adapter_dir))
+                self.emit("saving", str(self.adapter_dir))
                 save_adapter(trainer, self.adapter_dir)
-            final = STOPPED if self._stop_event.is_set() else FINISHED
+            final = STOPPED if self.stop_request.is_set() else FINISHED
             self._release()
-            self._set_state(final)
+            self.set_state(final)
         except BaseException as exc:  # noqa: BLE001 - the thread must always end in a terminal state
             line = describe_failure(exc, self)
-            stopped = getattr(exc, "ends_as_stopped", False) and self._stop_event.is_set()  # stopped mid-step
+            stopped = getattr(exc, "ends_as_stopped", False) and self.stop_request.is_set()  # stopped mid-step
             with contextlib.suppress(OSError):
                 self.log(line) if stopped else atomic_write(self.output_dir / "error.txt", f"{line}\n\n{format_exc()}")
             self._release()
-            self._set_state(STOPPED if stopped else FAILED, error=None if stopped else line)
+            self.set_state(STOPPED if stopped else FAILED, error=None if stopped else line)
         finally:
             trainer = None
             free_memory()
@@ -310,7 +310,7 @@ class Run(Job):
         busy = [j.name for j in live_jobs("run") if j is not self and j.status in (RUNNING, STOPPING)]
         self.log(f"queued: waiting for {', '.join(busy) or 'the run in progress'} to end (one run trains at a time)")
         while not _training_slot.acquire(timeout=0.2):
-            if self._stop_event.is_set():
+            if self.stop_request.is_set():
                 return False
         return True
 
@@ -380,7 +380,6 @@ def state_on_disk(path: Path, config: RunConfig, run: Run) -> tuple[str, str | N
     if status.get("state") in TERMINAL:
         return status["state"], status.get("error")
     if (path / RUNNER_FILE).is_file():  # its process ended before it could record how, and nobody watched
-        from .runner import read_exit
         from .watch import death_line, runner_pid
 
         ended = read_exit(path)

@@ -7,7 +7,7 @@ ranks, a kernel that attaches later, the dashboard and ``export-script`` read it
 is kept in :attr:`RunConfig.extra` and written back, so nothing of the run is lost.
 
 A run folder is data: ``trust_remote_code`` on reading is this session's setting, never the folder's, and
-the trainer that runs is the registered method's (:func:`.folders.registered_trainer`).
+the trainer that runs is the registered method's (:func:`kernel_magics.train.methods.registry.trainer_of`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class RunConfig:
 
     def write(self, folder: Path) -> None:
         """Write ``folder/config.json`` atomically."""
-        from .folders import atomic_write
+        from .records import atomic_write
 
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str)
         atomic_write(Path(folder) / CONFIG_FILE, text)

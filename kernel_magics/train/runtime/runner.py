@@ -35,13 +35,9 @@ from typing import Any
 
 from ...jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from .distributed import EVENTS_FILE, STOP_FILE
-from .folders import LOCK_NAME, atomic_write, read_record
+from .folders import LOCK_NAME
+from .records import EXIT_FILE, HEARTBEAT_FILE, READY_VARIABLE, RUNNER_FILE, atomic_write, write_status
 
-READY_VARIABLE = "KERNEL_MAGICS_WORKER_READY"  # set by :mod:`.warm`: the file to create once imports are done
-RUNNER_FILE = "runner.json"
-EXIT_FILE = "exit.json"
-STATUS_FILE = "status.json"
-HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_S = 2.0
 WARM_IMPORTS = (
     "torch", "transformers", "peft", "datasets", "accelerate", "trl",
@@ -54,17 +50,6 @@ def preload() -> None:
     for name in WARM_IMPORTS:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-
-
-def read_status(folder: Path) -> dict[str, Any]:
-    """``status.json`` of a run folder ({} when absent or unreadable)."""
-    return read_record(folder / STATUS_FILE)
-
-
-def write_status(folder: Path, state: str, error: str | None = None) -> None:
-    atomic_write(
-        folder / STATUS_FILE, json.dumps({"state": state, "error": error, "pid": os.getpid(), "time": time.time()})
-    )
 
 
 def record_event(folder: Path, event: str, payload: Any) -> None:
@@ -150,7 +135,7 @@ def _train_group(folder: Path, resume: str | None) -> None:
     from .worker import StopFileRequest
 
     run = Run.load(folder)
-    run._stop_event = StopFileRequest(folder / STOP_FILE)
+    run.stop_request = StopFileRequest(folder / STOP_FILE)
     run.subscribe(lambda event, payload: record_event(folder, event, payload) if event == "log" else None)
     train_group(run, Path(resume) if resume else None, mirror_logs=False)
 
@@ -212,11 +197,6 @@ def reap(pid: int, folder: Path) -> int:
         record["code"] = os.WEXITSTATUS(status)
     atomic_write(folder / EXIT_FILE, json.dumps(record))
     return 0
-
-
-def read_exit(folder: Path) -> dict[str, Any]:
-    """``exit.json`` of a run folder ({} when its process has not ended or nobody could record it)."""
-    return read_record(folder / EXIT_FILE)
 
 
 def wait_for_job() -> int:

@@ -19,7 +19,7 @@ def publish_samples(run: Any, event: str, payload: dict[str, Any]) -> None:
     run.samples = payload
     with open(Path(run.output_dir) / SAMPLES_FILE, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
-    run._emit(event, payload)
+    run.emit(event, payload)
 
 
 def read_samples(folder: Path) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from ...errors import SwiftError
 from .folders import pid_alive
-from .runner import READY_VARIABLE
+from .records import READY_VARIABLE
 
 KEEP_WARM = {"after_runs": True}  # a one-shot process (the CLI) turns it off: no worker for a run that never comes
 START_S = 60.0  # how long a new worker may take to say its pid

@@ -19,9 +19,9 @@ from typing import Any
 
 from ...jobs import FAILED, QUEUED, RUNNING, STOPPING, TERMINAL
 from .distributed import EVENTS_FILE, STOP_FILE
-from .folders import LOCK_NAME, atomic_write, pid_alive, read_record
+from .folders import LOCK_NAME, pid_alive
 from .group import Tail, mirror
-from .runner import HEARTBEAT_FILE, RUNNER_FILE, read_exit, read_status, write_status
+from .records import HEARTBEAT_FILE, RUNNER_FILE, atomic_write, read_exit, read_record, read_status, write_status
 
 POLL_S = 0.25
 GIB = 1024**3
@@ -120,12 +120,12 @@ class Watcher:
             self.run.worker_pid = self.pid
         if self.pid is not None:
             self.peak = peak_rss(self.pid) or self.peak
-        if run._stop_event.is_set() and not self.stop_sent:
+        if run.stop_request.is_set() and not self.stop_sent:
             (self.folder / STOP_FILE).touch()
             self.stop_sent = True
         state = read_status(self.folder).get("state")
         if state == RUNNING and run.status == QUEUED:
-            run._set_state(STOPPING if run._stop_event.is_set() else RUNNING)
+            run.set_state(STOPPING if run.stop_request.is_set() else RUNNING)
 
     def frozen(self) -> bool:
         """True (after reporting it) when the process sent no heartbeat for ``settings.stall_seconds``; a long
@@ -181,4 +181,4 @@ class Watcher:
         if self.on_end is not None:
             with contextlib.suppress(Exception):
                 self.on_end()
-        self.run._set_state(state, error=error)
+        self.run.set_state(state, error=error)

@@ -78,8 +78,9 @@ def _record_events(folder: Path):  # noqa: ANN202 - a Job subscriber
 
 def train(folder: Path, resume: str | None, rank: int) -> None:
     from ...argspec import load
+    from ..methods.registry import trainer_of
     from .callbacks import LoggingWindowCallback, RunCallback
-    from .folders import registered_trainer, save_adapter
+    from .folders import save_adapter
     from .run import Run
 
     run = Run.load(folder)
@@ -88,18 +89,18 @@ def train(folder: Path, resume: str | None, rank: int) -> None:
         run.config.dataset_copy = str(folder.resolve() / copy)
     if rank == 0:
         run.subscribe(_record_events(folder))
-    run._stop_event = StopFileRequest(folder / STOP_FILE)
-    trainer = load(registered_trainer(run.config))(run, None)
+    run.stop_request = StopFileRequest(folder / STOP_FILE)
+    trainer = load(trainer_of(run.config))(run, None)
     trainer.add_callback(GroupStopCallback(folder / STOP_FILE))
     trainer.add_callback(LoggingWindowCallback(trainer, Path(resume) if resume else None))
     if rank == 0:
-        trainer.add_callback(RunCallback(run._add_row, run._on_event, threading.Event()))  # the file stops ranks
+        trainer.add_callback(RunCallback(run.add_row, run.on_event, threading.Event()))  # the file stops ranks
     trainer.train(resume_from_checkpoint=resume)
     if rank == 0:
-        run._emit("saving", str(run.adapter_dir))
+        run.emit("saving", str(run.adapter_dir))
     save_adapter(trainer, run.adapter_dir, main_process=rank == 0)  # every rank: FSDP / ZeRO-3 gather
     if rank == 0:
-        from .folders import atomic_write
+        from .records import atomic_write
 
         atomic_write(
             folder / FINISHED_FILE, json.dumps({"adapter": str(run.adapter_dir), "step": trainer.state.global_step})
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         train(options.folder, options.resume, rank)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes this rank's one line
         from .failures import describe_failure
-        from .folders import atomic_write
+        from .records import atomic_write
         from .run import Run
 
         try:
