@@ -113,10 +113,9 @@ class ClassVLLMEngine:
 
     # -- the serving contract -----------------------------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
-        from ..serve.tools import template_messages
+        from ..serve.tools import chat_prompt_ids
 
-        text = self.tokenizer.apply_chat_template(template_messages(messages), add_generation_prompt=True, tokenize=False)
-        return self.encode(text)
+        return chat_prompt_ids(self.tokenizer, messages, tools)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -52,6 +52,19 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def chat_prompt_ids(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> list[int]:
+    """Token ids of the conversation (with ``tools`` rendered by the chat template) + the reply prompt."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("this model has no chat template; use /v1/completions with a plain prompt")
+    extra = {"tools": tools} if tools else {}
+    text = tokenizer.apply_chat_template(
+        template_messages(messages), add_generation_prompt=True, tokenize=False, **extra
+    )
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def _template_call(call: dict[str, Any]) -> dict[str, Any]:
     function = dict(call.get("function") or {})
     arguments = function.get("arguments")

@@ -23,7 +23,7 @@ from ...device import DeviceInfo
 from ...errors import SwiftConfigError, SwiftModelError
 from ..guided import Grammars
 from ..logprobs import prompt_entries
-from ..tools import parser_for_template, template_messages
+from ..tools import chat_prompt_ids, parser_for_template
 from .base import EngineFailure, InFlight, RequestHandle, RequestRecord, check_adapter
 from .hf_batch import Row, joinable, merge_caches, step
 
@@ -155,13 +155,7 @@ class HFEngine:
     # -- prompts ---------------------------------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
         """Token ids of the conversation (with ``tools`` rendered by the chat template) + the reply prompt."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("this model has no chat template; use /v1/completions with a plain prompt")
-        extra = {"tools": tools} if tools else {}
-        text = self.tokenizer.apply_chat_template(
-            template_messages(messages), add_generation_prompt=True, tokenize=False, **extra
-        )
-        return self.encode(text)
+        return chat_prompt_ids(self.tokenizer, messages, tools)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
