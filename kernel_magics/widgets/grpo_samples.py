@@ -8,9 +8,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import ipywidgets as W
-
-from ..train.runtime.samples import read_samples
+from .samples import RunSamplesPanel
 
 _STYLE = (
     "<style>.km-grpo-samples{font-size:13px}.km-grpo-samples table{border-collapse:collapse;width:100%}"
@@ -26,21 +24,11 @@ def _score(value: Any) -> str:
     return "—" if value is None else f"{float(value):.3f}"
 
 
-class GRPOSamplesPanel(W.HTML):
-    """Latest samples of ``run`` (``run.samples`` / ``samples.jsonl``), live through ``grpo_samples`` events."""
+class GRPOSamplesPanel(RunSamplesPanel):
+    """A GRPO run's latest scored completions, with the mean reward of earlier steps above them."""
 
-    def __init__(self, run: Any) -> None:
-        super().__init__()
-        self.add_class("km-grpo-samples-panel")
-        self.run = run
-        self.history: list[dict[str, Any]] = read_samples(run.output_dir)
-        self._unsubscribe = run.subscribe(self._on_event)
-        self._render()
-
-    def _on_event(self, event: str, payload: Any) -> None:
-        if event == "grpo_samples":
-            self.history.append(payload)
-            self._render()
+    event = "grpo_samples"
+    css_class = "km-grpo-samples-panel"
 
     def _trend(self) -> str:
         points = []
@@ -78,7 +66,3 @@ class GRPOSamplesPanel(W.HTML):
             + "".join(rows)
             + "</table></div>"
         )
-
-    def close(self) -> None:
-        self._unsubscribe()
-        super().close()

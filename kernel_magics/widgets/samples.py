@@ -22,22 +22,39 @@ _STYLE = (
 )
 
 
-class SamplesPanel(W.HTML):
-    """Latest samples of ``run`` (``run.samples`` / ``samples.jsonl``), live through the run's events."""
+class RunSamplesPanel(W.HTML):
+    """A run's published samples (``samples.jsonl``, then every ``event`` the run emits), drawn by ``_render``."""
+
+    event = "samples"  # the run's event that carries a new entry
+    css_class = "km-samples-panel"
 
     def __init__(self, run: Any) -> None:
         super().__init__()
-        self.add_class("km-samples-panel")
+        self.add_class(self.css_class)
         self.run = run
-        self._thumbs: dict[str, str] = {}
         self.history: list[dict[str, Any]] = read_samples(run.output_dir)
         self._unsubscribe = run.subscribe(self._on_event)
         self._render()
 
     def _on_event(self, event: str, payload: Any) -> None:
-        if event == "samples":
+        if event == self.event:
             self.history.append(payload)
             self._render()
+
+    def _render(self) -> None:  # pragma: no cover - each panel draws its own
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._unsubscribe()
+        super().close()
+
+
+class SamplesPanel(RunSamplesPanel):
+    """A vision-language run's latest answers on a few images, with earlier steps' answers beneath."""
+
+    def __init__(self, run: Any) -> None:
+        self._thumbs: dict[str, str] = {}
+        super().__init__(run)
 
     def _thumb(self, path: str) -> str:
         if path not in self._thumbs:
@@ -80,7 +97,3 @@ class SamplesPanel(W.HTML):
             + "".join(rows)
             + "</table></div>"
         )
-
-    def close(self) -> None:
-        self._unsubscribe()
-        super().close()
